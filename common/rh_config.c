@@ -1,0 +1,400 @@
+/*
+ * rh_config.c - the configuration file.
+ *
+ * Every key Rhino understands is one row of rh_config_keys[] below (the
+ * PgBouncer way): its section, name, type, default, bounds and where it lands
+ * in rh_config_t.  iniparser only reads the file; this table decides what is
+ * valid.  Unknown sections and keys are errors, not warnings: a typo in
+ * "bach_size" silently running with the default is how outages start.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <iniparser/iniparser.h>
+
+#include "rh_config.h"
+#include "rh_log.h"
+
+typedef enum {
+    RH_CF_INT,
+    RH_CF_SECONDS,
+    RH_CF_STRING,
+    RH_CF_LIST,
+    RH_CF_LOGLEVEL
+} rh_cf_type_t;
+
+typedef struct {
+    const char   *section;
+    const char   *key;
+    rh_cf_type_t  type;
+    size_t        offset;
+    const char   *def;
+    double        min, max;
+    size_t        count_offset;     /* RH_CF_LIST: where the item count goes */
+} rh_cf_key_t;
+
+#define OFF(f) offsetof(rh_config_t, f)
+
+static const rh_cf_key_t rh_config_keys[] = {
+    { "database",  "dsn",               RH_CF_STRING,   OFF(dsn),                   "",        0, 0, 0 },
+    { "worker",    "processes",         RH_CF_INT,      OFF(processes),             "2",       1, RH_MAX_PROCESSES, 0 },
+    { "worker",    "batch_size",        RH_CF_INT,      OFF(batch_size),            "1000",    1, RH_MAX_BATCH, 0 },
+    { "worker",    "queues",            RH_CF_LIST,     OFF(queues),                "default", 0, 0, OFF(nqueues) },
+    { "worker",    "poll_interval",     RH_CF_SECONDS,  OFF(poll_interval),         "0.1",     0.001, 60, 0 },
+    { "handlers",  "path",              RH_CF_LIST,     OFF(handler_paths),         "",        0, 0, OFF(nhandler_paths) },
+    { "retry",     "base_delay",        RH_CF_SECONDS,  OFF(retry_base_delay),      "1",       0, 86400 * 365, 0 },
+    { "retry",     "max_delay",         RH_CF_SECONDS,  OFF(retry_max_delay),       "3600",    0, 86400 * 365, 0 },
+    { "reaper",    "interval",          RH_CF_SECONDS,  OFF(reaper_interval),       "0.5",     0.01, 60, 0 },
+    { "reaper",    "lease",             RH_CF_SECONDS,  OFF(lease),                 "30",      1, 3600, 0 },
+    { "master",    "name",              RH_CF_STRING,   OFF(node_name),             "",        0, 0, 0 },
+    { "master",    "shutdown_timeout",  RH_CF_SECONDS,  OFF(shutdown_timeout),      "30",      0, 86400, 0 },
+    { "master",    "fast_shutdown_timeout", RH_CF_SECONDS, OFF(fast_shutdown_timeout), "2",   0, 3600, 0 },
+    { "retention", "completed",         RH_CF_SECONDS,  OFF(retention_completed),   "86400",   0, 86400.0 * 3650, 0 },
+    { "retention", "discarded",         RH_CF_SECONDS,  OFF(retention_discarded),   "604800",  0, 86400.0 * 3650, 0 },
+    { "log",       "level",             RH_CF_LOGLEVEL, OFF(log_level),             "info",    0, 0, 0 },
+};
+
+#define NKEYS (sizeof(rh_config_keys) / sizeof(rh_config_keys[0]))
+
+static void
+cf_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static char *
+trim(char *s)
+{
+    char *e;
+
+    while (isspace((unsigned char) *s))
+        s++;
+    e = s + strlen(s);
+    while (e > s && isspace((unsigned char) e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+void
+rh_free_list(char **list)
+{
+    if (list == NULL)
+        return;
+    for (char **p = list; *p; p++)
+        free(*p);
+    free(list);
+}
+
+int
+rh_split_list(const char *s, char ***out, int *n)
+{
+    char  *copy = strdup(s), *save = NULL, *tok, *item;
+    char **list;
+    int    cap = 1, cnt = 0;
+
+    if (copy == NULL)
+        return -1;
+    for (const char *p = s; *p; p++)
+        if (*p == ',')
+            cap++;
+    list = calloc((size_t) cap + 1, sizeof(char *));
+    if (list == NULL) {
+        free(copy);
+        return -1;
+    }
+    *out = list;
+    *n = 0;
+    if (*trim(copy) == '\0') {
+        free(copy);
+        return 0;
+    }
+    /* strsep, not strtok: "a,,b" must be an error, not "a,b" */
+    item = copy;
+    while ((tok = strsep(&item, ",")) != NULL) {
+        char *t = trim(tok);
+        if (*t == '\0') {
+            free(copy);
+            return -1;
+        }
+        list[cnt] = strdup(t);
+        if (list[cnt] == NULL) {
+            free(copy);
+            return -1;
+        }
+        cnt++;
+    }
+    (void) save;
+    free(copy);
+    *n = cnt;
+    return 0;
+}
+
+int
+rh_parse_seconds(const char *s, double min, double max, double *out)
+{
+    char  *end;
+    double v;
+
+    while (isspace((unsigned char) *s))
+        s++;
+    if (*s == '\0')
+        return -1;
+    errno = 0;
+    v = strtod(s, &end);
+    while (isspace((unsigned char) *end))
+        end++;
+    /* an optional unit suffix "s" for those who write "30s" */
+    if (*end == 's' && end[1] == '\0')
+        end++;
+    if (errno != 0 || *end != '\0' || !isfinite(v) || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int
+parse_int(const char *s, long min, long max, int *out)
+{
+    char *end;
+    long  v;
+
+    while (isspace((unsigned char) *s))
+        s++;
+    if (*s == '\0')
+        return -1;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    while (isspace((unsigned char) *end))
+        end++;
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = (int) v;
+    return 0;
+}
+
+/* Apply one value to its slot; on error fills err (without the file prefix). */
+static int
+cf_apply(const rh_cf_key_t *k, const char *val, rh_config_t *cfg, char *err, size_t errlen)
+{
+    char *base = (char *) cfg;
+
+    switch (k->type) {
+    case RH_CF_INT:
+        if (parse_int(val, (long) k->min, (long) k->max, (int *) (base + k->offset)) < 0) {
+            cf_err(err, errlen, "[%s] %s: \"%s\" is not a whole number from %.0f to %.0f",
+                   k->section, k->key, val, k->min, k->max);
+            return -1;
+        }
+        return 0;
+    case RH_CF_SECONDS:
+        if (rh_parse_seconds(val, k->min, k->max, (double *) (base + k->offset)) < 0) {
+            cf_err(err, errlen, "[%s] %s: \"%s\" is not a number of seconds from %g to %g",
+                   k->section, k->key, val, k->min, k->max);
+            return -1;
+        }
+        return 0;
+    case RH_CF_STRING: {
+        char **slot = (char **) (base + k->offset);
+        free(*slot);
+        *slot = strdup(val);
+        return *slot ? 0 : -1;
+    }
+    case RH_CF_LIST: {
+        char ***slot = (char ***) (base + k->offset);
+        int    *cnt = (int *) (base + k->count_offset);
+        rh_free_list(*slot);
+        *slot = NULL;
+        if (rh_split_list(val, slot, cnt) < 0) {
+            cf_err(err, errlen, "[%s] %s: \"%s\" has an empty item; write a comma-separated list",
+                   k->section, k->key, val);
+            return -1;
+        }
+        return 0;
+    }
+    case RH_CF_LOGLEVEL: {
+        int lvl = rh_log_parse_level(val);
+        if (lvl < 0) {
+            cf_err(err, errlen, "[%s] %s: \"%s\" is not one of error, warning, info, debug",
+                   k->section, k->key, val);
+            return -1;
+        }
+        *(int *) (base + k->offset) = lvl;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+static const rh_cf_key_t *
+cf_find(const char *section, const char *key)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(rh_config_keys[i].section, section) == 0 &&
+            (key == NULL || strcmp(rh_config_keys[i].key, key) == 0))
+            return &rh_config_keys[i];
+    return NULL;
+}
+
+void
+rh_config_defaults(rh_config_t *cfg)
+{
+    char scratch[256];
+
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NKEYS; i++)
+        if (cf_apply(&rh_config_keys[i], rh_config_keys[i].def, cfg, scratch, sizeof(scratch)) < 0)
+            abort();            /* a bad default is a programming error */
+    {
+        const char *env = getenv("RHINO_DSN");
+        if (env != NULL && *env != '\0') {
+            free(cfg->dsn);
+            cfg->dsn = strdup(env);
+        }
+    }
+}
+
+/* iniparser reports syntax errors through this callback; keep the first one. */
+static char *ini_err_buf;
+static size_t ini_err_len;
+
+static int
+ini_error_cb(const char *fmt, ...)
+{
+    va_list ap;
+    char    tmp[512];
+
+    if (ini_err_buf == NULL || ini_err_buf[0] != '\0')
+        return 0;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    snprintf(ini_err_buf, ini_err_len, "%s", trim(tmp));
+    return 0;
+}
+
+int
+rh_config_load(const char *file, rh_config_t *cfg, char *err, size_t errlen)
+{
+    dictionary *d;
+    char        msg[512], inimsg[512] = "";
+    FILE       *f;
+    int         nsec;
+
+    rh_config_defaults(cfg);
+    cfg->path = strdup(file);
+
+    /* iniparser says only "cannot open"; say why */
+    f = fopen(file, "r");
+    if (f == NULL) {
+        cf_err(err, errlen, "%s: cannot read the configuration file: %s", file, strerror(errno));
+        return -1;
+    }
+    fclose(f);
+
+    ini_err_buf = inimsg;
+    ini_err_len = sizeof(inimsg);
+    iniparser_set_error_callback(ini_error_cb);
+    d = iniparser_load(file);
+    iniparser_set_error_callback(NULL);
+    ini_err_buf = NULL;
+    if (d == NULL) {
+        cf_err(err, errlen, "%s: not a valid INI file: %s", file, inimsg[0] ? inimsg : "syntax error");
+        return -1;
+    }
+
+    nsec = iniparser_getnsec(d);
+    for (int s = 0; s < nsec; s++) {
+        const char  *sec = iniparser_getsecname(d, s);
+        int          nk = iniparser_getsecnkeys(d, sec);
+        const char **keys;
+
+        if (cf_find(sec, NULL) == NULL) {
+            cf_err(err, errlen, "%s: unknown section [%s] (known: database, worker, handlers, retry, "
+                   "reaper, master, retention, log)", file, sec);
+            iniparser_freedict(d);
+            return -1;
+        }
+        if (nk <= 0)
+            continue;
+        keys = calloc((size_t) nk, sizeof(char *));
+        if (keys == NULL || iniparser_getseckeys(d, sec, keys) == NULL) {
+            free(keys);
+            iniparser_freedict(d);
+            cf_err(err, errlen, "%s: out of memory", file);
+            return -1;
+        }
+        for (int i = 0; i < nk; i++) {
+            const char        *key = strchr(keys[i], ':') + 1;    /* "section:key" */
+            const rh_cf_key_t *k = cf_find(sec, key);
+            const char        *val;
+
+            if (k == NULL) {
+                cf_err(err, errlen, "%s: [%s] %s: unknown key", file, sec, key);
+                free(keys);
+                iniparser_freedict(d);
+                return -1;
+            }
+            val = iniparser_getstring(d, keys[i], "");
+            if (k->offset == OFF(dsn) && getenv("RHINO_DSN") && *getenv("RHINO_DSN"))
+                continue;   /* the environment wins over the file */
+            if (cf_apply(k, val, cfg, msg, sizeof(msg)) < 0) {
+                cf_err(err, errlen, "%s: %s", file, msg);
+                free(keys);
+                iniparser_freedict(d);
+                return -1;
+            }
+        }
+        free(keys);
+    }
+    iniparser_freedict(d);
+
+    /* cross-key rules */
+    if (cfg->nqueues == 0) {
+        cf_err(err, errlen, "%s: [worker] queues: empty; name at least one queue (for example: default)", file);
+        return -1;
+    }
+    if (cfg->nhandler_paths == 0) {
+        cf_err(err, errlen, "%s: [handlers] path: not set; list the handler .so files or directories "
+               "(comma-separated)", file);
+        return -1;
+    }
+    if (cfg->retry_max_delay < cfg->retry_base_delay) {
+        cf_err(err, errlen, "%s: [retry] max_delay (%g) is below base_delay (%g)", file,
+               cfg->retry_max_delay, cfg->retry_base_delay);
+        return -1;
+    }
+    if (cfg->reaper_interval * 3 > cfg->lease) {
+        cf_err(err, errlen, "%s: [reaper] lease (%g s) must be at least three reaper intervals (%g s)",
+               file, cfg->lease, cfg->reaper_interval);
+        return -1;
+    }
+    for (int i = 0; i < cfg->nqueues; i++)
+        if (strlen(cfg->queues[i]) > 255) {
+            cf_err(err, errlen, "%s: [worker] queues: a queue name is longer than 255 bytes", file);
+            return -1;
+        }
+    return 0;
+}
+
+void
+rh_config_free(rh_config_t *cfg)
+{
+    free(cfg->path);
+    free(cfg->dsn);
+    rh_free_list(cfg->queues);
+    rh_free_list(cfg->handler_paths);
+    free(cfg->node_name);
+    memset(cfg, 0, sizeof(*cfg));
+}

@@ -1,0 +1,66 @@
+/* rh_config.h - the INI configuration: one declarative table of keys, parsed with iniparser. */
+#ifndef RH_CONFIG_H
+#define RH_CONFIG_H
+
+#include <stddef.h>
+
+#define RH_MAX_PROCESSES 256
+#define RH_MAX_BATCH     1000
+
+typedef struct rh_config {
+    char    *path;                  /* the file it was read from */
+
+    /* [database] */
+    char    *dsn;                   /* after RHINO_DSN; "" = libpq's defaults */
+
+    /* [worker] */
+    int      processes;
+    int      batch_size;
+    char   **queues;                /* NULL-terminated */
+    int      nqueues;
+    double   poll_interval;         /* seconds between claims when idle */
+
+    /* [handlers] */
+    char   **handler_paths;         /* NULL-terminated: .so files or directories */
+    int      nhandler_paths;
+
+    /* [retry] */
+    double   retry_base_delay;
+    double   retry_max_delay;
+
+    /* [reaper] */
+    double   reaper_interval;
+    double   lease;                 /* node lease; a host silent this long is presumed dead */
+
+    /* [master] */
+    char    *node_name;             /* "" = the host name */
+    double   shutdown_timeout;      /* SIGTERM: drain deadline */
+    double   fast_shutdown_timeout; /* SIGINT: drain deadline */
+
+    /* [retention] */
+    double   retention_completed;   /* seconds; 0 = do not keep completed jobs */
+    double   retention_discarded;
+
+    /* [log] */
+    int      log_level;
+} rh_config_t;
+
+/*
+ * Read and validate FILE into *cfg (zeroed first).  On error returns -1 and
+ * writes "FILE: [section] key: reason" into err.  RHINO_DSN, when set,
+ * replaces [database] dsn.
+ */
+int  rh_config_load(const char *file, rh_config_t *cfg, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* The defaults alone, as if the file were empty (for rhinoctl without -c). */
+void rh_config_defaults(rh_config_t *cfg);
+void rh_config_free(rh_config_t *cfg);
+
+/* Split a comma list, trimming blanks; NULL-terminated; empty items are an error (-1). */
+int  rh_split_list(const char *s, char ***out, int *n);
+void rh_free_list(char **list);
+
+/* Parse seconds ("1", "0.25", "1.5e1"); -1 on garbage or out of [min,max]. */
+int  rh_parse_seconds(const char *s, double min, double max, double *out);
+
+#endif

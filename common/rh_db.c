@@ -1,0 +1,108 @@
+/* rh_db.c - connecting to PostgreSQL and checking the schema version. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rh_db.h"
+#include "rh_sql.h"
+
+static void
+conn_params(const char *dsn, const char *role, const char **keys, const char **vals, char *app, size_t applen)
+{
+    snprintf(app, applen, "rhino %s", role);
+    keys[0] = "dbname";                    vals[0] = dsn ? dsn : "";
+    keys[1] = "fallback_application_name"; vals[1] = app;
+    keys[2] = NULL;                        vals[2] = NULL;
+}
+
+PGconn *
+rh_db_connect(const char *dsn, const char *role, char *err, size_t errlen)
+{
+    const char *keys[3], *vals[3];
+    char        app[64];
+    PGconn     *conn;
+
+    conn_params(dsn, role, keys, vals, app, sizeof(app));
+    /* expand_dbname = 1: a "postgres://" URI or "k=v" string in dbname is parsed */
+    conn = PQconnectdbParams(keys, vals, 1);
+    if (conn == NULL) {
+        snprintf(err, errlen, "out of memory while connecting");
+        return NULL;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        snprintf(err, errlen, "cannot connect to the database: %s", rh_db_error(conn, NULL));
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+PGconn *
+rh_db_connect_start(const char *dsn, const char *role)
+{
+    const char *keys[3], *vals[3];
+    char        app[64];
+
+    conn_params(dsn, role, keys, vals, app, sizeof(app));
+    return PQconnectStartParams(keys, vals, 1);
+}
+
+const char *
+rh_db_error(PGconn *conn, const PGresult *res)
+{
+    static char buf[1024];
+    const char *m = res ? PQresultErrorMessage(res) : (conn ? PQerrorMessage(conn) : "");
+    char       *nl;
+
+    if (m == NULL || *m == '\0')
+        m = conn ? PQerrorMessage(conn) : "unknown error";
+    if (m == NULL || *m == '\0')
+        m = "unknown error (connection lost?)";
+    snprintf(buf, sizeof(buf), "%s", m);
+    /* libpq: "FATAL:  database \"x\" does not exist\n"; keep the first line */
+    nl = strchr(buf, '\n');
+    if (nl)
+        *nl = '\0';
+    return buf;
+}
+
+int
+rh_db_check_schema(PGconn *conn, char *err, size_t errlen)
+{
+    PGresult *res;
+    int       v;
+
+    res = PQexec(conn, "SELECT to_regclass('rhino.schema_migrations') IS NOT NULL");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "cannot read the schema version: %s", rh_db_error(conn, res));
+        PQclear(res);
+        return -1;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        PQclear(res);
+        snprintf(err, errlen, "the database has no Rhino schema: run \"rhinoctl migrate\" first");
+        return -1;
+    }
+    PQclear(res);
+    res = PQexec(conn, rh_sql(RH_STMT_SCHEMA_VERSION)->sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "cannot read the schema version: %s", rh_db_error(conn, res));
+        PQclear(res);
+        return -1;
+    }
+    v = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    if (v < RH_SCHEMA_VERSION) {
+        snprintf(err, errlen, "the Rhino schema is at version %d but this rhino needs %d: "
+                 "run \"rhinoctl migrate\"", v, RH_SCHEMA_VERSION);
+        return -1;
+    }
+    if (v > RH_SCHEMA_VERSION) {
+        snprintf(err, errlen, "the Rhino schema is at version %d, newer than this rhino knows (%d): "
+                 "upgrade rhino", v, RH_SCHEMA_VERSION);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,29 @@
+/* rh_db.h - opening a database connection the same way in every process. */
+#ifndef RH_DB_H
+#define RH_DB_H
+
+#include <stddef.h>
+#include <libpq-fe.h>
+
+/*
+ * Blocking connect with the DSN of the config (RHINO_DSN already applied;
+ * "" leaves everything to libpq's PG* variables and service files).
+ * application_name becomes "rhino <role>" unless the DSN sets one.
+ * On failure returns NULL and puts libpq's reason, never the DSN, into err.
+ */
+PGconn *rh_db_connect(const char *dsn, const char *role, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Start a non-blocking connect (PQconnectStartParams); NULL only on out-of-memory. */
+PGconn *rh_db_connect_start(const char *dsn, const char *role);
+
+/*
+ * Check that the schema is migrated to RH_SCHEMA_VERSION.  Returns 0, or -1
+ * with a message that tells the user what to run.
+ */
+int rh_db_check_schema(PGconn *conn, char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* The first line of PQerrorMessage/PQresultErrorMessage, without the newline. */
+const char *rh_db_error(PGconn *conn, const PGresult *res);
+
+#endif

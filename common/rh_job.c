@@ -1,0 +1,29 @@
+/*
+ * rh_job.c - the accessors of the handler ABI.  The rhino executable exports
+ * these (common/rhino.sym) so that a handler .so resolves them at dlopen.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "rh_job.h"
+
+int64_t     rhino_job_id(const rhino_job *job)           { return job->id; }
+int         rhino_job_attempt(const rhino_job *job)      { return job->attempt; }
+int         rhino_job_max_attempts(const rhino_job *job) { return job->max_attempts; }
+const char *rhino_job_kind(const rhino_job *job)         { return job->kind; }
+const char *rhino_job_queue(const rhino_job *job)        { return job->queue; }
+const char *rhino_job_payload(const rhino_job *job)      { return job->payload; }
+size_t      rhino_job_payload_len(const rhino_job *job)  { return job->payload_len; }
+
+void
+rhino_job_set_error(rhino_job *job, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(job->error, sizeof(job->error), fmt, ap);
+    va_end(ap);
+    job->has_error = 1;
+}

@@ -1,0 +1,22 @@
+/* rh_job.h - the job as a handler sees it (struct behind the opaque rhino_job). */
+#ifndef RH_JOB_H
+#define RH_JOB_H
+
+#define RHINO_INTERNAL 1
+#include "rhino.h"
+
+#define RH_JOB_ERROR_MAX 2000
+
+struct rhino_job {
+    int64_t     id;
+    int         attempt;
+    int         max_attempts;
+    const char *queue;
+    const char *kind;
+    const char *payload;
+    size_t      payload_len;
+    char        error[RH_JOB_ERROR_MAX + 1];
+    int         has_error;
+};
+
+#endif

@@ -1,0 +1,36 @@
+/* rh_loader.h - loading handler shared objects and finding a kind's handler. */
+#ifndef RH_LOADER_H
+#define RH_LOADER_H
+
+#include <stddef.h>
+
+#include "rh_job.h"
+
+typedef struct {
+    const char      *kind;      /* points into the .so, valid while it is loaded */
+    rhino_handler_fn fn;
+    const char      *so;        /* path it came from */
+} rh_handler_t;
+
+typedef struct {
+    rh_handler_t *handlers;     /* sorted by kind */
+    int           n;
+    void        **dl;           /* dlopen handles */
+    char        **so_paths;
+    int           ndl;
+} rh_registry_t;
+
+/*
+ * Load every path (a .so file, or a directory whose *.so files are loaded
+ * in name order).  A missing file, a dlopen failure (undefined symbol...), a
+ * .so with no RHINO_HANDLER, an ABI mismatch or two handlers for one kind
+ * fail the whole load with a message naming the file and what to do.
+ */
+int  rh_loader_load(rh_registry_t *reg, char *const *paths, int npaths, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+const rh_handler_t *rh_loader_find(const rh_registry_t *reg, const char *kind);
+/* The loaded kinds as "a, b, c" (for errors about unknown kinds). */
+void rh_loader_kinds(const rh_registry_t *reg, char *buf, size_t len);
+void rh_loader_unload(rh_registry_t *reg);
+
+#endif

@@ -1,0 +1,206 @@
+/*
+ * rh_sql.c - the statement table: all SQL text of the daemon and rhinoctl.
+ *
+ * Statements are sent unnamed with PQsendQueryParams/PQexecParams, never as
+ * named prepared statements and never with session state (SET, LISTEN,
+ * advisory locks), so that every connection can sit behind PgBouncer in
+ * transaction mode.  Parameters are always bound, never spliced into text.
+ *
+ * The fence: every statement that moves a running job matches
+ * (id, attempt, state = 'running').  The claim increments attempt, so a
+ * worker that lost its job to a rescue and a re-claim holds an old attempt
+ * and changes nothing.
+ */
+#include "config.h"
+
+#include <stddef.h>
+
+#include "rh_sql.h"
+
+static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
+
+    /*
+     * Claim up to $2 available jobs of the queues $1 for worker $3.
+     * Per queue, a LATERAL subquery walks jobs_claim in index order and locks
+     * with SKIP LOCKED; the outer ORDER BY merges the queues by priority.  The
+     * CTE is MATERIALIZED so that the planner cannot re-run the LIMIT
+     * subquery per updated row (and claim more than $2).  The worker row must
+     * still be live: a worker that the reaper declared dead claims nothing.
+     */
+    [RH_STMT_CLAIM] = { RH_STMT_CLAIM, "claim",
+        "WITH c AS MATERIALIZED ("
+        "  SELECT j.id FROM unnest($1::text[]) AS q(name)"
+        "  CROSS JOIN LATERAL ("
+        "    SELECT id, priority, run_at FROM rhino.jobs"
+        "     WHERE state = 'available' AND queue = q.name AND run_at <= now()"
+        "     ORDER BY priority, run_at, id"
+        "     LIMIT $2"
+        "     FOR UPDATE SKIP LOCKED) j"
+        "  WHERE EXISTS (SELECT 1 FROM rhino.workers w WHERE w.id = $3 AND w.ended_at IS NULL)"
+        "  ORDER BY j.priority, j.run_at, j.id"
+        "  LIMIT $2)"
+        " UPDATE rhino.jobs j"
+        "    SET state = 'running', attempt = j.attempt + 1, attempted_at = now(), worker_id = $3"
+        "   FROM c WHERE j.id = c.id"
+        " RETURNING j.id, j.attempt, j.max_attempts, j.queue, j.kind, j.payload::text",
+        3 },
+
+    /*
+     * Finalize a batch: arrays of (id, attempt, new state, retry delay in
+     * seconds, error).  Completed/discarded rows leave rhino.jobs for
+     * rhino.jobs_done in the same statement (completed ones only if $6, the
+     * retention of completed jobs, is on); retryable rows stay with a new
+     * run_at.  Returns how many rows matched; the rest were stale.
+     */
+    [RH_STMT_FINALIZE] = { RH_STMT_FINALIZE, "finalize",
+        "WITH f AS ("
+        "  SELECT * FROM unnest($1::bigint[], $2::int[], $3::rhino.job_state[], $4::float8[], $5::text[])"
+        "    AS f(id, attempt, state, delay, err)),"
+        " d AS ("
+        "  DELETE FROM rhino.jobs j USING f"
+        "   WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = 'running'"
+        "     AND f.state IN ('completed', 'discarded')"
+        "  RETURNING j.id, j.queue, j.kind, j.payload, f.state, j.priority, j.attempt, j.max_attempts,"
+        "            j.run_at, j.created_at, j.attempted_at, coalesce(f.err, j.last_error) AS last_error),"
+        " h AS ("
+        "  INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+        "                               run_at, created_at, attempted_at, last_error)"
+        "  SELECT * FROM d WHERE d.state <> 'completed' OR $6::bool),"
+        " r AS ("
+        "  UPDATE rhino.jobs j"
+        "     SET state = CASE WHEN f.delay > 0 THEN 'retryable' ELSE 'available' END::rhino.job_state,"
+        "         run_at = now() + make_interval(secs => f.delay),"
+        "         last_error = f.err, worker_id = NULL"
+        "    FROM f"
+        "   WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = 'running'"
+        "     AND f.state = 'retryable'"
+        "  RETURNING j.id)"
+        " SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM r)",
+        6 },
+
+    /*
+     * Give back claimed jobs whose handler never started (drain, lost
+     * connection).  The attempt the claim took is returned too: the job did
+     * not run, and attempt k was issued only to us, who give it up.
+     */
+    [RH_STMT_RELEASE] = { RH_STMT_RELEASE, "release",
+        "UPDATE rhino.jobs j"
+        "   SET state = 'available', attempt = j.attempt - 1, worker_id = NULL"
+        "  FROM unnest($1::bigint[], $2::int[]) AS f(id, attempt)"
+        " WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = 'running'",
+        2 },
+
+    [RH_STMT_WORKER_REGISTER] = { RH_STMT_WORKER_REGISTER, "worker_register",
+        "INSERT INTO rhino.workers (node_id, slot, generation, pid)"
+        " VALUES ($1, $2, $3, $4) RETURNING id",
+        4 },
+
+    [RH_STMT_WORKER_END] = { RH_STMT_WORKER_END, "worker_end",
+        "UPDATE rhino.workers SET ended_at = now() WHERE id = $1 AND ended_at IS NULL",
+        1 },
+
+    [RH_STMT_WORKER_ALIVE] = { RH_STMT_WORKER_ALIVE, "worker_alive",
+        "SELECT ended_at IS NULL FROM rhino.workers WHERE id = $1",
+        1 },
+
+    [RH_STMT_SCHEMA_VERSION] = { RH_STMT_SCHEMA_VERSION, "schema_version",
+        "SELECT coalesce(max(version), 0) FROM rhino.schema_migrations",
+        0 },
+
+    [RH_STMT_NODE_REGISTER] = { RH_STMT_NODE_REGISTER, "node_register",
+        "INSERT INTO rhino.nodes (name, pid, lease_until)"
+        " VALUES ($1, $2, now() + make_interval(secs => $3::float8)) RETURNING id",
+        3 },
+
+    /* Returns no row if another host's reaper declared this node dead. */
+    [RH_STMT_NODE_RENEW] = { RH_STMT_NODE_RENEW, "node_renew",
+        "UPDATE rhino.nodes SET lease_until = now() + make_interval(secs => $2::float8)"
+        " WHERE id = $1 AND stopped_at IS NULL AND lease_until > now() RETURNING id",
+        2 },
+
+    [RH_STMT_NODE_STOP] = { RH_STMT_NODE_STOP, "node_stop",
+        "WITH w AS (UPDATE rhino.workers SET ended_at = now() WHERE node_id = $1 AND ended_at IS NULL)"
+        " UPDATE rhino.nodes SET stopped_at = now() WHERE id = $1",
+        1 },
+
+    /*
+     * The master's process table, seen by the reaper in shared memory, says
+     * per slot the lowest generation that may still be alive.  Generations
+     * only grow and the master publishes a slot's new generation before it
+     * forks, so any row of this node with a lower generation is a dead
+     * process, whatever the timing of its registration.
+     */
+    [RH_STMT_WORKERS_RECONCILE] = { RH_STMT_WORKERS_RECONCILE, "workers_reconcile",
+        "UPDATE rhino.workers w SET ended_at = now()"
+        "  FROM unnest($2::int[], $3::int[]) AS s(slot, min_live)"
+        " WHERE w.node_id = $1 AND w.ended_at IS NULL AND w.slot = s.slot"
+        "   AND w.generation < s.min_live",
+        3 },
+
+    /*
+     * Make the running jobs of dead workers available again: workers that
+     * ended, and workers of nodes whose lease expired (a host that vanished).
+     * The update matches the attempt it read, so a job finalized or
+     * re-claimed meanwhile is left alone.  The attempt stays consumed.
+     */
+    [RH_STMT_RESCUE] = { RH_STMT_RESCUE, "rescue",
+        "WITH dead AS ("
+        "  SELECT j.id, j.attempt FROM rhino.jobs j"
+        "    LEFT JOIN rhino.workers w ON w.id = j.worker_id"
+        "    LEFT JOIN rhino.nodes n ON n.id = w.node_id"
+        "   WHERE j.state = 'running'"
+        "     AND (w.id IS NULL OR w.ended_at IS NOT NULL OR n.id IS NULL"
+        "          OR n.stopped_at IS NOT NULL OR n.lease_until < now())"
+        "   LIMIT 10000"
+        "   FOR UPDATE OF j SKIP LOCKED)"
+        " UPDATE rhino.jobs j"
+        "    SET state = 'available', worker_id = NULL,"
+        "        last_error = 'worker died during attempt ' || j.attempt"
+        "   FROM dead"
+        "  WHERE j.id = dead.id AND j.attempt = dead.attempt AND j.state = 'running'",
+        0 },
+
+    [RH_STMT_PROMOTE] = { RH_STMT_PROMOTE, "promote",
+        "UPDATE rhino.jobs j SET state = 'available'"
+        "  FROM (SELECT id FROM rhino.jobs"
+        "         WHERE state IN ('scheduled', 'retryable') AND run_at <= now()"
+        "         ORDER BY run_at LIMIT 10000 FOR UPDATE SKIP LOCKED) due"
+        " WHERE j.id = due.id",
+        0 },
+
+    /* Small batches, SKIP LOCKED: several hosts' reapers may prune at once. */
+    [RH_STMT_PRUNE] = { RH_STMT_PRUNE, "prune",
+        "DELETE FROM rhino.jobs_done d"
+        " USING (SELECT id FROM rhino.jobs_done"
+        "         WHERE finished_at < now() - make_interval(secs => least($1::float8, $2::float8))"
+        "           AND ((state = 'completed' AND finished_at < now() - make_interval(secs => $1::float8))"
+        "             OR (state <> 'completed' AND finished_at < now() - make_interval(secs => $2::float8)))"
+        "         LIMIT 5000 FOR UPDATE SKIP LOCKED) old"
+        " WHERE d.id = old.id",
+        2 },
+
+    /* Forget nodes gone for a day that have nothing left running. */
+    [RH_STMT_GC_NODES] = { RH_STMT_GC_NODES, "gc_nodes",
+        "DELETE FROM rhino.nodes n"
+        " WHERE coalesce(n.stopped_at, n.lease_until) < now() - interval '1 day'"
+        "   AND NOT EXISTS (SELECT 1 FROM rhino.jobs j JOIN rhino.workers w ON w.id = j.worker_id"
+        "                    WHERE w.node_id = n.id AND j.state = 'running')",
+        0 },
+
+    [RH_STMT_ENQUEUE] = { RH_STMT_ENQUEUE, "enqueue",
+        "SELECT rhino.enqueue($1, $2::jsonb, $3, coalesce($4::timestamptz, now()), $5::smallint, $6::int)",
+        6 },
+
+    [RH_STMT_STATS] = { RH_STMT_STATS, "stats",
+        "SELECT queue, state::text, count(*) FROM rhino.jobs GROUP BY 1, 2"
+        " UNION ALL"
+        " SELECT queue, state::text, count(*) FROM rhino.jobs_done GROUP BY 1, 2"
+        " ORDER BY 1, 2",
+        0 },
+};
+
+const rh_stmt_t *
+rh_sql(rh_stmt_id_t id)
+{
+    return &rh_stmts[id];
+}

@@ -1,0 +1,42 @@
+/* rh_sql.h - every SQL statement Rhino's processes send, by name. */
+#ifndef RH_SQL_H
+#define RH_SQL_H
+
+/* The schema version this build expects (highest sql/NNN_*.sql). */
+#define RH_SCHEMA_VERSION 1
+
+typedef enum {
+    /* worker */
+    RH_STMT_CLAIM = 0,
+    RH_STMT_FINALIZE,
+    RH_STMT_RELEASE,
+    RH_STMT_WORKER_REGISTER,
+    RH_STMT_WORKER_END,
+    RH_STMT_WORKER_ALIVE,
+    /* master */
+    RH_STMT_SCHEMA_VERSION,
+    RH_STMT_NODE_REGISTER,
+    /* reaper */
+    RH_STMT_NODE_RENEW,
+    RH_STMT_NODE_STOP,
+    RH_STMT_WORKERS_RECONCILE,
+    RH_STMT_RESCUE,
+    RH_STMT_PROMOTE,
+    RH_STMT_PRUNE,
+    RH_STMT_GC_NODES,
+    /* rhinoctl */
+    RH_STMT_ENQUEUE,
+    RH_STMT_STATS,
+    RH_STMT__COUNT
+} rh_stmt_id_t;
+
+typedef struct {
+    rh_stmt_id_t id;
+    const char  *name;
+    const char  *sql;
+    int          nparams;
+} rh_stmt_t;
+
+const rh_stmt_t *rh_sql(rh_stmt_id_t id);
+
+#endif

@@ -1,0 +1,123 @@
+/*
+ * rhino.h - the one public header of Rhino: the handler ABI.
+ *
+ * A handler is a function in a shared object that rhino loads with dlopen():
+ *
+ *     #include <rhino.h>
+ *
+ *     static int send_invoice(rhino_job *job)
+ *     {
+ *         const char *json = rhino_job_payload(job);
+ *         if (!do_it(json)) {
+ *             rhino_job_set_error(job, "mail server said %d", code);
+ *             return RHINO_RETRY;
+ *         }
+ *         return RHINO_OK;
+ *     }
+ *     RHINO_HANDLER("send_invoice", send_invoice);
+ *
+ * Build it with:  cc -shared -fPIC $(pkg-config --cflags rhino) -o invoices.so invoices.c
+ *
+ * Several RHINO_HANDLER lines may appear in one shared object (in one or in
+ * several translation units).  Each registration records RHINO_ABI_VERSION,
+ * which the loader compares with its own: a shared object built against
+ * another ABI is refused at start with a message that says so.
+ *
+ * The rhino_job accessors are exported by the rhino executable; a handler
+ * .so needs no library of its own to link against.
+ */
+#ifndef RHINO_H
+#define RHINO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped whenever rhino_handler_def or the meaning of an accessor changes. */
+#ifndef RHINO_ABI_VERSION
+#define RHINO_ABI_VERSION 1
+#endif
+
+/* What a handler returns. */
+#define RHINO_OK      0   /* done: the job becomes 'completed' */
+#define RHINO_RETRY   1   /* failed: retried with backoff until max_attempts */
+#define RHINO_DISCARD 2   /* failed for good: the job becomes 'discarded' now */
+
+typedef struct rhino_job rhino_job;
+typedef int (*rhino_handler_fn)(rhino_job *job);
+
+/*
+ * One registration, as placed by RHINO_HANDLER in the section
+ * "rhino_handlers" of the shared object.  abi stays the first member in
+ * every future version so that the loader can always read it.
+ */
+typedef struct rhino_handler_def {
+    uint32_t         abi;
+    uint32_t         flags;     /* reserved, 0 */
+    const char      *kind;
+    rhino_handler_fn fn;
+    const char      *file;      /* source file, for error messages */
+    int              line;
+} rhino_handler_def;
+
+/* Job accessors, valid only while the handler runs. */
+int64_t     rhino_job_id(const rhino_job *job);
+int         rhino_job_attempt(const rhino_job *job);
+int         rhino_job_max_attempts(const rhino_job *job);
+const char *rhino_job_kind(const rhino_job *job);
+const char *rhino_job_queue(const rhino_job *job);
+/* The payload as PostgreSQL prints the jsonb value, NUL-terminated. */
+const char *rhino_job_payload(const rhino_job *job);
+size_t      rhino_job_payload_len(const rhino_job *job);
+/* Record why the job failed (kept as last_error; truncated at 2000 bytes). */
+void        rhino_job_set_error(rhino_job *job, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define RHINO_CAT_(a, b) a##b
+#define RHINO_CAT(a, b)  RHINO_CAT_(a, b)
+
+/*
+ * Register fn as the handler of jobs of kind KIND.  The pointer to the
+ * definition goes into the "rhino_handlers" section; the linker provides
+ * __start_/__stop_ symbols bounding that section in each shared object,
+ * which rhino_module_handlers() below hands to the loader.
+ */
+#define RHINO_HANDLER(KIND, FN)                                               \
+    static const rhino_handler_def RHINO_CAT(rhino_def_, __LINE__) = {        \
+        RHINO_ABI_VERSION, 0, (KIND), (FN), __FILE__, __LINE__ };             \
+    static const rhino_handler_def *const RHINO_CAT(rhino_ptr_, __LINE__)     \
+        __attribute__((used, section("rhino_handlers"))) =                    \
+        &RHINO_CAT(rhino_def_, __LINE__)
+
+#ifndef RHINO_INTERNAL
+extern const rhino_handler_def *const __start_rhino_handlers[]
+    __attribute__((weak, visibility("hidden")));
+extern const rhino_handler_def *const __stop_rhino_handlers[]
+    __attribute__((weak, visibility("hidden")));
+
+/*
+ * The symbol the loader looks up with dlsym().  Weak, so that every
+ * translation unit of a .so may define it and the linker keeps one.
+ */
+__attribute__((weak, visibility("default"))) const rhino_handler_def *const *
+rhino_module_handlers(size_t *n);
+__attribute__((weak, visibility("default"))) const rhino_handler_def *const *
+rhino_module_handlers(size_t *n)
+{
+    if (__start_rhino_handlers == NULL || __stop_rhino_handlers == NULL) {
+        *n = 0;
+        return NULL;
+    }
+    *n = (size_t) (__stop_rhino_handlers - __start_rhino_handlers);
+    return __start_rhino_handlers;
+}
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RHINO_H */

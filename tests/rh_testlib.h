@@ -1,0 +1,56 @@
+/*
+ * rh_testlib.h - helpers shared by the check suites: a fresh database per
+ * test against the PostgreSQL that scripts/test starts (RHINO_TEST_DSN),
+ * running the real binaries, waiting on SQL conditions.
+ *
+ * Environment (set by `make check` / scripts/test):
+ *   RHINO_TEST_DSN       DSN of a superuser connection to the test cluster (required
+ *                        by DB tests: they fail, not skip, when it is missing)
+ *   RHINO_BIN            path of the built rhino
+ *   RHINOCTL_BIN         path of the built rhinoctl
+ *   RHINO_TEST_HANDLERS  directory of the test handler .so files
+ */
+#ifndef RH_TESTLIB_H
+#define RH_TESTLIB_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <libpq-fe.h>
+
+/* Paths from the environment; abort the test with a clear message if unset. */
+const char *rt_env(const char *name);
+
+/* Create an empty database with a unique name; returns its DSN (malloc'd). */
+char *rt_db_create(void);
+/* Same, then run `rhinoctl migrate` on it (asserting exit 0). */
+char *rt_db_create_migrated(void);
+
+PGconn *rt_connect(const char *dsn);                         /* asserts success */
+void    rt_exec(PGconn *conn, const char *sql);              /* asserts success */
+/* First column of the first row as a malloc'd string (NULL if SQL NULL or no row). */
+char   *rt_query1(PGconn *conn, const char *sql);
+long    rt_query_long(PGconn *conn, const char *sql);        /* asserts one non-NULL value */
+
+/*
+ * Run argv[0] with extra environment entries ("K=V", NULL-terminated, may be
+ * NULL), feeding stdin_text (may be NULL) and capturing stdout and stderr into
+ * malloc'd strings (out/err may be NULL).  Returns the exit code, or 128+signal.
+ */
+int   rt_run(char *const argv[], char *const env[], const char *stdin_text, char **out, char **err);
+
+/* Start argv in the background with env added, stdout+stderr appended to logpath. */
+pid_t rt_spawn(char *const argv[], char *const env[], const char *logpath);
+/* Wait up to timeout seconds; returns exit code, 128+signal, or -1 on timeout. */
+int   rt_wait_exit(pid_t pid, double timeout);
+
+/* Write an INI file into a fresh temp dir; returns its path (malloc'd). */
+char *rt_write_file(const char *name, const char *content);
+/* Read a whole file (malloc'd, NUL-terminated; NULL if missing). */
+char *rt_read_file(const char *path);
+
+/* Poll sql (which returns one boolean) every 50 ms until 't' or timeout; 1 if reached. */
+int   rt_wait_sql(PGconn *conn, const char *sql, double timeout);
+
+double rt_now(void);   /* monotonic seconds */
+
+#endif
