@@ -17,6 +17,7 @@ typedef struct {
 } rh_shm_slot_t;
 
 typedef struct {
+    int           stopping;     /* the master is shutting down for good */
     int           nslots;
     rh_shm_slot_t slot[RH_MAX_PROCESSES];
 } rh_shm_t;

@@ -90,6 +90,18 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         " WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = 'running'",
         2 },
 
+    /*
+     * After a lost connection the worker cannot know whether its last claim
+     * committed.  In the same transaction that replays its pending
+     * finalizes, it hands back everything else still running under its id.
+     * The attempt stays consumed: the worker cannot tell what ran.
+     */
+    [RH_STMT_RELEASE_MINE] = { RH_STMT_RELEASE_MINE, "release_mine",
+        "UPDATE rhino.jobs SET state = 'available', worker_id = NULL,"
+        "       last_error = 'released after the worker lost its connection during attempt ' || attempt"
+        " WHERE worker_id = $1 AND state = 'running'",
+        1 },
+
     [RH_STMT_WORKER_REGISTER] = { RH_STMT_WORKER_REGISTER, "worker_register",
         "INSERT INTO rhino.workers (node_id, slot, generation, pid)"
         " VALUES ($1, $2, $3, $4) RETURNING id",

@@ -1,0 +1,577 @@
+/*
+ * rh_master.c - the master process: forks the workers and the reaper and
+ * supervises them on libev's default loop, nginx's master/worker cycle.
+ *
+ * The master holds no database connection while it runs (it opens one at
+ * start to check the schema and register this node, and closes it before the
+ * first fork: libpq connections must not cross a fork) and never runs
+ * handler code (handlers are validated in a throwaway child).  So the only
+ * things that can kill it are signals.
+ *
+ * Signals are libev ev_signal watchers: the C handler only records the
+ * signal, and the callbacks below run as ordinary code from the loop.
+ *
+ *   SIGCHLD  a child exited: mark its slot dead in shared memory, poke the
+ *            reaper (SIGUSR1) so its jobs are rescued at once, respawn it
+ *            (with exponential backoff when it dies young).
+ *   SIGTERM  graceful stop: workers finish the job in hand, finalize, release
+ *            what they did not start; after [master] shutdown_timeout the rest
+ *            are killed and the reaper rescues their jobs; then the reaper
+ *            marks the node stopped and everything exits 0.
+ *   SIGINT   the same with [master] fast_shutdown_timeout.  A second TERM or
+ *            INT kills the workers at once.
+ *   SIGHUP   re-read the config; if it and its handlers are valid, roll the
+ *            workers one at a time (stop one, start its successor with the
+ *            new config and freshly loaded handler code), then the reaper.
+ *            If not, log why and keep running the old one.
+ *
+ * Children notice the master's death through PR_SET_PDEATHSIG (SIGTERM), so
+ * a SIGKILLed master leaves no orphans working unsupervised.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <ev.h>
+#include <libpq-fe.h>
+
+#include "rh_config.h"
+#include "rh_db.h"
+#include "rh_loader.h"
+#include "rh_log.h"
+#include "rh_master.h"
+#include "rh_proc.h"
+#include "rh_reaper.h"
+#include "rh_shm.h"
+#include "rh_sql.h"
+#include "rh_worker.h"
+
+typedef struct {
+    rh_role_t role;
+    int       slot;
+    pid_t     pid;              /* 0 = not running */
+    int       generation;
+    int       epoch;            /* config epoch it was started with */
+    double    started;
+    double    backoff;          /* next respawn delay if it dies young */
+    int       stopping;         /* we sent it SIGTERM */
+    int       retire;           /* do not respawn (slot removed by a reload) */
+    ev_timer  respawn;
+} rh_proc_t;
+
+typedef enum {
+    M_RUNNING,
+    M_STOPPING,
+    M_STOPPING_REAPER
+} rh_mstate_t;
+
+static struct {
+    rh_config_t    *cfg;
+    int64_t         node_id;
+    rh_shm_t       *shm;
+    pid_t           pid;
+    struct ev_loop *loop;
+    rh_proc_t       workers[RH_MAX_PROCESSES];
+    int             nslots;     /* slots ever used (shm range) */
+    rh_proc_t       reaper;
+    int             epoch;
+    int             rolling;
+    rh_mstate_t     state;
+    int             exit_code;
+    ev_signal       sig_term, sig_int, sig_hup;
+    ev_child        child;
+    ev_timer        deadline;
+} M;
+
+static void spawn(rh_proc_t *p);
+static void roll_next(void);
+
+/* ---------------------------------------------------------------------- */
+
+/*
+ * In a freshly forked child: stop the master's watchers (so that libev lets
+ * the child's own loop take the same signals), drop the master's loop, and
+ * restore a plain signal state.
+ */
+static void
+child_init(void)
+{
+    sigset_t all;
+
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != M.pid)
+        _exit(RH_EXIT_ERROR);   /* the master is already gone */
+    ev_signal_stop(M.loop, &M.sig_term);
+    ev_signal_stop(M.loop, &M.sig_int);
+    ev_signal_stop(M.loop, &M.sig_hup);
+    ev_child_stop(M.loop, &M.child);
+    ev_loop_destroy(M.loop);
+    M.loop = NULL;
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGUSR1, SIG_DFL);
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+}
+
+int
+rh_master_check_handlers(const rh_config_t *cfg)
+{
+    pid_t pid;
+    int   status;
+
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        rh_log_error("fork() failed while checking handlers: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        rh_registry_t reg;
+        char          err[1024];
+
+        rh_log_set_role("check");
+        if (rh_loader_load(&reg, cfg->handler_paths, cfg->nhandler_paths, err, sizeof(err)) < 0) {
+            rh_log_error("%s", err);
+            _exit(RH_EXIT_FATAL);
+        }
+        _exit(RH_EXIT_OK);
+    }
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) {
+            rh_log_error("waitpid() failed while checking handlers: %s", strerror(errno));
+            return -1;
+        }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    if (WIFSIGNALED(status))
+        rh_log_error("loading the handlers killed the checking process with signal %d "
+                     "(a constructor in a handler .so crashed?)", WTERMSIG(status));
+    return -1;
+}
+
+static const char *
+proc_name(const rh_proc_t *p, char *buf, size_t len)
+{
+    if (p->role == RH_ROLE_REAPER)
+        snprintf(buf, len, "reaper");
+    else
+        snprintf(buf, len, "worker.%d", p->slot);
+    return buf;
+}
+
+static void
+spawn(rh_proc_t *p)
+{
+    pid_t pid;
+    char  name[32];
+
+    if (p->role == RH_ROLE_WORKER) {
+        /* publish the generation before fork: see rh_shm.h */
+        p->generation++;
+        rh_shm_store(&M.shm->slot[p->slot].generation, p->generation);
+        rh_shm_store(&M.shm->slot[p->slot].min_live, p->generation);
+    }
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        rh_log_error("fork() failed while spawning %s: %s; retrying in 1 s",
+                     proc_name(p, name, sizeof(name)), strerror(errno));
+        ev_timer_set(&p->respawn, 1.0, 0);
+        ev_timer_start(M.loop, &p->respawn);
+        return;
+    }
+    if (pid == 0) {
+        child_init();
+        if (p->role == RH_ROLE_WORKER)
+            rh_worker_main(M.cfg, p->slot, p->generation, M.node_id);
+        rh_reaper_main(M.cfg, M.node_id, M.shm);
+    }
+    p->pid = pid;
+    p->started = ev_now(M.loop);
+    p->epoch = M.epoch;
+    p->stopping = 0;
+    if (p->role == RH_ROLE_WORKER)
+        rh_shm_store(&M.shm->slot[p->slot].pid, (int) pid);
+    rh_log_debug("started %s, pid %d", proc_name(p, name, sizeof(name)), (int) pid);
+}
+
+static void
+on_respawn(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    rh_proc_t *p = w->data;
+
+    if (M.state == M_RUNNING && p->pid == 0 && !p->retire)
+        spawn(p);
+}
+
+static int
+workers_alive(void)
+{
+    int n = 0;
+
+    for (int i = 0; i < M.nslots; i++)
+        if (M.workers[i].pid)
+            n++;
+    return n;
+}
+
+static void
+stop_reaper(void)
+{
+    M.state = M_STOPPING_REAPER;
+    if (M.reaper.pid == 0) {
+        ev_break(M.loop, EVBREAK_ALL);
+        return;
+    }
+    kill(M.reaper.pid, SIGTERM);
+    /* the reaper's last pass is short; do not wait on a hung database forever */
+    ev_timer_stop(M.loop, &M.deadline);
+    ev_timer_set(&M.deadline, 10.0, 0);
+    ev_timer_start(M.loop, &M.deadline);
+}
+
+static void
+begin_shutdown(int fast, int code)
+{
+    double timeout = fast ? M.cfg->fast_shutdown_timeout : M.cfg->shutdown_timeout;
+
+    if (code > M.exit_code)
+        M.exit_code = code;
+    if (M.state != M_RUNNING) {
+        /* a second request: no more waiting */
+        if (M.state == M_STOPPING) {
+            rh_log_warning("stop requested again: killing %d worker(s) now", workers_alive());
+            for (int i = 0; i < M.nslots; i++)
+                if (M.workers[i].pid)
+                    kill(M.workers[i].pid, SIGKILL);
+        }
+        return;
+    }
+    M.state = M_STOPPING;
+    rh_shm_store(&M.shm->stopping, 1);
+    rh_log_info("%s stop: draining %d worker(s), deadline %.1f s", fast ? "fast" : "graceful",
+                workers_alive(), timeout);
+    for (int i = 0; i < M.nslots; i++) {
+        rh_proc_t *p = &M.workers[i];
+        ev_timer_stop(M.loop, &p->respawn);
+        if (p->pid) {
+            kill(p->pid, SIGTERM);
+            p->stopping = 1;
+        }
+    }
+    ev_timer_stop(M.loop, &M.reaper.respawn);
+    if (workers_alive() == 0) {
+        stop_reaper();
+        return;
+    }
+    ev_timer_set(&M.deadline, timeout, 0);
+    ev_timer_start(M.loop, &M.deadline);
+}
+
+static void
+on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    if (M.state == M_STOPPING) {
+        rh_log_warning("shutdown deadline passed: killing %d worker(s); the reaper hands their jobs back",
+                       workers_alive());
+        for (int i = 0; i < M.nslots; i++)
+            if (M.workers[i].pid)
+                kill(M.workers[i].pid, SIGKILL);
+    } else if (M.state == M_STOPPING_REAPER && M.reaper.pid) {
+        rh_log_warning("the reaper did not stop in time; killing it");
+        kill(M.reaper.pid, SIGKILL);
+    }
+}
+
+static void
+on_child(struct ev_loop *loop, ev_child *w, int revents)
+{
+    rh_proc_t *p = NULL;
+    char       name[32], how[64];
+    int        st = w->rstatus, code;
+    double     now = ev_now(loop);
+
+    if (M.reaper.pid == w->rpid)
+        p = &M.reaper;
+    for (int i = 0; p == NULL && i < M.nslots; i++)
+        if (M.workers[i].pid == w->rpid)
+            p = &M.workers[i];
+    if (p == NULL)
+        return;                 /* a handler checker, reaped elsewhere */
+
+    code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (WIFEXITED(st))
+        snprintf(how, sizeof(how), "exited with code %d", WEXITSTATUS(st));
+    else
+        snprintf(how, sizeof(how), "was killed by signal %d%s", WTERMSIG(st),
+                 WCOREDUMP(st) ? " (core dumped)" : "");
+    p->pid = 0;
+    if (p->role == RH_ROLE_WORKER) {
+        rh_shm_store(&M.shm->slot[p->slot].pid, 0);
+        rh_shm_store(&M.shm->slot[p->slot].min_live, p->generation + 1);
+        /* its running jobs: rescued by the reaper's next pass, which is now */
+        if (M.reaper.pid)
+            kill(M.reaper.pid, SIGUSR1);
+    }
+    if (code == 0 && (p->stopping || M.state != M_RUNNING))
+        rh_log_info("%s (pid %d) %s", proc_name(p, name, sizeof(name)), (int) w->rpid, how);
+    else
+        rh_log_error("%s (pid %d) %s", proc_name(p, name, sizeof(name)), (int) w->rpid, how);
+
+    if (M.state == M_STOPPING) {
+        if (workers_alive() == 0)
+            stop_reaper();
+        return;
+    }
+    if (M.state == M_STOPPING_REAPER) {
+        if (p == &M.reaper)
+            ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    if (code == RH_EXIT_FATAL) {
+        rh_log_error("%s hit an error that a restart cannot fix; stopping rhino", name);
+        begin_shutdown(1, 1);
+        return;
+    }
+    if (p->retire) {
+        p->retire = 0;
+        return;
+    }
+    if (p->stopping) {
+        /* stopped by us for a roll: its successor starts now, with the new config */
+        spawn(p);
+        if (M.rolling)
+            roll_next();
+        return;
+    }
+    /* died on its own: respawn, slower and slower if it keeps dying young */
+    if (now - p->started < 10) {
+        p->backoff = p->backoff ? p->backoff * 2 : 0.1;
+        if (p->backoff > 30)
+            p->backoff = 30;
+    } else {
+        p->backoff = 0;
+    }
+    if (p->backoff == 0) {
+        spawn(p);
+    } else {
+        rh_log_warning("%s died %.1f s after start; restarting it in %.1f s", name, now - p->started,
+                       p->backoff);
+        ev_timer_set(&p->respawn, p->backoff, 0);
+        ev_timer_start(loop, &p->respawn);
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* reload                                                                 */
+
+/* Stop the next process started under an older config; its exit starts its successor. */
+static void
+roll_next(void)
+{
+    char name[32];
+
+    for (int i = 0; i < M.nslots; i++) {
+        rh_proc_t *p = &M.workers[i];
+        if (p->pid && p->epoch < M.epoch && !p->retire) {
+            if (!p->stopping) {
+                rh_log_info("rolling %s (pid %d)", proc_name(p, name, sizeof(name)), (int) p->pid);
+                p->stopping = 1;
+                kill(p->pid, SIGTERM);
+            }
+            return;             /* one at a time */
+        }
+    }
+    if (M.reaper.pid && M.reaper.epoch < M.epoch) {
+        if (!M.reaper.stopping) {
+            M.reaper.stopping = 1;
+            kill(M.reaper.pid, SIGTERM);
+        }
+        return;
+    }
+    M.rolling = 0;
+    rh_log_info("reload done: %d worker(s) on the new configuration", workers_alive());
+}
+
+static void
+on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    rh_config_t *ncfg, *old;
+    char         err[1024];
+    int          oldn;
+
+    if (M.state != M_RUNNING)
+        return;
+    rh_log_info("SIGHUP: reloading %s", M.cfg->path);
+    ncfg = calloc(1, sizeof(*ncfg));
+    if (ncfg == NULL)
+        return;
+    if (rh_config_load(M.cfg->path, ncfg, err, sizeof(err)) < 0) {
+        rh_log_error("reload failed, keeping the running configuration: %s", err);
+        rh_config_free(ncfg);
+        free(ncfg);
+        return;
+    }
+    if (rh_master_check_handlers(ncfg) < 0) {
+        rh_log_error("reload failed (handlers above), keeping the running configuration");
+        rh_config_free(ncfg);
+        free(ncfg);
+        return;
+    }
+    if (ncfg->dsn && M.cfg->dsn && strcmp(ncfg->dsn, M.cfg->dsn) != 0)
+        rh_log_warning("[database] dsn changed: new workers use it; the node stays registered where it was");
+    old = M.cfg;
+    oldn = old->processes;
+    M.cfg = ncfg;
+    rh_log_level = ncfg->log_level;
+    rh_config_free(old);
+    free(old);
+    M.epoch++;
+
+    /* fewer processes: retire the surplus slots; more: start the new ones */
+    for (int i = M.cfg->processes; i < oldn; i++) {
+        rh_proc_t *p = &M.workers[i];
+        ev_timer_stop(loop, &p->respawn);
+        if (p->pid) {
+            p->retire = 1;
+            p->stopping = 1;
+            kill(p->pid, SIGTERM);
+        }
+    }
+    for (int i = oldn; i < M.cfg->processes; i++) {
+        rh_proc_t *p = &M.workers[i];
+        p->retire = 0;
+        if (i >= M.nslots) {
+            M.nslots = i + 1;
+            rh_shm_store(&M.shm->nslots, M.nslots);
+        }
+        if (p->pid == 0)
+            spawn(p);
+    }
+    M.rolling = 1;
+    roll_next();
+}
+
+static void
+on_term(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    begin_shutdown(w->signum == SIGINT, 0);
+}
+
+/* ---------------------------------------------------------------------- */
+
+/* Register this master as a node; the connection is closed before any fork. */
+static int
+register_node(void)
+{
+    char        err[1024], host[256], pid[16], lease[32];
+    const char *name = M.cfg->node_name;
+    const char *p[3];
+    PGconn     *conn;
+    PGresult   *res;
+
+    conn = rh_db_connect(M.cfg->dsn, "master", err, sizeof(err));
+    if (conn == NULL) {
+        rh_log_error("%s (set [database] dsn or RHINO_DSN)", err);
+        return -1;
+    }
+    if (rh_db_check_schema(conn, err, sizeof(err)) < 0) {
+        rh_log_error("%s", err);
+        PQfinish(conn);
+        return -1;
+    }
+    if (name == NULL || *name == '\0') {
+        if (gethostname(host, sizeof(host)) < 0)
+            snprintf(host, sizeof(host), "unknown");
+        host[sizeof(host) - 1] = '\0';
+        name = host;
+    }
+    snprintf(pid, sizeof(pid), "%d", (int) getpid());
+    snprintf(lease, sizeof(lease), "%.3f", M.cfg->lease);
+    p[0] = name;
+    p[1] = pid;
+    p[2] = lease;
+    res = PQexecParams(conn, rh_sql(RH_STMT_NODE_REGISTER)->sql, 3, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rh_log_error("cannot register this node: %s", rh_db_error(conn, res));
+        PQclear(res);
+        PQfinish(conn);
+        return -1;
+    }
+    M.node_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    PQfinish(conn);
+    rh_log_info("node %" PRId64 " registered as \"%s\"", M.node_id, name);
+    return 0;
+}
+
+int
+rh_master_run(rh_config_t *cfg)
+{
+    memset(&M, 0, sizeof(M));
+    M.cfg = cfg;
+    M.pid = getpid();
+    rh_log_set_role("master");
+    rh_log_level = cfg->log_level;
+    signal(SIGPIPE, SIG_IGN);
+
+    if (rh_master_check_handlers(cfg) < 0)
+        return 1;
+    if (register_node() < 0)
+        return 1;
+    M.shm = rh_shm_create();
+    if (M.shm == NULL) {
+        rh_log_error("mmap() failed for the process table: %s", strerror(errno));
+        return 1;
+    }
+
+    M.loop = ev_default_loop(EVFLAG_AUTO);
+    if (M.loop == NULL) {
+        rh_log_error("cannot create the event loop");
+        return 1;
+    }
+    ev_signal_init(&M.sig_term, on_term, SIGTERM);
+    ev_signal_start(M.loop, &M.sig_term);
+    ev_signal_init(&M.sig_int, on_term, SIGINT);
+    ev_signal_start(M.loop, &M.sig_int);
+    ev_signal_init(&M.sig_hup, on_hup, SIGHUP);
+    ev_signal_start(M.loop, &M.sig_hup);
+    ev_child_init(&M.child, on_child, 0, 0);
+    ev_child_start(M.loop, &M.child);
+    ev_init(&M.deadline, on_deadline);
+
+    M.nslots = cfg->processes;
+    rh_shm_store(&M.shm->nslots, M.nslots);
+    for (int i = 0; i < RH_MAX_PROCESSES; i++) {
+        M.workers[i].role = RH_ROLE_WORKER;
+        M.workers[i].slot = i;
+        ev_init(&M.workers[i].respawn, on_respawn);
+        M.workers[i].respawn.data = &M.workers[i];
+        M.shm->slot[i].min_live = 1;
+    }
+    M.reaper.role = RH_ROLE_REAPER;
+    ev_init(&M.reaper.respawn, on_respawn);
+    M.reaper.respawn.data = &M.reaper;
+
+    spawn(&M.reaper);
+    for (int i = 0; i < cfg->processes; i++)
+        spawn(&M.workers[i]);
+    rh_log_info("rhino %s started: %d worker(s), queues %d, batch %d", PACKAGE_VERSION, cfg->processes,
+                cfg->nqueues, cfg->batch_size);
+
+    ev_run(M.loop, 0);
+
+    rh_log_info("rhino stopped (exit code %d)", M.exit_code);
+    return M.exit_code;
+}

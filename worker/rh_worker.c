@@ -1,0 +1,1029 @@
+/*
+ * rh_worker.c - a worker process: one libpq connection in non-blocking
+ * pipeline mode on one libev loop; claims batches, runs the handlers,
+ * finalizes the outcomes.
+ *
+ * The cycle.  A "round" is what the worker sends in one flush:
+ *
+ *     [finalize(outcomes of batch k-1)] SYNC   [claim(batch k+1)] SYNC
+ *
+ * Two sync segments, so two implicit transactions: a failed finalize does not
+ * abort the claim, and the claim's rows are not locked any longer than their
+ * own statement.  As soon as the round is flushed the worker runs the
+ * handlers of batch k, so the database works on the round while the handlers
+ * run; when the round's results arrive, batch k+1 is in hand and the next
+ * round carries batch k's outcomes.  At most one round is in flight: the
+ * worker never queues unboundedly, and holds at most two batches.
+ *
+ * The fence.  Every claim increments attempt; finalize matches (id, attempt,
+ * state = 'running').  An outcome is forgotten only once its segment's SYNC
+ * arrives with no error before it: that is the commit confirmation.
+ *
+ * Lost connection.  Outcomes in flight become pending again (replaying a
+ * fenced finalize is harmless), the handlers of not-yet-started jobs are not
+ * run, and after reconnecting the worker sends one transaction that replays
+ * the finalizes and then hands back every other job still running under its
+ * id, including those of a claim whose commit it never saw.
+ *
+ * Signals.  SIGTERM/SIGINT only set a flag and wake the loop (ev_async, which
+ * is async-signal-safe).  The flag is also tested between two jobs of a
+ * batch: the job in hand finishes, the rest are released unstarted.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+
+#include <ev.h>
+#include <libpq-fe.h>
+
+#include "rh_backoff.h"
+#include "rh_config.h"
+#include "rh_db.h"
+#include "rh_job.h"
+#include "rh_loader.h"
+#include "rh_log.h"
+#include "rh_proc.h"
+#include "rh_sql.h"
+#include "rh_worker.h"
+
+/* what a result in the pipeline answers */
+typedef enum {
+    E_CLAIM,
+    E_FINALIZE,
+    E_RELEASE,
+    E_RELEASE_MINE,
+    E_REGISTER,
+    E_ALIVE,
+    E_END,
+    E_SYNC
+} rh_expect_kind_t;
+
+/* which segment a sync closes */
+typedef enum {
+    SEG_SETUP,      /* first registration, or replay after reconnect */
+    SEG_FINALIZE,
+    SEG_CLAIM,
+    SEG_FINAL       /* drain: finalize + release + end, then exit */
+} rh_seg_t;
+
+typedef struct {
+    rh_expect_kind_t kind;
+    rh_seg_t         seg;
+    int              got;       /* a result arrived for this query */
+} rh_expect_t;
+
+#define FIFO_MAX 32
+
+/* One finished job waiting for its finalize to commit. */
+typedef struct {
+    int64_t     id;
+    int         attempt;
+    const char *state;          /* "completed", "retryable", "discarded" */
+    double      delay;          /* retryable: seconds until run_at */
+    char       *err;            /* malloc'd, valid UTF-8, or NULL */
+} rh_outcome_t;
+
+typedef struct {
+    rh_outcome_t *v;
+    int           n, cap;
+} rh_outcomes_t;
+
+/* A growable string, for array literals. */
+typedef struct {
+    char  *s;
+    size_t len, cap;
+} rh_buf_t;
+
+static struct {
+    const rh_config_t *cfg;
+    int                slot, generation;
+    int64_t            node_id;
+    int64_t            worker_id;       /* our row in rhino.workers; 0 before registration */
+    char               worker_id_s[24];
+    char               queues_lit[4096];
+    char               batch_s[16];
+
+    struct ev_loop    *loop;
+    ev_io              io;
+    ev_timer           timer;           /* poll interval / reconnect backoff */
+    ev_async           wake;            /* poked by the signal handler */
+
+    PGconn            *conn;
+    int                connected;       /* pipeline set up, registered */
+    int                connecting;
+    double             reconnect_delay;
+    int                io_events;
+
+    rh_expect_t        fifo[FIFO_MAX];
+    int                fifo_head, fifo_len;
+    int                seg_error;       /* an error since the last sync */
+    int                round_inflight;  /* syncs still expected */
+
+    rh_registry_t      reg;
+    char               kinds[1024];
+
+    /* the batch in hand: rows of a claim result, run in order */
+    PGresult          *cur;
+    int                cur_n, cur_next;
+    PGresult          *next;            /* the batch claimed while cur ran */
+    PGresult          *claimed;         /* arrived with the round, not yet confirmed */
+    int                claim_due;       /* claim in the next round */
+    int                check_alive;     /* ask whether our row is still live */
+    double             last_alive_check;
+
+    rh_outcomes_t      pending;         /* finished, not yet sent */
+    rh_outcomes_t      inflight;        /* sent, awaiting the sync */
+    int64_t            fin_matched;
+    int                fin_failures;    /* consecutive */
+
+    uint64_t           rng;
+    int                draining;
+    int                final_sent;
+
+    /* counters for the exit line */
+    uint64_t           n_done, n_retry, n_discard, n_stale, n_claimed;
+} W;
+
+static volatile sig_atomic_t w_stop;
+
+static void w_step(void);
+static void w_broken(const char *why);
+static void w_connect_start(void);
+
+/* ---------------------------------------------------------------------- */
+/* small helpers                                                          */
+
+static void
+buf_reserve(rh_buf_t *b, size_t more)
+{
+    if (b->len + more + 1 <= b->cap)
+        return;
+    while (b->len + more + 1 > b->cap)
+        b->cap = b->cap ? b->cap * 2 : 4096;
+    b->s = realloc(b->s, b->cap);
+    if (b->s == NULL)
+        rh_fatal("out of memory");
+}
+
+static void
+buf_printf(rh_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    int     n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    buf_reserve(b, (size_t) n);
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, (size_t) n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t) n;
+}
+
+/* Append one element to an array literal, quoted, or NULL. */
+static void
+buf_array_elem(rh_buf_t *b, const char *v)
+{
+    if (b->len > 1)
+        buf_printf(b, ",");
+    if (v == NULL) {
+        buf_printf(b, "NULL");
+        return;
+    }
+    buf_reserve(b, strlen(v) * 2 + 2);
+    b->s[b->len++] = '"';
+    for (const char *p = v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            b->s[b->len++] = '\\';
+        b->s[b->len++] = *p;
+    }
+    b->s[b->len++] = '"';
+    b->s[b->len] = '\0';
+}
+
+/*
+ * Handler errors go into a text[] parameter: one invalid UTF-8 byte would
+ * make PostgreSQL reject the whole finalize, batch included, forever.  So
+ * anything that is not well-formed UTF-8 becomes '?'.
+ */
+static char *
+utf8_clean(const char *s)
+{
+    size_t               n = strlen(s);
+    char                *out = malloc(n + 1), *o = out;
+    const unsigned char *p = (const unsigned char *) s;
+
+    if (out == NULL)
+        rh_fatal("out of memory");
+    while (*p) {
+        int len = (*p < 0x80) ? 1 : ((*p & 0xE0) == 0xC0) ? 2 : ((*p & 0xF0) == 0xE0) ? 3
+                : ((*p & 0xF8) == 0xF0) ? 4 : 0;
+        int ok = len > 0 && !(len == 2 && *p < 0xC2);
+        for (int i = 1; ok && i < len; i++)
+            if ((p[i] & 0xC0) != 0x80)
+                ok = 0;
+        if (!ok) {
+            *o++ = '?';
+            p++;
+            continue;
+        }
+        memcpy(o, p, (size_t) len);
+        o += len;
+        p += len;
+    }
+    *o = '\0';
+    return out;
+}
+
+static void
+outcome_add(rh_outcomes_t *l, int64_t id, int attempt, const char *state, double delay, const char *err)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 1024;
+        l->v = realloc(l->v, sizeof(rh_outcome_t) * (size_t) l->cap);
+        if (l->v == NULL)
+            rh_fatal("out of memory");
+    }
+    l->v[l->n].id = id;
+    l->v[l->n].attempt = attempt;
+    l->v[l->n].state = state;
+    l->v[l->n].delay = delay;
+    l->v[l->n].err = err ? utf8_clean(err) : NULL;
+    l->n++;
+}
+
+static void
+outcomes_clear(rh_outcomes_t *l)
+{
+    for (int i = 0; i < l->n; i++)
+        free(l->v[i].err);
+    l->n = 0;
+}
+
+/* Move every outcome of src to the end of dst (src left empty). */
+static void
+outcomes_move(rh_outcomes_t *dst, rh_outcomes_t *src)
+{
+    for (int i = 0; i < src->n; i++) {
+        outcome_add(dst, src->v[i].id, src->v[i].attempt, src->v[i].state, src->v[i].delay, NULL);
+        dst->v[dst->n - 1].err = src->v[i].err;
+    }
+    src->n = 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* the pipeline                                                           */
+
+static void
+fifo_push(rh_expect_kind_t kind, rh_seg_t seg)
+{
+    rh_expect_t *e;
+
+    if (W.fifo_len == FIFO_MAX)
+        rh_fatal("internal error: pipeline FIFO overflow");
+    e = &W.fifo[(W.fifo_head + W.fifo_len) % FIFO_MAX];
+    e->kind = kind;
+    e->seg = seg;
+    e->got = 0;
+    W.fifo_len++;
+}
+
+static rh_expect_t *
+fifo_peek(void)
+{
+    return W.fifo_len ? &W.fifo[W.fifo_head] : NULL;
+}
+
+static void
+fifo_pop(void)
+{
+    W.fifo_head = (W.fifo_head + 1) % FIFO_MAX;
+    W.fifo_len--;
+}
+
+static void
+io_update(int want_write)
+{
+    int ev = EV_READ | (want_write ? EV_WRITE : 0);
+
+    if (ev == W.io_events)
+        return;
+    ev_io_stop(W.loop, &W.io);
+    ev_io_set(&W.io, PQsocket(W.conn), ev);
+    ev_io_start(W.loop, &W.io);
+    W.io_events = ev;
+}
+
+static int
+send_query(rh_stmt_id_t id, rh_expect_kind_t kind, rh_seg_t seg, const char *const *params)
+{
+    const rh_stmt_t *st = rh_sql(id);
+
+    if (!PQsendQueryParams(W.conn, st->sql, st->nparams, NULL, params, NULL, NULL, 0)) {
+        w_broken(PQerrorMessage(W.conn));
+        return -1;
+    }
+    fifo_push(kind, seg);
+    return 0;
+}
+
+static int
+send_sync(rh_seg_t seg)
+{
+    /* PQpipelineSync also flushes; a partial write leaves the rest to the write watcher */
+    if (!PQpipelineSync(W.conn)) {
+        w_broken(PQerrorMessage(W.conn));
+        return -1;
+    }
+    fifo_push(E_SYNC, seg);
+    W.round_inflight++;
+    return 0;
+}
+
+static int
+flush_out(void)
+{
+    int rc = PQflush(W.conn);
+
+    if (rc < 0) {
+        w_broken(PQerrorMessage(W.conn));
+        return -1;
+    }
+    io_update(rc == 1);
+    return 0;
+}
+
+/* The finalize statement's five arrays for the outcomes in l. */
+static int
+send_finalize(rh_outcomes_t *l, rh_seg_t seg)
+{
+    rh_buf_t    a[5] = { { 0 } };
+    const char *params[6];
+    char        tmp[64];
+
+    for (int k = 0; k < 5; k++)
+        buf_printf(&a[k], "{");
+    for (int i = 0; i < l->n; i++) {
+        const rh_outcome_t *o = &l->v[i];
+        buf_printf(&a[0], "%s%" PRId64, i ? "," : "", o->id);
+        buf_printf(&a[1], "%s%d", i ? "," : "", o->attempt);
+        buf_printf(&a[2], "%s%s", i ? "," : "", o->state);
+        snprintf(tmp, sizeof(tmp), "%.6f", o->delay);
+        buf_printf(&a[3], "%s%s", i ? "," : "", tmp);
+        buf_array_elem(&a[4], o->err);
+    }
+    for (int k = 0; k < 5; k++) {
+        buf_printf(&a[k], "}");
+        params[k] = a[k].s;
+    }
+    params[5] = W.cfg->retention_completed > 0 ? "true" : "false";
+    int rc = send_query(RH_STMT_FINALIZE, E_FINALIZE, seg, params);
+    for (int k = 0; k < 5; k++)
+        free(a[k].s);
+    return rc;
+}
+
+/* Release the unstarted rows of the batch in hand (fenced, attempt given back). */
+static int
+send_release_unstarted(rh_seg_t seg)
+{
+    rh_buf_t    ids = { 0 }, att = { 0 };
+    const char *params[2];
+    int         rc;
+
+    int         k = 0;
+
+    buf_printf(&ids, "{");
+    buf_printf(&att, "{");
+    for (int i = W.cur ? W.cur_next : 0; W.cur && i < W.cur_n; i++, k++) {
+        buf_printf(&ids, "%s%s", k ? "," : "", PQgetvalue(W.cur, i, 0));
+        buf_printf(&att, "%s%s", k ? "," : "", PQgetvalue(W.cur, i, 1));
+    }
+    for (int i = 0; W.next && i < PQntuples(W.next); i++, k++) {
+        buf_printf(&ids, "%s%s", k ? "," : "", PQgetvalue(W.next, i, 0));
+        buf_printf(&att, "%s%s", k ? "," : "", PQgetvalue(W.next, i, 1));
+    }
+    buf_printf(&ids, "}");
+    buf_printf(&att, "}");
+    params[0] = ids.s;
+    params[1] = att.s;
+    rc = send_query(RH_STMT_RELEASE, E_RELEASE, seg, params);
+    free(ids.s);
+    free(att.s);
+    return rc;
+}
+
+/* Done with the batch in hand: the next one, if any, takes its place. */
+static void
+cur_clear(void)
+{
+    if (W.cur)
+        PQclear(W.cur);
+    W.cur = W.next;
+    W.cur_n = W.next ? PQntuples(W.next) : 0;
+    W.cur_next = 0;
+    W.next = NULL;
+}
+
+static void
+batches_clear(void)
+{
+    cur_clear();
+    cur_clear();
+}
+
+/* ---------------------------------------------------------------------- */
+/* running handlers                                                       */
+
+/* Run one claimed job and record its outcome in W.pending. */
+static void
+run_job(int row)
+{
+    rhino_job           job;
+    const rh_handler_t *h;
+    int                 rc;
+    const char         *err;
+
+    memset(&job, 0, sizeof(job));
+    job.id = strtoll(PQgetvalue(W.cur, row, 0), NULL, 10);
+    job.attempt = atoi(PQgetvalue(W.cur, row, 1));
+    job.max_attempts = atoi(PQgetvalue(W.cur, row, 2));
+    job.queue = PQgetvalue(W.cur, row, 3);
+    job.kind = PQgetvalue(W.cur, row, 4);
+    job.payload = PQgetvalue(W.cur, row, 5);
+    job.payload_len = (size_t) PQgetlength(W.cur, row, 5);
+
+    /* a rescued job whose crashed attempt was its last: do not run it again */
+    if (job.attempt > job.max_attempts) {
+        snprintf(job.error, sizeof(job.error), "attempts exhausted: attempt %d of %d ended with its "
+                 "worker's death", job.attempt - 1, job.max_attempts);
+        outcome_add(&W.pending, job.id, job.attempt, "discarded", 0, job.error);
+        W.n_discard++;
+        return;
+    }
+
+    h = rh_loader_find(&W.reg, job.kind);
+    if (h == NULL) {
+        /* a rolling deploy may bring the handler: retry, as any failure */
+        snprintf(job.error, sizeof(job.error), "no handler for kind \"%s\" in this worker (loaded: %s)",
+                 job.kind, W.kinds);
+        rc = RHINO_RETRY;
+    } else {
+        rc = h->fn(&job);
+    }
+
+    err = job.has_error ? job.error : NULL;
+    switch (rc) {
+    case RHINO_OK:
+        outcome_add(&W.pending, job.id, job.attempt, "completed", 0, NULL);
+        W.n_done++;
+        return;
+    case RHINO_DISCARD:
+        outcome_add(&W.pending, job.id, job.attempt, "discarded", 0,
+                    err ? err : "handler returned RHINO_DISCARD");
+        W.n_discard++;
+        return;
+    case RHINO_RETRY:
+        break;
+    default:
+        snprintf(job.error, sizeof(job.error), "handler returned %d, which is not RHINO_OK, RHINO_RETRY "
+                 "or RHINO_DISCARD", rc);
+        err = job.error;
+        break;
+    }
+    if (err == NULL)
+        err = "handler returned RHINO_RETRY";
+    if (job.attempt >= job.max_attempts) {
+        outcome_add(&W.pending, job.id, job.attempt, "discarded", 0, err);
+        W.n_discard++;
+    } else {
+        double d = rh_backoff_delay(job.attempt, W.cfg->retry_base_delay, W.cfg->retry_max_delay,
+                                    rh_rand_unit(&W.rng));
+        outcome_add(&W.pending, job.id, job.attempt, "retryable", d, err);
+        W.n_retry++;
+    }
+}
+
+static void
+run_batch(void)
+{
+    while (W.cur_next < W.cur_n && !w_stop && W.connected)
+        run_job(W.cur_next++);
+    if (W.cur_next == W.cur_n)
+        cur_clear();
+}
+
+/* ---------------------------------------------------------------------- */
+/* results                                                                */
+
+static void
+on_sync(rh_seg_t seg)
+{
+    int ok = !W.seg_error;
+
+    W.seg_error = 0;
+    W.round_inflight--;
+    switch (seg) {
+    case SEG_SETUP:
+        if (!ok) {
+            /* the whole setup transaction rolled back; outcomes stay pending */
+            outcomes_move(&W.pending, &W.inflight);
+            rh_log_error("worker setup failed; retrying in 1 s");
+            W.connected = 0;
+            ev_timer_stop(W.loop, &W.timer);
+            ev_timer_set(&W.timer, 1.0, 0);
+            ev_timer_start(W.loop, &W.timer);
+            return;
+        }
+        outcomes_clear(&W.inflight);
+        batches_clear();        /* handed back by release_mine */
+        W.connected = 1;
+        W.reconnect_delay = 0;
+        W.claim_due = 1;
+        rh_log_info("worker %s ready (node %" PRId64 ", slot %d, generation %d, %d handler kinds)",
+                    W.worker_id_s, W.node_id, W.slot, W.generation, W.reg.n);
+        break;
+    case SEG_FINALIZE:
+        if (ok) {
+            int64_t stale = W.inflight.n - W.fin_matched;
+            if (stale > 0) {
+                W.n_stale += (uint64_t) stale;
+                rh_log_warning("%" PRId64 " of %d finalizes were stale (the jobs were rescued and "
+                               "claimed again); their outcomes were not recorded", stale, W.inflight.n);
+            }
+            outcomes_clear(&W.inflight);
+            W.fin_failures = 0;
+        } else {
+            outcomes_move(&W.pending, &W.inflight);
+            if (++W.fin_failures >= 10) {
+                /* the jobs stay running under our id; the reaper hands them back once we are gone */
+                rh_log_error("finalize failed %d times in a row; exiting so that the jobs are rescued",
+                             W.fin_failures);
+                exit(RH_EXIT_ERROR);
+            }
+        }
+        break;
+    case SEG_CLAIM:
+        if (ok && W.claimed) {
+            int n = PQntuples(W.claimed);
+            if (n > 0) {
+                if (W.cur == NULL) {
+                    W.cur = W.claimed;
+                    W.cur_n = n;
+                    W.cur_next = 0;
+                } else {
+                    W.next = W.claimed;
+                }
+                W.n_claimed += (uint64_t) n;
+                W.claim_due = 1;        /* there was work: look again at once */
+            } else {
+                PQclear(W.claimed);
+            }
+            W.claimed = NULL;
+        } else if (W.claimed) {
+            PQclear(W.claimed);
+            W.claimed = NULL;
+        }
+        break;
+    case SEG_FINAL:
+        if (!ok) {
+            rh_log_error("final finalize/release failed; the reaper will hand our jobs back");
+            exit(RH_EXIT_ERROR);
+        }
+        rh_log_info("worker drained: %" PRIu64 " claimed, %" PRIu64 " completed, %" PRIu64 " retried, %"
+                    PRIu64 " discarded, %" PRIu64 " stale", W.n_claimed, W.n_done, W.n_retry, W.n_discard,
+                    W.n_stale);
+        PQfinish(W.conn);
+        exit(RH_EXIT_OK);
+    }
+}
+
+static void
+on_result(rh_expect_t *e, PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+
+    if (st == PGRES_FATAL_ERROR || st == PGRES_PIPELINE_ABORTED) {
+        if (st == PGRES_FATAL_ERROR) {
+            const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            rh_log_error("%s failed (SQLSTATE %s): %s",
+                         e->kind == E_CLAIM ? "claim" : e->kind == E_FINALIZE ? "finalize"
+                         : e->kind == E_REGISTER ? "worker registration" : "statement",
+                         code ? code : "?", rh_db_error(W.conn, res));
+        }
+        W.seg_error = 1;
+        PQclear(res);
+        return;
+    }
+    switch (e->kind) {
+    case E_CLAIM:
+        W.claimed = res;        /* kept: the batch's strings point into it */
+        return;
+    case E_FINALIZE:
+        W.fin_matched = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+        break;
+    case E_REGISTER:
+        W.worker_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        snprintf(W.worker_id_s, sizeof(W.worker_id_s), "%" PRId64, W.worker_id);
+        break;
+    case E_ALIVE:
+        if (PQntuples(res) == 0 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+            /*
+             * The reaper declared us dead (our node's lease ran out, say)
+             * and our jobs were or will be handed to others: stop at once
+             * and let the master start a fresh worker.
+             */
+            rh_log_error("worker %s was declared dead in rhino.workers; exiting for a fresh start",
+                         W.worker_id_s);
+            exit(RH_EXIT_ERROR);
+        }
+        break;
+    default:
+        break;
+    }
+    PQclear(res);
+}
+
+/* Read whatever results are complete; never call PQgetResult while busy. */
+static void
+drain_results(void)
+{
+    while (W.conn && W.fifo_len > 0 && !PQisBusy(W.conn)) {
+        rh_expect_t *e = fifo_peek();
+        PGresult    *res = PQgetResult(W.conn);
+
+        if (res == NULL) {
+            if (e->kind != E_SYNC && e->got) {
+                fifo_pop();         /* end of this query's results */
+                continue;
+            }
+            if (PQstatus(W.conn) == CONNECTION_BAD) {
+                w_broken("connection lost");
+                return;
+            }
+            break;
+        }
+        if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            if (e->kind != E_SYNC) {
+                w_broken("internal error: sync result out of order");
+                return;
+            }
+            fifo_pop();
+            on_sync(e->seg);
+            continue;
+        }
+        if (e->kind == E_SYNC) {
+            /* an error raised at commit time, after the last statement's result */
+            rh_log_error("commit failed: %s", rh_db_error(W.conn, res));
+            W.seg_error = 1;
+            PQclear(res);
+            continue;
+        }
+        e->got = 1;
+        on_result(e, res);
+        if (PQstatus(W.conn) == CONNECTION_BAD) {
+            w_broken("connection lost");
+            return;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* the cycle                                                              */
+
+static void
+send_final(void)
+{
+    const char *p1[1] = { W.worker_id_s };
+
+    if (W.pending.n > 0) {
+        outcomes_move(&W.inflight, &W.pending);
+        if (send_finalize(&W.inflight, SEG_FINAL) < 0)
+            return;
+    }
+    if (((W.cur && W.cur_next < W.cur_n) || W.next) && send_release_unstarted(SEG_FINAL) < 0)
+        return;
+    if (send_query(RH_STMT_WORKER_END, E_END, SEG_FINAL, p1) < 0 || send_sync(SEG_FINAL) < 0)
+        return;
+    W.final_sent = 1;
+    flush_out();
+}
+
+/*
+ * Decide what to send next and run what is in hand.  Called after every
+ * event; does nothing while a round is in flight.
+ */
+static void
+w_step(void)
+{
+    for (;;) {
+        int sent = 0;
+
+        if (!W.connected || W.round_inflight > 0 || W.final_sent)
+            return;
+
+        if (w_stop) {
+            if (!W.draining) {
+                W.draining = 1;
+                rh_log_info("draining: releasing %d claimed jobs that did not start",
+                            (W.cur ? W.cur_n - W.cur_next : 0) + (W.next ? PQntuples(W.next) : 0));
+            }
+            send_final();
+            return;
+        }
+
+        if (W.pending.n > 0) {
+            outcomes_move(&W.inflight, &W.pending);
+            if (send_finalize(&W.inflight, SEG_FINALIZE) < 0 || send_sync(SEG_FINALIZE) < 0)
+                return;
+            sent = 1;
+        }
+        if (W.claim_due && W.next == NULL) {
+            const char *params[3] = { W.queues_lit, W.batch_s, W.worker_id_s };
+            double      now = ev_now(W.loop);
+
+            W.claim_due = 0;
+            if (send_query(RH_STMT_CLAIM, E_CLAIM, SEG_CLAIM, params) < 0)
+                return;
+            if (now - W.last_alive_check > W.cfg->lease / 3) {
+                const char *p1[1] = { W.worker_id_s };
+                W.last_alive_check = now;
+                if (send_query(RH_STMT_WORKER_ALIVE, E_ALIVE, SEG_CLAIM, p1) < 0)
+                    return;
+            }
+            if (send_sync(SEG_CLAIM) < 0)
+                return;
+            sent = 1;
+        }
+        if (sent && flush_out() < 0)
+            return;
+
+        /* the round is on its way: run the batch in hand meanwhile */
+        if (W.cur) {
+            run_batch();
+            drain_results();        /* results may have come while handlers ran */
+            if (W.round_inflight == 0)
+                continue;           /* send this batch's outcomes */
+            return;
+        }
+        if (!sent && !ev_is_active(&W.timer)) {
+            /* idle: look again after poll_interval */
+            ev_timer_set(&W.timer, W.cfg->poll_interval, 0);
+            ev_timer_start(W.loop, &W.timer);
+        }
+        return;
+    }
+}
+
+static void
+on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    if (W.connecting) {
+        w_connect_start();      /* continue PQconnectPoll */
+        return;
+    }
+    if (revents & EV_READ) {
+        if (!PQconsumeInput(W.conn)) {
+            w_broken(PQerrorMessage(W.conn));
+            return;
+        }
+    }
+    /* a server blocked on its own sends stops reading ours: flush after reading too */
+    if (W.io_events & EV_WRITE) {
+        if (flush_out() < 0)
+            return;
+    }
+    drain_results();
+    w_step();
+}
+
+static void
+on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    if (W.conn == NULL) {
+        w_connect_start();
+        return;
+    }
+    if (!W.connected && !W.connecting && W.round_inflight == 0) {
+        /* setup failed earlier: reconnect from scratch */
+        w_broken("retrying setup");
+        return;
+    }
+    W.claim_due = 1;
+    w_step();
+}
+
+static void
+on_wake(struct ev_loop *loop, ev_async *w, int revents)
+{
+    if (w_stop && W.conn == NULL && W.pending.n == 0) {
+        rh_log_info("stopping while disconnected; nothing to finalize");
+        exit(RH_EXIT_OK);
+    }
+    ev_timer_stop(W.loop, &W.timer);
+    w_step();
+}
+
+static void
+on_signal(int sig)
+{
+    w_stop = 1;
+    ev_async_send(W.loop, &W.wake);
+}
+
+/* ---------------------------------------------------------------------- */
+/* connection                                                             */
+
+/* Send the setup transaction once the connection is up. */
+static void
+send_setup(void)
+{
+    if (W.worker_id == 0) {
+        char        node[24], slot[16], gen[16], pid[16];
+        const char *p[4] = { node, slot, gen, pid };
+
+        snprintf(node, sizeof(node), "%" PRId64, W.node_id);
+        snprintf(slot, sizeof(slot), "%d", W.slot);
+        snprintf(gen, sizeof(gen), "%d", W.generation);
+        snprintf(pid, sizeof(pid), "%d", (int) getpid());
+        if (send_query(RH_STMT_WORKER_REGISTER, E_REGISTER, SEG_SETUP, p) < 0)
+            return;
+    } else {
+        const char *p1[1] = { W.worker_id_s };
+
+        /* replay the finalizes whose commit we never saw, then hand back the rest */
+        if (W.pending.n > 0) {
+            outcomes_move(&W.inflight, &W.pending);
+            if (send_finalize(&W.inflight, SEG_SETUP) < 0)
+                return;
+        }
+        if (send_query(RH_STMT_RELEASE_MINE, E_RELEASE_MINE, SEG_SETUP, p1) < 0 ||
+            send_query(RH_STMT_WORKER_ALIVE, E_ALIVE, SEG_SETUP, p1) < 0)
+            return;
+    }
+    if (send_sync(SEG_SETUP) < 0)
+        return;
+    flush_out();
+}
+
+/* Start, or continue, a non-blocking connect driven by the loop. */
+static void
+w_connect_start(void)
+{
+    PostgresPollingStatusType st;
+
+    if (W.conn == NULL) {
+        W.conn = rh_db_connect_start(W.cfg->dsn, "worker");
+        if (W.conn == NULL)
+            rh_fatal("out of memory");
+        if (PQstatus(W.conn) == CONNECTION_BAD) {
+            w_broken(PQerrorMessage(W.conn));
+            return;
+        }
+        W.connecting = 1;
+        W.io_events = 0;
+        ev_io_init(&W.io, on_io, PQsocket(W.conn), EV_WRITE);
+        ev_io_start(W.loop, &W.io);
+        W.io_events = EV_WRITE;
+        return;
+    }
+    st = PQconnectPoll(W.conn);
+    switch (st) {
+    case PGRES_POLLING_READING:
+    case PGRES_POLLING_WRITING:
+        /* the socket may change during connect (multiple hosts) */
+        ev_io_stop(W.loop, &W.io);
+        ev_io_set(&W.io, PQsocket(W.conn), st == PGRES_POLLING_READING ? EV_READ : EV_WRITE);
+        ev_io_start(W.loop, &W.io);
+        W.io_events = st == PGRES_POLLING_READING ? EV_READ : EV_WRITE;
+        return;
+    case PGRES_POLLING_FAILED:
+        w_broken(PQerrorMessage(W.conn));
+        return;
+    default:
+        break;
+    }
+    W.connecting = 0;
+    if (PQsetnonblocking(W.conn, 1) != 0 || !PQenterPipelineMode(W.conn)) {
+        w_broken(PQerrorMessage(W.conn));
+        return;
+    }
+    io_update(0);
+    send_setup();
+}
+
+/*
+ * The connection is gone (or unusable): forget the pipeline, keep what can
+ * be replayed, and reconnect with capped exponential backoff and jitter.
+ */
+static void
+w_broken(const char *why)
+{
+    char msg[512];
+
+    snprintf(msg, sizeof(msg), "%s", why && *why ? why : "unknown error");
+    msg[strcspn(msg, "\n")] = '\0';
+    if (W.conn) {
+        ev_io_stop(W.loop, &W.io);
+        PQfinish(W.conn);
+        W.conn = NULL;
+    }
+    W.io_events = 0;
+    W.connecting = 0;
+    W.connected = 0;
+    W.fifo_len = 0;
+    W.round_inflight = 0;
+    W.seg_error = 0;
+    if (W.claimed) {
+        PQclear(W.claimed);
+        W.claimed = NULL;
+    }
+    /* unknown fate: replay (fenced, so harmless if it did commit) */
+    outcomes_move(&W.pending, &W.inflight);
+    W.draining = 0;
+    W.final_sent = 0;
+
+    W.reconnect_delay = W.reconnect_delay == 0 ? 0.1 : W.reconnect_delay * 2;
+    if (W.reconnect_delay > 5)
+        W.reconnect_delay = 5;
+    if (w_stop && W.pending.n == 0) {
+        rh_log_info("connection lost while stopping (%s); nothing left to finalize", msg);
+        exit(RH_EXIT_OK);
+    }
+    rh_log_error("database connection lost: %s; reconnecting in %.1f s (%d outcomes to replay)",
+                 msg, W.reconnect_delay, W.pending.n);
+    ev_timer_stop(W.loop, &W.timer);
+    ev_timer_set(&W.timer, W.reconnect_delay * (0.5 + rh_rand_unit(&W.rng) / 2), 0);
+    ev_timer_start(W.loop, &W.timer);
+}
+
+/* ---------------------------------------------------------------------- */
+
+static void
+build_queue_literal(void)
+{
+    rh_buf_t b = { 0 };
+
+    buf_printf(&b, "{");
+    for (int i = 0; i < W.cfg->nqueues; i++)
+        buf_array_elem(&b, W.cfg->queues[i]);
+    buf_printf(&b, "}");
+    if (b.len >= sizeof(W.queues_lit))
+        rh_fatal("[worker] queues: the list is too long (%zu bytes; at most %zu)", b.len,
+                 sizeof(W.queues_lit) - 1);
+    memcpy(W.queues_lit, b.s, b.len + 1);
+    free(b.s);
+}
+
+void
+rh_worker_main(const rh_config_t *cfg, int slot, int generation, int64_t node_id)
+{
+    char             role[32], err[1024];
+    struct sigaction sa;
+
+    memset(&W, 0, sizeof(W));
+    W.cfg = cfg;
+    W.slot = slot;
+    W.generation = generation;
+    W.node_id = node_id;
+    W.rng = rh_rand_seed();
+    snprintf(role, sizeof(role), "worker.%d", slot);
+    rh_log_set_role(role);
+    snprintf(W.batch_s, sizeof(W.batch_s), "%d", cfg->batch_size);
+    build_queue_literal();
+
+    /* handlers are loaded here, after fork, so that a SIGHUP roll loads new code */
+    if (rh_loader_load(&W.reg, cfg->handler_paths, cfg->nhandler_paths, err, sizeof(err)) < 0)
+        rh_fatal("%s", err);
+    rh_loader_kinds(&W.reg, W.kinds, sizeof(W.kinds));
+
+    W.loop = ev_default_loop(EVFLAG_AUTO);
+    if (W.loop == NULL)
+        rh_fatal("cannot create the event loop");
+    ev_async_init(&W.wake, on_wake);
+    ev_async_start(W.loop, &W.wake);
+    ev_init(&W.timer, on_timer);
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGPIPE, &sa, NULL);
+
+    w_connect_start();
+    ev_run(W.loop, 0);
+    rh_fatal("worker event loop ended unexpectedly");
+}

@@ -1,0 +1,18 @@
+/* rh_worker.h - a worker process: claims, runs and finalizes jobs. */
+#ifndef RH_WORKER_H
+#define RH_WORKER_H
+
+#include <stdint.h>
+
+#include "rh_config.h"
+
+/*
+ * Run a worker in the current (freshly forked) process and never return.
+ * slot and generation identify it within node node_id (the master's row in
+ * rhino.nodes).  Exits RH_EXIT_OK after a drain, RH_EXIT_ERROR on trouble the
+ * master should answer with a respawn, RH_EXIT_FATAL when it should stop.
+ */
+void rh_worker_main(const rh_config_t *cfg, int slot, int generation, int64_t node_id)
+    __attribute__((noreturn));
+
+#endif
