@@ -151,8 +151,8 @@ rt_env(const char *name)
     const char *v = getenv(name);
 
     if (v == NULL || *v == '\0')
-        ck_abort_msg("environment variable %s is not set: run the tests with `make check` "
-                     "or scripts/test (RHINO_TEST_DSN comes from tests/pgcluster.sh env)", name);
+        ck_abort_msg("environment variable %s is not set: run the tests through `make check` or "
+                     "scripts/test (a test cluster's DSN is printed by tests/pgcluster.sh env)", name);
     return v;
 }
 
@@ -394,12 +394,15 @@ build_env(char *const extra[])
 static void
 child_exec(char *const argv[], char **env)
 {
-    static const char msg[] = "rh_testlib: exec failed\n";
+    char msg[512];
+    int  n;
 
     close_range(3, ~0U, 0);
     signal(SIGPIPE, SIG_DFL);
     execvpe(argv[0], argv, env);
-    if (write(2, msg, sizeof(msg) - 1) < 0)
+    /* the test reads this from the program's stderr or log: exit 127 alone says little */
+    n = snprintf(msg, sizeof(msg), "rh_testlib: cannot execute %s: %s\n", argv[0], strerror(errno));
+    if (n > 0 && write(2, msg, (size_t) n) < 0)
         _exit(127);
     _exit(127);
 }

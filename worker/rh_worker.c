@@ -476,6 +476,7 @@ run_job(int row)
         /* a rolling deploy may bring the handler: retry, as any failure */
         snprintf(job.error, sizeof(job.error), "no handler for kind \"%s\" in this worker (loaded: %s)",
                  job.kind, W.kinds);
+        job.has_error = 1;
         rc = RHINO_RETRY;
     } else {
         rc = h->fn(&job);

@@ -1,0 +1,605 @@
+/*
+ * check_daemon.c - integration tests: the real rhino binary against a real
+ * PostgreSQL, started as users start it, each test on a fresh database.
+ *
+ * The test handlers (tests/handlers/test_handlers.c) append one line per run
+ * to a ledger file, so "exactly once" is checked against what really ran,
+ * not only against what the database says.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rh_testlib.h"
+
+typedef struct {
+    char   *dsn;
+    PGconn *conn;
+    char   *ini;
+    char    ledger[4096];
+    char    log[4096];
+    char    env_dsn[4200];
+    char    env_ledger[4200];
+    pid_t   pid;
+} rt_daemon_t;
+
+static const char *
+handlers_so(void)
+{
+    static char path[4096];
+
+    snprintf(path, sizeof(path), "%s/test_handlers.so", rt_env("RHINO_TEST_HANDLERS"));
+    return path;
+}
+
+/* A fresh migrated database and a config with the test handlers plus extra lines. */
+static void
+daemon_setup(rt_daemon_t *d, const char *extra)
+{
+    char  ini[8192];
+    char *slash;
+
+    memset(d, 0, sizeof(*d));
+    d->dsn = rt_db_create_migrated();
+    d->conn = rt_connect(d->dsn);
+    snprintf(ini, sizeof(ini),
+             "[worker]\nprocesses = 2\nbatch_size = 100\npoll_interval = 0.05\n"
+             "[handlers]\npath = %s\n"
+             "[retry]\nbase_delay = 0.05\nmax_delay = 0.2\n"
+             "[reaper]\ninterval = 0.1\n"
+             "[master]\nshutdown_timeout = 20\n"
+             "%s", handlers_so(), extra ? extra : "");
+    d->ini = rt_write_file("rhino.ini", ini);
+    snprintf(d->ledger, sizeof(d->ledger), "%s", d->ini);
+    slash = strrchr(d->ledger, '/');
+    strcpy(slash + 1, "ledger");
+    snprintf(d->log, sizeof(d->log), "%s", d->ini);
+    slash = strrchr(d->log, '/');
+    strcpy(slash + 1, "rhino.log");
+    snprintf(d->env_dsn, sizeof(d->env_dsn), "RHINO_DSN=%s", d->dsn);
+    snprintf(d->env_ledger, sizeof(d->env_ledger), "RHINO_TEST_LEDGER=%s", d->ledger);
+}
+
+static void
+daemon_start(rt_daemon_t *d)
+{
+    char *argv[] = { (char *) rt_env("RHINO_BIN"), "-c", d->ini, NULL };
+    char *env[] = { d->env_dsn, d->env_ledger, NULL };
+
+    d->pid = rt_spawn(argv, env, d->log);
+    ck_assert_int_gt(d->pid, 0);
+}
+
+static void
+dump_log(rt_daemon_t *d)
+{
+    char *log = rt_read_file(d->log);
+
+    fprintf(stderr, "---- rhino log ----\n%s-------------------\n", log ? log : "(none)");
+    free(log);
+}
+
+/* SIGTERM and expect a clean exit. */
+static void
+daemon_stop(rt_daemon_t *d)
+{
+    int rc;
+
+    if (d->pid <= 0)
+        return;
+    kill(d->pid, SIGTERM);
+    rc = rt_wait_exit(d->pid, 30);
+    if (rc != 0)
+        dump_log(d);
+    ck_assert_msg(rc == 0, "rhino exited with %d after SIGTERM", rc);
+    d->pid = 0;
+}
+
+static void
+daemon_teardown(rt_daemon_t *d)
+{
+    if (d->pid > 0) {
+        kill(d->pid, SIGKILL);
+        rt_wait_exit(d->pid, 5);
+    }
+    PQfinish(d->conn);
+}
+
+static void
+wait_or_dump(rt_daemon_t *d, const char *sql, double timeout)
+{
+    if (!rt_wait_sql(d->conn, sql, timeout)) {
+        char *states = rt_query1(d->conn, "SELECT string_agg(state || '=' || n, ' ') FROM "
+                                 "(SELECT state::text, count(*) n FROM rhino.all_jobs GROUP BY 1) s");
+        dump_log(d);
+        ck_abort_msg("timed out after %.0f s waiting for: %s (jobs: %s)", timeout, sql,
+                     states ? states : "none");
+    }
+}
+
+/*
+ * Count ledger lines per job id (ids 1..n in a fresh database).  Returns a
+ * calloc'd array of n+1 counts.
+ */
+static int *
+ledger_counts(rt_daemon_t *d, long n)
+{
+    int  *counts = calloc((size_t) n + 1, sizeof(int));
+    char *text = rt_read_file(d->ledger), *save = NULL, *line;
+
+    ck_assert_ptr_nonnull(counts);
+    if (text == NULL)
+        return counts;
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char kind[64];
+        long id;
+        int  attempt, pid;
+
+        ck_assert_int_eq(sscanf(line, "%63s %ld %d %d", kind, &id, &attempt, &pid), 4);
+        ck_assert_msg(id >= 1 && id <= n, "ledger names job %ld outside 1..%ld", id, n);
+        counts[id]++;
+    }
+    free(text);
+    return counts;
+}
+
+/* ---------------------------------------------------------------------- */
+
+START_TEST(test_sql_enqueue_runs_exactly_once)
+{
+    rt_daemon_t d;
+    int        *counts;
+    const long  n = 3000;
+
+    daemon_setup(&d, NULL);
+    /* enqueued by SQL inside one transaction, as an application would */
+    rt_exec(d.conn, "BEGIN");
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', jsonb_build_object('i', g)) FROM generate_series(1, 3000) g");
+    rt_exec(d.conn, "COMMIT");
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT count(*) = 3000 FROM rhino.jobs_done WHERE state = 'completed'", 60);
+    daemon_stop(&d);
+
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs"), 0);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.all_jobs WHERE attempt <> 1"), 0);
+    counts = ledger_counts(&d, n);
+    for (long i = 1; i <= n; i++)
+        ck_assert_msg(counts[i] == 1, "job %ld ran %d times", i, counts[i]);
+    free(counts);
+    /* the node is marked stopped and its workers ended */
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.nodes WHERE stopped_at IS NULL"), 0);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.workers WHERE ended_at IS NULL"), 0);
+    daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_retry_then_succeed)
+{
+    rt_daemon_t d;
+    char       *err;
+
+    daemon_setup(&d, NULL);
+    rt_exec(d.conn, "SELECT rhino.enqueue('retry_twice')");
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 30);
+    daemon_stop(&d);
+    err = rt_query1(d.conn, "SELECT state || ' ' || attempt FROM rhino.all_jobs WHERE id = 1");
+    ck_assert_str_eq(err, "completed 3");
+    free(err);
+    /* the error of the failed attempt is kept */
+    err = rt_query1(d.conn, "SELECT last_error FROM rhino.all_jobs WHERE id = 1");
+    ck_assert_str_eq(err, "attempt 2 failed on purpose");
+    free(err);
+    daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_always_fail_is_discarded_at_max_attempts)
+{
+    rt_daemon_t d;
+    char       *s;
+    int        *counts;
+
+    daemon_setup(&d, NULL);
+    rt_exec(d.conn, "SELECT rhino.enqueue('always_fail', '{}', 'default', now(), max_attempts => 4, priority => 0)");
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 30);
+    daemon_stop(&d);
+    s = rt_query1(d.conn, "SELECT state || ' ' || attempt || ' ' || last_error FROM rhino.all_jobs WHERE id = 1");
+    ck_assert_str_eq(s, "discarded 4 always fails (attempt 4)");
+    free(s);
+    counts = ledger_counts(&d, 1);
+    ck_assert_int_eq(counts[1], 4);
+    free(counts);
+    daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_unknown_kind_is_retried_with_error)
+{
+    rt_daemon_t d;
+    char       *s;
+
+    daemon_setup(&d, NULL);
+    rt_exec(d.conn, "SELECT rhino.enqueue('no_such_kind')");
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT attempt >= 2 FROM rhino.jobs WHERE id = 1", 30);
+    daemon_stop(&d);
+    s = rt_query1(d.conn, "SELECT last_error FROM rhino.jobs WHERE id = 1");
+    ck_assert_ptr_nonnull(s);
+    ck_assert_msg(strstr(s, "no handler for kind \"no_such_kind\"") != NULL, "last_error: %s", s);
+    ck_assert_msg(strstr(s, "retry_twice") != NULL, "the error lists the loaded kinds: %s", s);
+    free(s);
+    s = rt_query1(d.conn, "SELECT state::text FROM rhino.jobs WHERE id = 1");
+    ck_assert_msg(strcmp(s, "retryable") == 0 || strcmp(s, "available") == 0, "state %s", s);
+    free(s);
+    daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_bad_handler_outcomes)
+{
+    rt_daemon_t d;
+    char       *s;
+
+    daemon_setup(&d, NULL);
+    rt_exec(d.conn, "SELECT rhino.enqueue('bogus_code', max_attempts => 2, payload => '{}', queue => 'default',"
+                    " run_at => now(), priority => 0)");
+    rt_exec(d.conn, "SELECT rhino.enqueue('bad_utf8_error')");
+    rt_exec(d.conn, "SELECT rhino.enqueue('discard', '{\"why\": \"test\"}')");
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT count(*) = 3 FROM rhino.jobs_done", 30);
+    daemon_stop(&d);
+    s = rt_query1(d.conn, "SELECT state || ': ' || last_error FROM rhino.all_jobs WHERE id = 1");
+    ck_assert_msg(strstr(s, "discarded: handler returned 42") == s, "%s", s);
+    free(s);
+    s = rt_query1(d.conn, "SELECT state || ': ' || last_error FROM rhino.all_jobs WHERE id = 2");
+    ck_assert_str_eq(s, "discarded: bad bytes: ??? end");
+    free(s);
+    s = rt_query1(d.conn, "SELECT state || ' ' || attempt FROM rhino.all_jobs WHERE id = 3");
+    ck_assert_str_eq(s, "discarded 1");
+    free(s);
+    daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_scheduled_job_waits_until_due)
+{
+    rt_daemon_t d;
+
+    daemon_setup(&d, NULL);
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{}', 'default', now() + interval '1.5 s')");
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE state = 'scheduled'"), 1);
+    daemon_start(&d);
+    usleep(500 * 1000);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done"), 0);
+    wait_or_dump(&d, "SELECT count(*) = 1 FROM rhino.jobs_done WHERE finished_at >= run_at", 10);
+    daemon_stop(&d);
+    daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_queues_are_respected)
+{
+    rt_daemon_t d;
+
+    daemon_setup(&d, NULL);
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{}', 'other') FROM generate_series(1, 10)");
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{}', 'default') FROM generate_series(1, 10)");
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT count(*) = 10 FROM rhino.jobs_done", 20);
+    usleep(300 * 1000);
+    daemon_stop(&d);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE queue = 'other' AND attempt = 0"), 10);
+    daemon_teardown(&d);
+}
+END_TEST
+
+/* Priority first, then run_at, then id. */
+START_TEST(test_priority_order)
+{
+    rt_daemon_t d;
+    char       *order;
+
+    daemon_setup(&d, "");
+    /* one worker, one job per batch: the order of completion is the claim order */
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{}', 'default', now() - interval '1 minute', 5::smallint)");
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{}', 'default', now() - interval '2 minute', 5::smallint)");
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{}', 'default', now(), (-1)::smallint)");
+    free(d.ini);
+    {
+        char ini[8192];
+        snprintf(ini, sizeof(ini), "[worker]\nprocesses = 1\nbatch_size = 1\n[handlers]\npath = %s\n", handlers_so());
+        d.ini = rt_write_file("rhino.ini", ini);
+    }
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT count(*) = 3 FROM rhino.jobs_done", 20);
+    daemon_stop(&d);
+    order = rt_query1(d.conn, "SELECT string_agg(id::text, ',' ORDER BY finished_at, id) FROM rhino.jobs_done");
+    ck_assert_str_eq(order, "3,2,1");
+    free(order);
+    daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_kill9_worker_is_replaced_and_jobs_complete)
+{
+    rt_daemon_t d;
+    long        wpid;
+    char        sql[256];
+    int        *counts;
+    const long  n = 400;
+
+    daemon_setup(&d, NULL);
+    /* 20 ms each, batches of 100: a worker always holds jobs in flight */
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 20}') FROM generate_series(1, 400)");
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT count(*) > 0 FROM rhino.jobs WHERE state = 'running'", 20);
+    wpid = rt_query_long(d.conn, "SELECT w.pid FROM rhino.workers w JOIN rhino.jobs j ON j.worker_id = w.id"
+                                 " WHERE j.state = 'running' LIMIT 1");
+    ck_assert_int_eq(kill((pid_t) wpid, SIGKILL), 0);
+    /* a successor registers in the same slot */
+    snprintf(sql, sizeof(sql), "SELECT count(*) = 1 FROM rhino.workers w JOIN rhino.workers dead"
+             " ON dead.slot = w.slot AND dead.node_id = w.node_id AND w.generation = dead.generation + 1"
+             " WHERE dead.pid = %ld", wpid);
+    wait_or_dump(&d, sql, 20);
+    /* its jobs were rescued, not left running until a lease expiry */
+    wait_or_dump(&d, "SELECT count(*) = 400 FROM rhino.jobs_done WHERE state = 'completed'", 60);
+    daemon_stop(&d);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs"), 0);
+    /* every job ran; the killed worker's in-flight jobs may have run twice (at-least-once) */
+    counts = ledger_counts(&d, n);
+    for (long i = 1; i <= n; i++)
+        ck_assert_msg(counts[i] >= 1, "job %ld never ran", i);
+    free(counts);
+    daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_sigterm_with_batch_in_flight)
+{
+    rt_daemon_t d;
+    int        *counts;
+    const long  n = 2000;
+    long        done;
+
+    daemon_setup(&d, NULL);
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 5}') FROM generate_series(1, 2000)");
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT count(*) >= 100 FROM rhino.jobs_done", 20);
+    ck_assert_int_gt(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE state = 'running'"), 0);
+    daemon_stop(&d);            /* asserts exit code 0 */
+
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE state = 'running'"), 0);
+    done = rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'completed'");
+    ck_assert_int_lt(done, n);
+    /* released jobs did not consume an attempt */
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE attempt <> 0"), 0);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.all_jobs"), n);
+    /* what completed ran exactly once; what did not complete never ran */
+    counts = ledger_counts(&d, n);
+    for (long i = 1; i <= n; i++) {
+        char  sql[128], *state;
+        snprintf(sql, sizeof(sql), "SELECT state::text FROM rhino.all_jobs WHERE id = %ld", i);
+        state = rt_query1(d.conn, sql);
+        ck_assert_msg(counts[i] == (strcmp(state, "completed") == 0 ? 1 : 0), "job %ld (%s) ran %d times",
+                      i, state, counts[i]);
+        free(state);
+    }
+    free(counts);
+
+    /* a restart finishes the rest */
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT count(*) = 2000 FROM rhino.jobs_done WHERE state = 'completed'", 60);
+    daemon_stop(&d);
+    counts = ledger_counts(&d, n);
+    for (long i = 1; i <= n; i++)
+        ck_assert_msg(counts[i] == 1, "job %ld ran %d times", i, counts[i]);
+    free(counts);
+    daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_sighup_roll_loses_nothing)
+{
+    rt_daemon_t d;
+    int        *counts;
+    const long  n = 3000;
+
+    daemon_setup(&d, NULL);
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 1}') FROM generate_series(1, 3000)");
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT count(*) >= 200 FROM rhino.jobs_done", 20);
+    kill(d.pid, SIGHUP);
+    usleep(300 * 1000);
+    kill(d.pid, SIGHUP);
+    wait_or_dump(&d, "SELECT count(*) = 3000 FROM rhino.jobs_done WHERE state = 'completed'", 60);
+    /* the workers were replaced: generations above 1 exist */
+    ck_assert_int_gt(rt_query_long(d.conn, "SELECT max(generation) FROM rhino.workers"), 1);
+    daemon_stop(&d);
+    counts = ledger_counts(&d, n);
+    for (long i = 1; i <= n; i++)
+        ck_assert_msg(counts[i] == 1, "job %ld ran %d times", i, counts[i]);
+    free(counts);
+    daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_sighup_with_bad_config_keeps_running)
+{
+    rt_daemon_t d;
+    FILE       *f;
+    char       *log;
+
+    daemon_setup(&d, NULL);
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT count(*) = 2 FROM rhino.workers WHERE ended_at IS NULL", 20);
+    f = fopen(d.ini, "a");
+    ck_assert_ptr_nonnull(f);
+    fputs("[worker]\nbatch_size = 5000\n", f);
+    fclose(f);
+    kill(d.pid, SIGHUP);
+    usleep(500 * 1000);
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok')");
+    wait_or_dump(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 20);
+    daemon_stop(&d);
+    log = rt_read_file(d.log);
+    ck_assert_msg(strstr(log, "reload failed") && strstr(log, "batch_size"), "log: %s", log);
+    free(log);
+    daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_master_kill9_children_exit)
+{
+    rt_daemon_t d;
+
+    daemon_setup(&d, NULL);
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT count(*) = 2 FROM rhino.workers WHERE ended_at IS NULL", 20);
+    kill(d.pid, SIGKILL);
+    rt_wait_exit(d.pid, 5);
+    d.pid = 0;
+    /* the workers notice (PDEATHSIG) and their sessions go away */
+    wait_or_dump(&d, "SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name LIKE 'rhino %'"
+                     " AND datname = current_database()", 10);
+    daemon_teardown(&d);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------- */
+/* bad input                                                              */
+
+static int
+run_rhino(char *const extra_env[], const char *ini_path, int test_only, char **err)
+{
+    char *argv[] = { (char *) rt_env("RHINO_BIN"), test_only ? "-t" : "-c", test_only ? "-c" : (char *) ini_path,
+                     test_only ? (char *) ini_path : NULL, NULL };
+    return rt_run(argv, extra_env, NULL, NULL, err);
+}
+
+START_TEST(test_config_test_mode)
+{
+    char  ini[8192], *path, *err = NULL, *out = NULL;
+    char *argv_v[] = { (char *) rt_env("RHINO_BIN"), "-V", NULL };
+    int   rc;
+
+    snprintf(ini, sizeof(ini), "[handlers]\npath = %s\n", handlers_so());
+    path = rt_write_file("good.ini", ini);
+    rc = run_rhino(NULL, path, 1, &err);
+    ck_assert_msg(rc == 0, "rhino -t on a good file: %d %s", rc, err);
+    free(err);
+
+    path = rt_write_file("bad.ini", "[worker]\nprocesses = lots\n");
+    rc = run_rhino(NULL, path, 1, &err);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(err, "bad.ini") && strstr(err, "processes") && strstr(err, "lots"), "%s", err);
+    free(err);
+
+    path = rt_write_file("typo.ini", "[worker]\nbach_size = 10\n");
+    rc = run_rhino(NULL, path, 0, &err);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(err, "bach_size") && strstr(err, "unknown key"), "%s", err);
+    free(err);
+
+    snprintf(ini, sizeof(ini), "[handlers]\npath = %s/bad_abi.so\n", rt_env("RHINO_TEST_HANDLERS"));
+    path = rt_write_file("abi.ini", ini);
+    rc = run_rhino(NULL, path, 1, &err);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(err, "ABI 99"), "%s", err);
+    free(err);
+
+    rc = rt_run(argv_v, NULL, NULL, &out, NULL);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(strncmp(out, "rhino ", 6) == 0, "%s", out);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_bad_dsn_fails_fast)
+{
+    char        ini[8192], *path, *err = NULL;
+    char       *env[] = { "RHINO_DSN=postgresql://nobody:s3cret@127.0.0.1:1/none?connect_timeout=3", NULL };
+    double      t0 = rt_now();
+    int         rc;
+
+    snprintf(ini, sizeof(ini), "[handlers]\npath = %s\n", handlers_so());
+    path = rt_write_file("rhino.ini", ini);
+    rc = run_rhino(env, path, 0, &err);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_double_lt(rt_now() - t0, 10);
+    ck_assert_msg(strstr(err, "cannot connect to the database"), "%s", err);
+    ck_assert_msg(strstr(err, "s3cret") == NULL, "the password leaked into the log: %s", err);
+    free(err);
+}
+END_TEST
+
+START_TEST(test_unmigrated_database_is_refused)
+{
+    char  ini[8192], *path, *err = NULL, *dsn = rt_db_create(), env_dsn[4200];
+    char *env[] = { env_dsn, NULL };
+    int   rc;
+
+    snprintf(env_dsn, sizeof(env_dsn), "RHINO_DSN=%s", dsn);
+    snprintf(ini, sizeof(ini), "[handlers]\npath = %s\n", handlers_so());
+    path = rt_write_file("rhino.ini", ini);
+    rc = run_rhino(env, path, 0, &err);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(err, "rhinoctl migrate"), "%s", err);
+    free(err);
+    free(dsn);
+}
+END_TEST
+
+static Suite *
+daemon_suite(void)
+{
+    Suite *s = suite_create("daemon");
+    TCase *tc;
+
+    tc = tcase_create("jobs");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_sql_enqueue_runs_exactly_once);
+    tcase_add_test(tc, test_retry_then_succeed);
+    tcase_add_test(tc, test_always_fail_is_discarded_at_max_attempts);
+    tcase_add_test(tc, test_unknown_kind_is_retried_with_error);
+    tcase_add_test(tc, test_bad_handler_outcomes);
+    tcase_add_test(tc, test_scheduled_job_waits_until_due);
+    tcase_add_test(tc, test_queues_are_respected);
+    tcase_add_test(tc, test_priority_order);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("signals");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_kill9_worker_is_replaced_and_jobs_complete);
+    tcase_add_test(tc, test_sigterm_with_batch_in_flight);
+    tcase_add_test(tc, test_sighup_roll_loses_nothing);
+    tcase_add_test(tc, test_sighup_with_bad_config_keeps_running);
+    tcase_add_test(tc, test_master_kill9_children_exit);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("bad_input");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_config_test_mode);
+    tcase_add_test(tc, test_bad_dsn_fails_fast);
+    tcase_add_test(tc, test_unmigrated_database_is_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(daemon_suite());
+    int      failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,108 @@
+/*
+ * test_handlers.c - handlers the integration tests run.  Every run of every
+ * handler appends "kind id attempt pid\n" to the file named by
+ * RHINO_TEST_LEDGER (one O_APPEND write, atomic across processes), so a test
+ * can count how many times each job really ran.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rhino.h>
+
+static void
+ledger(rhino_job *job)
+{
+    const char *path = getenv("RHINO_TEST_LEDGER");
+    char        line[256];
+    int         fd, n;
+
+    if (path == NULL)
+        return;
+    n = snprintf(line, sizeof(line), "%s %lld %d %d\n", rhino_job_kind(job), (long long) rhino_job_id(job),
+                 rhino_job_attempt(job), (int) getpid());
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (fd < 0)
+        return;
+    if (write(fd, line, (size_t) n) != n) {
+        /* the test will see the missing line */
+    }
+    close(fd);
+}
+
+/* {"ms": N} in the payload: sleep that long (to keep jobs in flight). */
+static void
+maybe_sleep(rhino_job *job)
+{
+    const char *p = strstr(rhino_job_payload(job), "\"ms\"");
+    struct timespec ts;
+    long ms;
+
+    if (p == NULL || (p = strchr(p, ':')) == NULL)
+        return;
+    ms = strtol(p + 1, NULL, 10);
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (ms % 1000) * 1000000L;
+    nanosleep(&ts, NULL);
+}
+
+static int
+ok(rhino_job *job)
+{
+    maybe_sleep(job);
+    ledger(job);
+    return RHINO_OK;
+}
+RHINO_HANDLER("ok", ok);
+
+static int
+retry_twice(rhino_job *job)
+{
+    ledger(job);
+    if (rhino_job_attempt(job) < 3) {
+        rhino_job_set_error(job, "attempt %d failed on purpose", rhino_job_attempt(job));
+        return RHINO_RETRY;
+    }
+    return RHINO_OK;
+}
+RHINO_HANDLER("retry_twice", retry_twice);
+
+static int
+always_fail(rhino_job *job)
+{
+    ledger(job);
+    rhino_job_set_error(job, "always fails (attempt %d)", rhino_job_attempt(job));
+    return RHINO_RETRY;
+}
+RHINO_HANDLER("always_fail", always_fail);
+
+static int
+discard(rhino_job *job)
+{
+    ledger(job);
+    rhino_job_set_error(job, "payload refused: %.40s", rhino_job_payload(job));
+    return RHINO_DISCARD;
+}
+RHINO_HANDLER("discard", discard);
+
+/* Returns a code outside the ABI: the worker must treat it as a retryable failure. */
+static int
+bogus_code(rhino_job *job)
+{
+    ledger(job);
+    return 42;
+}
+RHINO_HANDLER("bogus_code", bogus_code);
+
+/* Invalid UTF-8 in the error text must not break the finalize of the batch. */
+static int
+bad_utf8_error(rhino_job *job)
+{
+    ledger(job);
+    rhino_job_set_error(job, "bad bytes: \xff\xfe\xc3 end");
+    return RHINO_DISCARD;
+}
+RHINO_HANDLER("bad_utf8_error", bad_utf8_error);
