@@ -144,6 +144,7 @@ static struct {
     int64_t            fin_matched;
     int                fin_failures;    /* consecutive */
 
+    double             sent_at[4];      /* per segment kind, for debug timings */
     uint64_t           rng;
     int                draining;
     int                final_sent;
@@ -346,6 +347,7 @@ send_sync(rh_seg_t seg)
     }
     fifo_push(E_SYNC, seg);
     W.round_inflight++;
+    W.sent_at[seg] = ev_time();
     return 0;
 }
 
@@ -533,6 +535,8 @@ on_sync(rh_seg_t seg)
 
     W.seg_error = 0;
     W.round_inflight--;
+    rh_log_debug("segment %d done in %.2f ms (%s)", (int) seg, (ev_time() - W.sent_at[seg]) * 1000,
+                 ok ? "ok" : "failed");
     switch (seg) {
     case SEG_SETUP:
         if (!ok) {
