@@ -421,6 +421,26 @@ ctl_buf_add(ctl_buf_t *b, const char *s, size_t n)
 }
 
 /*
+ * Send the buffered rows.  COPY data need not end on a row boundary, so a
+ * buffer grown past INT_MAX by one huge line goes out in pieces.
+ */
+static int
+ctl_copy_send(PGconn *conn, ctl_buf_t *b)
+{
+    for (size_t off = 0; off < b->len;) {
+        size_t n = b->len - off < (size_t) INT_MAX ? b->len - off : (size_t) INT_MAX;
+
+        if (PQputCopyData(conn, b->data + off, (int) n) != 1) {
+            ctl_err("enqueue --bulk: sending the data failed: %s", rh_db_error(conn, NULL));
+            return -1;
+        }
+        off += n;
+    }
+    b->len = 0;
+    return 0;
+}
+
+/*
  * Input lines skipped as blank, in order, so that COPY's row number can be
  * turned back into the line number of the user's file.
  */
@@ -561,13 +581,8 @@ ctl_enqueue_bulk(PGconn *conn, const ctl_opts_t *o, const char *kind)
             ctl_buf_copy_escaped(&buf, p, len) < 0 ||
             ctl_buf_add(&buf, row_tail.data, row_tail.len) < 0)
             goto oom;
-        if (buf.len >= CTL_COPY_CHUNK) {
-            if (PQputCopyData(conn, buf.data, (int) buf.len) != 1) {
-                ctl_err("enqueue --bulk: sending the data failed: %s", rh_db_error(conn, NULL));
-                goto out;
-            }
-            buf.len = 0;
-        }
+        if (buf.len >= CTL_COPY_CHUNK && ctl_copy_send(conn, &buf) < 0)
+            goto out;
     }
     if (ferror(stdin)) {
         /* abort the COPY: a half-read input must not become half the jobs */
@@ -577,10 +592,8 @@ ctl_enqueue_bulk(PGconn *conn, const ctl_opts_t *o, const char *kind)
         PQclear(PQgetResult(conn));
         goto out;
     }
-    if (buf.len > 0 && PQputCopyData(conn, buf.data, (int) buf.len) != 1) {
-        ctl_err("enqueue --bulk: sending the data failed: %s", rh_db_error(conn, NULL));
+    if (ctl_copy_send(conn, &buf) < 0)
         goto out;
-    }
     if (PQputCopyEnd(conn, NULL) != 1) {
         ctl_err("enqueue --bulk: ending the COPY failed: %s", rh_db_error(conn, NULL));
         goto out;
@@ -633,11 +646,19 @@ ctl_json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* One line of the stats table; printf pads bytes, queue names may be wider in bytes than on screen. */
+static void
+ctl_stats_row(int wq, const char *queue, int ws, const char *state, int wc, const char *count)
+{
+    fputs(queue, stdout);
+    printf("%*s  %-*s  %*s\n", wq - (int) ctl_utf8_len(queue), "", ws, state, wc, count);
+}
+
 static int
 ctl_stats(PGconn *conn, const ctl_opts_t *o)
 {
     PGresult *res;
-    int       rows, wq = 5, ws = 5, wc = 5;
+    int       rows, wq = 5, ws, wc = 5;
     int64_t   total = 0;
     char      tbuf[32];
 
@@ -662,19 +683,18 @@ ctl_stats(PGconn *conn, const ctl_opts_t *o)
     }
 
     for (int i = 0; i < rows; i++) {
-        int lq = PQgetlength(res, i, 0), ls = PQgetlength(res, i, 1);
+        int lq = (int) ctl_utf8_len(PQgetvalue(res, i, 0));
         wq = lq > wq ? lq : wq;
-        ws = ls > ws ? ls : ws;
         total += strtoll(PQgetvalue(res, i, 2), NULL, 10);
     }
+    ws = (int) strlen("available");     /* the longest state name */
     snprintf(tbuf, sizeof(tbuf), "%" PRId64, total);
     wc = (int) strlen(tbuf) > wc ? (int) strlen(tbuf) : wc;
 
-    printf("%-*s  %-*s  %*s\n", wq, "QUEUE", ws, "STATE", wc, "COUNT");
+    ctl_stats_row(wq, "QUEUE", ws, "STATE", wc, "COUNT");
     for (int i = 0; i < rows; i++)
-        printf("%-*s  %-*s  %*s\n", wq, PQgetvalue(res, i, 0), ws, PQgetvalue(res, i, 1),
-               wc, PQgetvalue(res, i, 2));
-    printf("%-*s  %-*s  %*s\n", wq, "total", ws, "", wc, tbuf);
+        ctl_stats_row(wq, PQgetvalue(res, i, 0), ws, PQgetvalue(res, i, 1), wc, PQgetvalue(res, i, 2));
+    ctl_stats_row(wq, "total", ws, "", wc, tbuf);
     PQclear(res);
     return CTL_EXIT_OK;
 }

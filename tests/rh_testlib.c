@@ -6,10 +6,12 @@
  * that a suite reads as a list of expectations rather than of error checks.
  *
  * What a test creates (databases, temp directories) is removed when the
- * process that created it exits, unless RHINO_TEST_KEEP=1 asks to keep it
- * for a post-mortem.  check runs each test in a forked child, and atexit
- * handlers are inherited by fork(), so every resource records the pid that
- * owns it and only that process cleans it up.
+ * process that created it exits normally, unless RHINO_TEST_KEEP=1 asks to
+ * keep it.  A failing assertion ends check's forked test child with _exit(),
+ * so a failed test's files and database stay for a post-mortem (scripts/test
+ * drops leftover rt_* databases at its next start).  atexit handlers are
+ * inherited by fork(), so every resource records the pid that owns it and
+ * only that process cleans it up.
  */
 #include "config.h"
 
