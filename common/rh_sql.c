@@ -200,7 +200,7 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         0 },
 
     [RH_STMT_ENQUEUE] = { RH_STMT_ENQUEUE, "enqueue",
-        "SELECT rhino.enqueue($1, $2::jsonb, $3, coalesce($4::timestamptz, now()), $5::smallint, $6::int)",
+        "SELECT rhino.enqueue($1, $2::jsonb, $3, coalesce($4::timestamptz, now()), $5::int, $6::int)",
         6 },
 
     [RH_STMT_STATS] = { RH_STMT_STATS, "stats",

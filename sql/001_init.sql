@@ -103,11 +103,17 @@ CREATE VIEW rhino.all_jobs AS
 -- Enqueue one job inside the caller's transaction; returns its id.
 -- A run_at in the future makes the job 'scheduled'; the reaper makes it
 -- 'available' when due.
+--
+-- priority is stored as smallint but declared int here on purpose: an
+-- int parameter accepts smallint, int and untyped arguments alike, so
+-- `priority => 5`, JDBC's setInt and node-postgres' untyped parameters all
+-- resolve to this one function (a smallint parameter would reject an int
+-- literal, and a second overload would make untyped calls ambiguous).
 CREATE FUNCTION rhino.enqueue(kind         text,
                               payload      jsonb       DEFAULT '{}',
                               queue        text        DEFAULT 'default',
                               run_at       timestamptz DEFAULT now(),
-                              priority     smallint    DEFAULT 0,
+                              priority     int         DEFAULT 0,
                               max_attempts int         DEFAULT 25)
 RETURNS bigint
 LANGUAGE sql VOLATILE
@@ -117,24 +123,9 @@ AS $$
             coalesce(enqueue.payload, '{}'),
             coalesce(enqueue.queue, 'default'),
             coalesce(enqueue.run_at, now()),
-            coalesce(enqueue.priority, 0),
+            coalesce(enqueue.priority, 0)::smallint,   -- "smallint out of range" beyond +-32767
             coalesce(enqueue.max_attempts, 25),
             CASE WHEN coalesce(enqueue.run_at, now()) > now()
                  THEN 'scheduled'::rhino.job_state ELSE 'available'::rhino.job_state END)
     RETURNING id
-$$;
-
--- Same, for callers that pass priority as a plain integer literal
--- (`priority => 5`): PostgreSQL does not cast int to smallint implicitly.
-CREATE FUNCTION rhino.enqueue(kind         text,
-                              payload      jsonb,
-                              queue        text,
-                              run_at       timestamptz,
-                              priority     int,
-                              max_attempts int DEFAULT 25)
-RETURNS bigint
-LANGUAGE sql VOLATILE
-AS $$
-    SELECT rhino.enqueue(enqueue.kind, enqueue.payload, enqueue.queue, enqueue.run_at,
-                         enqueue.priority::smallint, enqueue.max_attempts)
 $$;

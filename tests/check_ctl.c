@@ -763,7 +763,7 @@ START_TEST(test_sql_enqueue)
     ck_assert_str_eq(v, "k|default|{}|0|25|available");
     free(v);
 
-    /* priority as a plain integer, by name: the int overload */
+    /* priority as a plain integer, by name */
     id = rt_query_long(conn, "SELECT rhino.enqueue('k', '{}', 'q', now(), priority => 5)");
     snprintf(sql, sizeof(sql), "SELECT queue || '|' || priority || '|' || max_attempts FROM rhino.jobs WHERE id = %ld", id);
     v = rt_query1(conn, sql);
@@ -804,12 +804,34 @@ START_TEST(test_sql_enqueue)
     ck_assert_str_eq(v, "default|{}|0|25|available");
     free(v);
 
+    /* named priority with everything else defaulted, and untyped NULLs (as drivers send) */
+    id = rt_query_long(conn, "SELECT rhino.enqueue('k6', priority => 9)");
+    snprintf(sql, sizeof(sql), "SELECT queue || '|' || priority FROM rhino.jobs WHERE id = %ld", id);
+    v = rt_query1(conn, sql);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(v, "default|9");
+    free(v);
+    {
+        const char *params[6] = { "k7", NULL, NULL, NULL, NULL, NULL };
+        PGresult   *res = PQexecParams(conn, "SELECT rhino.enqueue($1, $2, $3, $4, $5, $6)", 6, NULL, params,
+                                       NULL, NULL, 0);
+        ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "untyped call failed: %s", PQresultErrorMessage(res));
+        PQclear(res);
+    }
+    {
+        PGresult *res = PQexec(conn, "SELECT rhino.enqueue('k8', priority => 40000)");
+        ck_assert_int_eq(PQresultStatus(res), PGRES_FATAL_ERROR);
+        ck_assert_msg(strstr(PQresultErrorMessage(res), "smallint out of range") != NULL, "%s",
+                      PQresultErrorMessage(res));
+        PQclear(res);
+    }
+
     /* inside the caller's transaction: a rollback leaves no job */
     rt_exec(conn, "BEGIN");
     rt_exec(conn, "SELECT rhino.enqueue('rolled_back')");
     rt_exec(conn, "ROLLBACK");
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs WHERE kind = 'rolled_back'"), 0);
-    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs"), 6);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs"), 8);
 
     PQfinish(conn);
     free(dsn);

@@ -35,7 +35,9 @@ die() {
     exit 1
 }
 
+# destroy runs rm -rf on it: only a plain path under /tmp will do
 case $BASE in
+    *..*) die "RHINO_PG_BASE must not contain '..' (got '$BASE')" ;;
     /tmp/?*) ;;
     *) die "RHINO_PG_BASE must be a directory under /tmp (got '$BASE')" ;;
 esac
@@ -52,9 +54,10 @@ else
     OWNER=$(id -un)
 fi
 
-# Run a command as the user that owns the cluster.
+# Run a command as the user that owns the cluster, from /: postgres may not be
+# allowed into the caller's directory.
 owner() {
-    "${RUN[@]}" "$@"
+    (cd / && "${RUN[@]}" "$@")
 }
 
 running() {
@@ -103,6 +106,11 @@ start() {
         echo "include_if_exists = 'rhino-test.conf'" | owner tee -a "$DATA/postgresql.conf" >/dev/null
     fi
     write_settings
+    # line 4 of postmaster.pid is the port the server listens on
+    if running && [ "$(sed -n 4p "$DATA/postmaster.pid" 2>/dev/null)" != "$PORT" ]; then
+        echo "$me: running on another port; restarting on $PORT" >&2
+        owner "$PGBIN/pg_ctl" -D "$DATA" -m fast -w -t 60 stop >/dev/null
+    fi
     if running; then
         owner "$PGBIN/pg_ctl" -D "$DATA" reload >/dev/null
         echo "$me: already running on 127.0.0.1:$PORT (settings reloaded)" >&2
