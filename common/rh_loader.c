@@ -140,7 +140,8 @@ load_dir(rh_registry_t *reg, const char *dir, char *err, size_t errlen)
         snprintf(err, errlen, "handler directory %s: holds no .so file", dir);
         rc = -1;
     }
-    qsort(names, n, sizeof(char *), cmp_str);
+    if (n > 0)
+        qsort(names, n, sizeof(char *), cmp_str);
     for (size_t i = 0; i < n; i++) {
         if (rc == 0 && load_one(reg, names[i], err, errlen) < 0)
             rc = -1;
