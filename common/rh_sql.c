@@ -209,6 +209,21 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         " SELECT queue, state::text, count(*) FROM rhino.jobs_done GROUP BY 1, 2"
         " ORDER BY 1, 2",
         0 },
+
+    /*
+     * rhinoctl enqueue --bulk: the run_at is resolved once, by the server's
+     * clock, from an absolute timestamp ($1) or an interval from now ($2),
+     * and returned as ISO 8601 in UTC so that it reads back the same under
+     * any DateStyle; the second column says whether it is in the future.
+     */
+    [RH_STMT_CTL_RUN_AT] = { RH_STMT_CTL_RUN_AT, "ctl_run_at",
+        "SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), t > now()"
+        "  FROM (SELECT coalesce($1::timestamptz, now() + $2::interval, now())) AS s(t)",
+        2 },
+
+    [RH_STMT_CTL_COPY] = { RH_STMT_CTL_COPY, "ctl_copy",
+        "COPY rhino.jobs (kind, queue, payload, priority, max_attempts, run_at, state) FROM STDIN",
+        0 },
 };
 
 const rh_stmt_t *

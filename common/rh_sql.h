@@ -28,6 +28,8 @@ typedef enum {
     /* rhinoctl */
     RH_STMT_ENQUEUE,
     RH_STMT_STATS,
+    RH_STMT_CTL_RUN_AT,
+    RH_STMT_CTL_COPY,
     RH_STMT__COUNT
 } rh_stmt_id_t;
 

@@ -35,19 +35,6 @@
 #define CTL_DEFAULT_PRIORITY     "0"
 #define CTL_DEFAULT_MAX_ATTEMPTS "25"
 
-/*
- * rhinoctl's own SQL, beside the statement table because only the CLI
- * needs it.  The run_at is resolved once, by the server's clock, from an
- * absolute timestamp ($1) or an interval from now ($2), and returned as
- * ISO 8601 in UTC so that it reads back the same under any DateStyle.
- */
-static const char ctl_sql_run_at[] =
-    "SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), t > now()"
-    "  FROM (SELECT coalesce($1::timestamptz, now() + $2::interval, now())) AS s(t)";
-
-static const char ctl_sql_copy[] =
-    "COPY rhino.jobs (kind, queue, payload, priority, max_attempts, run_at, state) FROM STDIN";
-
 typedef enum {
     CTL_OPT_QUEUE = 256,
     CTL_OPT_RUN_AT,
@@ -315,7 +302,7 @@ ctl_resolve_run_at(PGconn *conn, const char *what, const char *spec, char *ts, s
         params[1] = spec + 1;
     else
         params[0] = spec;
-    res = PQexecParams(conn, ctl_sql_run_at, 2, NULL, params, NULL, NULL, 0);
+    res = PQexecParams(conn, rh_sql(RH_STMT_CTL_RUN_AT)->sql, 2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         ctl_err("%s: --run-at: %s", what, ctl_pgmsg(conn, res));
         PQclear(res);
@@ -550,7 +537,7 @@ ctl_enqueue_bulk(PGconn *conn, const ctl_opts_t *o, const char *kind)
             goto oom;
     }
 
-    res = PQexec(conn, ctl_sql_copy);
+    res = PQexec(conn, rh_sql(RH_STMT_CTL_COPY)->sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         ctl_err("enqueue --bulk: %s", ctl_pgmsg(conn, res));
         PQclear(res);

@@ -359,6 +359,15 @@ START_TEST(test_kill9_worker_is_replaced_and_jobs_complete)
     wpid = rt_query_long(d.conn, "SELECT w.pid FROM rhino.workers w JOIN rhino.jobs j ON j.worker_id = w.id"
                                  " WHERE j.state = 'running' LIMIT 1");
     ck_assert_int_eq(kill((pid_t) wpid, SIGKILL), 0);
+    /*
+     * Its jobs are handed back at once (the master tells the reaper), not
+     * after the 30 s node lease: 3 s is far below the lease.
+     */
+    snprintf(sql, sizeof(sql), "SELECT count(*) = 0 FROM rhino.jobs j JOIN rhino.workers w ON w.id = j.worker_id"
+             " WHERE w.pid = %ld AND j.state = 'running'", wpid);
+    wait_or_dump(&d, sql, 3);
+    ck_assert_int_gt(rt_query_long(d.conn, "SELECT count(*) FROM rhino.all_jobs"
+                                           " WHERE last_error LIKE 'worker died during attempt %'"), 0);
     /* a successor registers in the same slot */
     snprintf(sql, sizeof(sql), "SELECT count(*) = 1 FROM rhino.workers w JOIN rhino.workers dead"
              " ON dead.slot = w.slot AND dead.node_id = w.node_id AND w.generation = dead.generation + 1"
