@@ -19,6 +19,8 @@ typedef struct rh_config {
     char   **queues;                /* NULL-terminated */
     int      nqueues;
     double   poll_interval;         /* seconds between claims when idle */
+    double   job_timeout;           /* default handler deadline; 0 = none */
+    int      max_crashes;           /* crashes of one job before it is discarded */
 
     /* [handlers] */
     char   **handler_paths;         /* NULL-terminated: .so files or directories */

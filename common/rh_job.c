@@ -27,3 +27,21 @@ rhino_job_set_error(rhino_job *job, const char *fmt, ...)
     va_end(ap);
     job->has_error = 1;
 }
+
+void
+rhino_job_extend(rhino_job *job, double seconds)
+{
+    double d;
+
+    if (job->slot == NULL || !(seconds > 0))
+        return;
+    d = rh_mono_now() + seconds;
+    if (d > rh_shm_load_d(&job->slot->deadline))
+        rh_shm_store_d(&job->slot->deadline, d);
+}
+
+struct pg_conn *
+rhino_job_conn(rhino_job *job)
+{
+    return job->conn;
+}

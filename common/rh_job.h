@@ -4,6 +4,7 @@
 
 #define RHINO_INTERNAL 1
 #include "rhino.h"
+#include "rh_shm.h"
 
 #define RH_JOB_ERROR_MAX 2000
 
@@ -17,6 +18,9 @@ struct rhino_job {
     size_t      payload_len;
     char        error[RH_JOB_ERROR_MAX + 1];
     int         has_error;
+    double      timeout;        /* seconds; 0 = none */
+    rh_shm_slot_t *slot;        /* where the deadline lives; NULL outside a worker */
+    struct pg_conn *conn;       /* transactional handlers only */
 };
 
 #endif

@@ -74,6 +74,13 @@ load_one(rh_registry_t *reg, const char *path, char *err, size_t errlen)
             dlclose(dl);
             return -1;
         }
+        if (defs[i]->flags & ~(uint32_t) RHINO_F_TX) {
+            snprintf(err, errlen, "handler %s: RHINO_HANDLER at %s:%d has unknown flags 0x%x: "
+                     "rebuild it against this rhino's rhino.h", path, defs[i]->file ? defs[i]->file : "?",
+                     defs[i]->line, (unsigned) defs[i]->flags);
+            dlclose(dl);
+            return -1;
+        }
         if (defs[i]->kind == NULL || defs[i]->kind[0] == '\0' || defs[i]->fn == NULL) {
             snprintf(err, errlen, "handler %s: RHINO_HANDLER at %s:%d has an empty kind or no function",
                      path, defs[i]->file ? defs[i]->file : "?", defs[i]->line);
@@ -99,6 +106,7 @@ load_one(rh_registry_t *reg, const char *path, char *err, size_t errlen)
     for (size_t i = 0; i < n; i++) {
         reg->handlers[reg->n].kind = defs[i]->kind;
         reg->handlers[reg->n].fn = defs[i]->fn;
+        reg->handlers[reg->n].flags = defs[i]->flags;
         reg->handlers[reg->n].so = reg->so_paths[reg->ndl];
         reg->n++;
     }
@@ -189,7 +197,7 @@ rh_loader_load(rh_registry_t *reg, char *const *paths, int npaths, char *err, si
 const rh_handler_t *
 rh_loader_find(const rh_registry_t *reg, const char *kind)
 {
-    rh_handler_t key = { kind, NULL, NULL };
+    rh_handler_t key = { kind, NULL, 0, NULL };
 
     if (reg->n == 0)
         return NULL;

@@ -9,6 +9,7 @@
 typedef struct {
     const char      *kind;      /* points into the .so, valid while it is loaded */
     rhino_handler_fn fn;
+    unsigned         flags;     /* RHINO_F_* */
     const char      *so;        /* path it came from */
 } rh_handler_t;
 

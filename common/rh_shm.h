@@ -1,30 +1,60 @@
-/* rh_shm.h - the master's process table, shared read-only with the reaper. */
+/* rh_shm.h - the master's process table, shared with its children. */
 #ifndef RH_SHM_H
 #define RH_SHM_H
+
+#include <stdint.h>
 
 #include "rh_config.h"
 
 /*
- * One entry per worker slot.  Only the master writes; the reaper reads.
- * min_live is the lowest generation of the slot that may still be running:
- * the master raises it when a child exits and sets generation before fork(),
- * so a worker row with a lower generation is certainly a dead process.
+ * One entry per worker slot.
+ *
+ * Written by the master: pid, generation, min_live, stopped.  min_live is
+ * the lowest generation of the slot that may still be running: the master
+ * raises it when a child exits and sets generation before fork(), so a
+ * worker row with a lower generation is certainly a dead process.
+ *
+ * Written by the worker: the job its handler is running (0 = none) and that
+ * job's deadline on CLOCK_MONOTONIC, which the master enforces and
+ * rhino_job_extend() moves.
  */
 typedef struct {
-    int pid;
-    int generation;
-    int min_live;
+    int     pid;
+    int     generation;
+    int     min_live;
+    int     stopped;            /* seen stopped (SIGSTOP): its lease is not renewed */
+    int64_t job_id;
+    int     job_attempt;
+    double  deadline;           /* 0 = no deadline */
 } rh_shm_slot_t;
 
+/* A worker died while a handler ran: the master reports the job to the reaper. */
 typedef struct {
-    int           stopping;     /* the master is shutting down for good */
-    int           nslots;
-    rh_shm_slot_t slot[RH_MAX_PROCESSES];
+    int64_t job_id;
+    int     attempt;
+    char    why[120];
+} rh_shm_report_t;
+
+#define RH_SHM_REPORTS 1024
+
+typedef struct {
+    int             stopping;       /* the master is shutting down for good */
+    int             nslots;
+    rh_shm_slot_t   slot[RH_MAX_PROCESSES];
+    /* a ring: the master writes at head, the reaper consumes from tail */
+    uint32_t        report_head;
+    uint32_t        report_tail;
+    rh_shm_report_t reports[RH_SHM_REPORTS];
 } rh_shm_t;
 
 rh_shm_t *rh_shm_create(void);   /* anonymous MAP_SHARED, inherited across fork */
+double    rh_mono_now(void);     /* CLOCK_MONOTONIC in seconds, the same clock in every process */
 
 #define rh_shm_store(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define rh_shm_load(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
+/* the same for doubles, which __atomic_*_n does not take */
+#define rh_shm_load_d(p)   __extension__ ({ double v_; __atomic_load((p), &v_, __ATOMIC_ACQUIRE); v_; })
+#define rh_shm_store_d(p, v) \
+    do { double v_ = (v); __atomic_store((p), &v_, __ATOMIC_RELEASE); } while (0)
 
 #endif

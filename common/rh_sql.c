@@ -17,6 +17,39 @@
 
 #include "rh_sql.h"
 
+/*
+ * Finalize a batch: arrays of (id, attempt, new state, retry delay in
+ * seconds, error).  Completed/discarded rows leave rhino.jobs for
+ * rhino.jobs_done in the same statement (completed ones only if $6, the
+ * retention of completed jobs, is on); retryable rows stay with a new
+ * run_at.  The final SELECT of each variant counts the rows that matched;
+ * the rest were stale.
+ */
+#define RH_FINALIZE_CTES \
+        "WITH f AS (" \
+        "  SELECT * FROM unnest($1::bigint[], $2::int[], $3::rhino.job_state[], $4::float8[], $5::text[])" \
+        "    AS f(id, attempt, state, delay, err))," \
+        " d AS (" \
+        "  DELETE FROM rhino.jobs j USING f" \
+        "   WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = 'running'" \
+        "     AND f.state IN ('completed', 'discarded')" \
+        "  RETURNING j.id, j.queue, j.kind, j.payload, f.state, j.priority, j.attempt, j.max_attempts," \
+        "            j.run_at, j.created_at, j.attempted_at, j.crash_count," \
+        "            coalesce(f.err, j.last_error) AS last_error)," \
+        " h AS (" \
+        "  INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts," \
+        "                               run_at, created_at, attempted_at, crash_count, last_error)" \
+        "  SELECT * FROM d WHERE d.state <> 'completed' OR $6::bool)," \
+        " r AS (" \
+        "  UPDATE rhino.jobs j" \
+        "     SET state = CASE WHEN f.delay > 0 THEN 'retryable' ELSE 'available' END::rhino.job_state," \
+        "         run_at = now() + make_interval(secs => f.delay)," \
+        "         last_error = f.err, worker_id = NULL" \
+        "    FROM f" \
+        "   WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = 'running'" \
+        "     AND f.state = 'retryable'" \
+        "  RETURNING j.id)"
+
 static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
 
     /*
@@ -36,13 +69,14 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "     ORDER BY priority, run_at, id"
         "     LIMIT $2"
         "     FOR UPDATE SKIP LOCKED) j"
-        "  WHERE EXISTS (SELECT 1 FROM rhino.workers w WHERE w.id = $3 AND w.ended_at IS NULL)"
+        "  WHERE EXISTS (SELECT 1 FROM rhino.workers w"
+        "                 WHERE w.id = $3 AND w.ended_at IS NULL AND w.lease_until > now())"
         "  ORDER BY j.priority, j.run_at, j.id"
         "  LIMIT $2)"
         " UPDATE rhino.jobs j"
         "    SET state = 'running', attempt = j.attempt + 1, attempted_at = now(), worker_id = $3"
         "   FROM c WHERE j.id = c.id"
-        " RETURNING j.id, j.attempt, j.max_attempts, j.queue, j.kind, j.payload::text",
+        " RETURNING j.id, j.attempt, j.max_attempts, j.queue, j.kind, j.payload::text, j.timeout",
         3 },
 
     /*
@@ -53,30 +87,24 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * run_at.  Returns how many rows matched; the rest were stale.
      */
     [RH_STMT_FINALIZE] = { RH_STMT_FINALIZE, "finalize",
-        "WITH f AS ("
-        "  SELECT * FROM unnest($1::bigint[], $2::int[], $3::rhino.job_state[], $4::float8[], $5::text[])"
-        "    AS f(id, attempt, state, delay, err)),"
-        " d AS ("
-        "  DELETE FROM rhino.jobs j USING f"
-        "   WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = 'running'"
-        "     AND f.state IN ('completed', 'discarded')"
-        "  RETURNING j.id, j.queue, j.kind, j.payload, f.state, j.priority, j.attempt, j.max_attempts,"
-        "            j.run_at, j.created_at, j.attempted_at, coalesce(f.err, j.last_error) AS last_error),"
-        " h AS ("
-        "  INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
-        "                               run_at, created_at, attempted_at, last_error)"
-        "  SELECT * FROM d WHERE d.state <> 'completed' OR $6::bool),"
-        " r AS ("
-        "  UPDATE rhino.jobs j"
-        "     SET state = CASE WHEN f.delay > 0 THEN 'retryable' ELSE 'available' END::rhino.job_state,"
-        "         run_at = now() + make_interval(secs => f.delay),"
-        "         last_error = f.err, worker_id = NULL"
-        "    FROM f"
-        "   WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = 'running'"
-        "     AND f.state = 'retryable'"
-        "  RETURNING j.id)"
+        RH_FINALIZE_CTES
         " SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM r)",
         6 },
+
+    /*
+     * The same inside a transactional batch: if any job is stale, raise
+     * SQLSTATE RH409 so that the transaction, the handlers' writes with it,
+     * cannot commit.
+     */
+    [RH_STMT_FINALIZE_TX] = { RH_STMT_FINALIZE_TX, "finalize_tx",
+        RH_FINALIZE_CTES
+        " SELECT rhino.stale_attempt((SELECT count(*) FROM f), (SELECT count(*) FROM d) + (SELECT count(*) FROM r))",
+        6 },
+
+    /* Where a job stands now: after an ambiguous commit, or a stale-attempt error. */
+    [RH_STMT_JOB_STATES] = { RH_STMT_JOB_STATES, "job_states",
+        "SELECT id, attempt, state::text, worker_id FROM rhino.all_jobs WHERE id = ANY($1::bigint[])",
+        1 },
 
     /*
      * Give back claimed jobs whose handler never started (drain, lost
@@ -103,16 +131,16 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         1 },
 
     [RH_STMT_WORKER_REGISTER] = { RH_STMT_WORKER_REGISTER, "worker_register",
-        "INSERT INTO rhino.workers (node_id, slot, generation, pid)"
-        " VALUES ($1, $2, $3, $4) RETURNING id",
-        4 },
+        "INSERT INTO rhino.workers (node_id, slot, generation, pid, lease_until)"
+        " VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::float8)) RETURNING id",
+        5 },
 
     [RH_STMT_WORKER_END] = { RH_STMT_WORKER_END, "worker_end",
         "UPDATE rhino.workers SET ended_at = now() WHERE id = $1 AND ended_at IS NULL",
         1 },
 
     [RH_STMT_WORKER_ALIVE] = { RH_STMT_WORKER_ALIVE, "worker_alive",
-        "SELECT ended_at IS NULL FROM rhino.workers WHERE id = $1",
+        "SELECT ended_at IS NULL AND lease_until > now() FROM rhino.workers WHERE id = $1",
         1 },
 
     [RH_STMT_SCHEMA_VERSION] = { RH_STMT_SCHEMA_VERSION, "schema_version",
@@ -124,11 +152,50 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         " VALUES ($1, $2, now() + make_interval(secs => $3::float8)) RETURNING id",
         3 },
 
-    /* Returns no row if another host's reaper declared this node dead. */
-    [RH_STMT_NODE_RENEW] = { RH_STMT_NODE_RENEW, "node_renew",
-        "UPDATE rhino.nodes SET lease_until = now() + make_interval(secs => $2::float8)"
-        " WHERE id = $1 AND stopped_at IS NULL AND lease_until > now() RETURNING id",
-        2 },
+    /*
+     * Renew the leases of this node and of its workers that the master sees
+     * alive and not stopped ($3 slots, $4 their generations).  A worker
+     * stopped with SIGSTOP, or a host that vanished, stops being renewed and
+     * its jobs are rescued once its lease runs out.
+     */
+    [RH_STMT_LEASES_RENEW] = { RH_STMT_LEASES_RENEW, "leases_renew",
+        "WITH n AS (UPDATE rhino.nodes SET lease_until = now() + make_interval(secs => $2::float8)"
+        "            WHERE id = $1 AND stopped_at IS NULL)"
+        " UPDATE rhino.workers w SET lease_until = now() + make_interval(secs => $2::float8)"
+        "   FROM unnest($3::int[], $4::int[]) AS s(slot, gen)"
+        "  WHERE w.node_id = $1 AND w.ended_at IS NULL AND w.slot = s.slot AND w.generation = s.gen",
+        4 },
+
+    /*
+     * Jobs whose handler was running when its worker died ($3 says how:
+     * a signal, an exit, a deadline).  Counted apart from handler errors;
+     * at $4 crashes the job is discarded (a poison job must not take the
+     * fleet down in a loop), below that it is retried after a backoff of
+     * $5 * 2^crashes seconds, capped at $6, jittered.  Fenced by attempt.
+     */
+    [RH_STMT_CRASHED] = { RH_STMT_CRASHED, "crashed",
+        "WITH r AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[]) AS r(id, attempt, why)),"
+        " q AS ("
+        "  DELETE FROM rhino.jobs j USING r"
+        "   WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = 'running' AND j.crash_count + 1 >= $4"
+        "  RETURNING j.id, j.queue, j.kind, j.payload, 'discarded'::rhino.job_state, j.priority, j.attempt,"
+        "            j.max_attempts, j.run_at, j.created_at, j.attempted_at, j.crash_count + 1,"
+        "            'quarantined after ' || (j.crash_count + 1) || ' crash(es); last: ' || r.why),"
+        " h AS ("
+        "  INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+        "                               run_at, created_at, attempted_at, crash_count, last_error)"
+        "  SELECT * FROM q),"
+        " u AS ("
+        "  UPDATE rhino.jobs j"
+        "     SET crash_count = j.crash_count + 1, state = 'retryable', worker_id = NULL,"
+        "         run_at = now() + make_interval(secs => least($6::float8,"
+        "                  $5::float8 * power(2, least(j.crash_count, 30))) * (0.5 + random() / 2)),"
+        "         last_error = 'crash ' || (j.crash_count + 1) || ' of ' || $4 || ': ' || r.why"
+        "    FROM r"
+        "   WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = 'running' AND j.crash_count + 1 < $4"
+        "  RETURNING j.id)"
+        " SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM u)",
+        6 },
 
     [RH_STMT_NODE_STOP] = { RH_STMT_NODE_STOP, "node_stop",
         "WITH w AS (UPDATE rhino.workers SET ended_at = now() WHERE node_id = $1 AND ended_at IS NULL)"
@@ -151,7 +218,8 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
 
     /*
      * Make the running jobs of dead workers available again: workers that
-     * ended, and workers of nodes whose lease expired (a host that vanished).
+     * ended, and workers whose lease ran out (a host that vanished, a
+     * process stopped with SIGSTOP).
      * The update matches the attempt it read, so a job finalized or
      * re-claimed meanwhile is left alone.  The attempt stays consumed.
      */
@@ -159,10 +227,8 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "WITH dead AS ("
         "  SELECT j.id, j.attempt FROM rhino.jobs j"
         "    LEFT JOIN rhino.workers w ON w.id = j.worker_id"
-        "    LEFT JOIN rhino.nodes n ON n.id = w.node_id"
         "   WHERE j.state = 'running'"
-        "     AND (w.id IS NULL OR w.ended_at IS NOT NULL OR n.id IS NULL"
-        "          OR n.stopped_at IS NOT NULL OR n.lease_until < now())"
+        "     AND (w.id IS NULL OR w.ended_at IS NOT NULL OR w.lease_until < now())"
         "   LIMIT 10000"
         "   FOR UPDATE OF j SKIP LOCKED)"
         " UPDATE rhino.jobs j"

@@ -49,6 +49,11 @@ extern "C" {
 typedef struct rhino_job rhino_job;
 typedef int (*rhino_handler_fn)(rhino_job *job);
 
+/* Flags of a registration. */
+#define RHINO_F_TX    0x1u  /* transactional: runs inside the worker's transaction */
+
+struct pg_conn;             /* libpq's PGconn */
+
 /*
  * One registration, as placed by RHINO_HANDLER in the section
  * "rhino_handlers" of the shared object.  abi stays the first member in
@@ -56,7 +61,7 @@ typedef int (*rhino_handler_fn)(rhino_job *job);
  */
 typedef struct rhino_handler_def {
     uint32_t         abi;
-    uint32_t         flags;     /* reserved, 0 */
+    uint32_t         flags;     /* RHINO_F_* */
     const char      *kind;
     rhino_handler_fn fn;
     const char      *file;      /* source file, for error messages */
@@ -76,6 +81,23 @@ size_t      rhino_job_payload_len(const rhino_job *job);
 void        rhino_job_set_error(rhino_job *job, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/*
+ * Push this job's deadline to `seconds` from now (never earlier than it
+ * is).  Past its deadline ([worker] job_timeout, or the job's own timeout)
+ * the master kills the worker and the job is retried as a timeout.
+ */
+void        rhino_job_extend(rhino_job *job, double seconds);
+
+/*
+ * Transactional handlers only (RHINO_TX_HANDLER): the worker's connection,
+ * inside an open transaction that also records the job's completion.  Use
+ * synchronous libpq calls (PQexecParams...).  Do not COMMIT, ROLLBACK or
+ * change session state (SET, LISTEN, temp tables, advisory locks).  If a
+ * statement fails, the job's own writes are rolled back (it runs under a
+ * SAVEPOINT) and the job is retried.  Returns NULL for other handlers.
+ */
+struct pg_conn *rhino_job_conn(rhino_job *job);
+
 #define RHINO_CAT_(a, b) a##b
 #define RHINO_CAT(a, b)  RHINO_CAT_(a, b)
 
@@ -85,12 +107,21 @@ void        rhino_job_set_error(rhino_job *job, const char *fmt, ...)
  * __start_/__stop_ symbols bounding that section in each shared object,
  * which rhino_module_handlers() below hands to the loader.
  */
-#define RHINO_HANDLER(KIND, FN)                                               \
+#define RHINO_HANDLER_FLAGS(KIND, FN, FLAGS)                                  \
     static const rhino_handler_def RHINO_CAT(rhino_def_, __LINE__) = {        \
-        RHINO_ABI_VERSION, 0, (KIND), (FN), __FILE__, __LINE__ };             \
+        RHINO_ABI_VERSION, (FLAGS), (KIND), (FN), __FILE__, __LINE__ };       \
     static const rhino_handler_def *const RHINO_CAT(rhino_ptr_, __LINE__)     \
         __attribute__((used, section("rhino_handlers"))) =                    \
         &RHINO_CAT(rhino_def_, __LINE__)
+
+#define RHINO_HANDLER(KIND, FN) RHINO_HANDLER_FLAGS(KIND, FN, 0)
+
+/*
+ * Register a transactional handler: its database writes on rhino_job_conn()
+ * commit in the same transaction as the job's fenced completion, so they
+ * commit exactly once.  Many jobs share one transaction, one SAVEPOINT each.
+ */
+#define RHINO_TX_HANDLER(KIND, FN) RHINO_HANDLER_FLAGS(KIND, FN, RHINO_F_TX)
 
 #ifndef RHINO_INTERNAL
 extern const rhino_handler_def *const __start_rhino_handlers[]

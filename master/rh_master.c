@@ -20,6 +20,10 @@
  *            marks the node stopped and everything exits 0.
  *   SIGINT   the same with [master] fast_shutdown_timeout.  A second TERM or
  *            INT kills the workers at once.
+ *   stop     a worker stopped (SIGSTOP, a debugger) is marked in shared
+ *            memory; the reaper stops renewing its lease, and once the lease
+ *            runs out its jobs are rescued.  When it continues, its late
+ *            finalizes are stale and rejected.
  *   SIGHUP   re-read the config; if it and its handlers are valid, roll the
  *            workers one at a time (stop one, start its successor with the
  *            new config and freshly loaded handler code), then the reaper.
@@ -64,6 +68,7 @@ typedef struct {
     double    started;
     double    backoff;          /* next respawn delay if it dies young */
     int       stopping;         /* we sent it SIGTERM */
+    int       timed_out;        /* we killed it: its handler passed the deadline */
     int       retire;           /* do not respawn (slot removed by a reload) */
     ev_timer  respawn;
 } rh_proc_t;
@@ -90,6 +95,7 @@ static struct {
     ev_signal       sig_term, sig_int, sig_hup;
     ev_child        child;
     ev_timer        deadline;
+    ev_timer        watchdog;   /* handler deadlines */
 } M;
 
 static void spawn(rh_proc_t *p);
@@ -113,6 +119,7 @@ child_init(void)
     ev_signal_stop(M.loop, &M.sig_int);
     ev_signal_stop(M.loop, &M.sig_hup);
     ev_child_stop(M.loop, &M.child);
+    ev_timer_stop(M.loop, &M.watchdog);
     ev_loop_destroy(M.loop);
     M.loop = NULL;
     signal(SIGTERM, SIG_DFL);
@@ -194,13 +201,14 @@ spawn(rh_proc_t *p)
     if (pid == 0) {
         child_init();
         if (p->role == RH_ROLE_WORKER)
-            rh_worker_main(M.cfg, p->slot, p->generation, M.node_id);
+            rh_worker_main(M.cfg, p->slot, p->generation, M.node_id, &M.shm->slot[p->slot]);
         rh_reaper_main(M.cfg, M.node_id, M.shm);
     }
     p->pid = pid;
     p->started = ev_now(M.loop);
     p->epoch = M.epoch;
     p->stopping = 0;
+    p->timed_out = 0;
     if (p->role == RH_ROLE_WORKER)
         rh_shm_store(&M.shm->slot[p->slot].pid, (int) pid);
     rh_log_debug("started %s, pid %d", proc_name(p, name, sizeof(name)), (int) pid);
@@ -310,6 +318,17 @@ on_child(struct ev_loop *loop, ev_child *w, int revents)
     if (p == NULL)
         return;                 /* a handler checker, reaped elsewhere */
 
+    if (WIFSTOPPED(st) || WIFCONTINUED(st)) {
+        int stopped = WIFSTOPPED(st);
+        if (p->role == RH_ROLE_WORKER) {
+            rh_shm_store(&M.shm->slot[p->slot].stopped, stopped);
+            rh_log_warning("%s (pid %d) %s; %s", proc_name(p, name, sizeof(name)), (int) w->rpid,
+                           stopped ? "was stopped" : "continues",
+                           stopped ? "its lease is no longer renewed" : "its lease is renewed again");
+        }
+        return;
+    }
+
     code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     if (WIFEXITED(st))
         snprintf(how, sizeof(how), "exited with code %d", WEXITSTATUS(st));
@@ -318,6 +337,35 @@ on_child(struct ev_loop *loop, ev_child *w, int revents)
                  WCOREDUMP(st) ? " (core dumped)" : "");
     p->pid = 0;
     if (p->role == RH_ROLE_WORKER) {
+        rh_shm_slot_t *sl = &M.shm->slot[p->slot];
+        int64_t        job = rh_shm_load(&sl->job_id);
+
+        /*
+         * It died inside a handler: report that job, so that the crash is
+         * counted apart from handler errors.  The report is published
+         * before min_live, which the reaper reads first (see rh_reaper.c).
+         */
+        if (job != 0) {
+            uint32_t         h = rh_shm_load(&M.shm->report_head);
+            rh_shm_report_t *r = &M.shm->reports[h % RH_SHM_REPORTS];
+
+            if (h - rh_shm_load(&M.shm->report_tail) < RH_SHM_REPORTS) {
+                r->job_id = job;
+                r->attempt = rh_shm_load(&sl->job_attempt);
+                if (p->timed_out)
+                    snprintf(r->why, sizeof(r->why), "timeout: the handler passed its deadline");
+                else
+                    snprintf(r->why, sizeof(r->why), "the worker %s while the handler ran", how);
+                rh_shm_store(&M.shm->report_head, h + 1);
+            } else {
+                rh_log_error("crash report queue full; job %" PRId64 " is rescued without a crash count", job);
+            }
+            rh_log_warning("job %" PRId64 " (attempt %d) %s", job, rh_shm_load(&sl->job_attempt),
+                           p->timed_out ? "timed out" : "crashed its worker");
+            rh_shm_store(&sl->job_id, (int64_t) 0);
+            rh_shm_store_d(&sl->deadline, 0.0);
+        }
+        rh_shm_store(&sl->stopped, 0);
         rh_shm_store(&M.shm->slot[p->slot].pid, 0);
         rh_shm_store(&M.shm->slot[p->slot].min_live, p->generation + 1);
         /* its running jobs: rescued by the reaper's next pass, which is now */
@@ -463,6 +511,31 @@ on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     roll_next();
 }
 
+/* Kill workers whose handler passed its deadline (the reaper counts the job as timed out). */
+static void
+on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    double now = rh_mono_now();
+    char   name[32];
+
+    for (int i = 0; i < M.nslots; i++) {
+        rh_proc_t     *p = &M.workers[i];
+        rh_shm_slot_t *sl = &M.shm->slot[i];
+        double         d;
+
+        if (p->pid == 0 || p->timed_out)
+            continue;
+        d = rh_shm_load_d(&sl->deadline);
+        if (d > 0 && now > d && rh_shm_load(&sl->job_id) != 0) {
+            rh_log_error("%s: job %" PRId64 " (attempt %d) passed its deadline by %.1f s; killing the worker",
+                         proc_name(p, name, sizeof(name)), rh_shm_load(&sl->job_id),
+                         rh_shm_load(&sl->job_attempt), now - d);
+            p->timed_out = 1;
+            kill(p->pid, SIGKILL);
+        }
+    }
+}
+
 static void
 on_term(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -547,9 +620,12 @@ rh_master_run(rh_config_t *cfg)
     ev_signal_start(M.loop, &M.sig_int);
     ev_signal_init(&M.sig_hup, on_hup, SIGHUP);
     ev_signal_start(M.loop, &M.sig_hup);
-    ev_child_init(&M.child, on_child, 0, 0);
+    /* trace = 1: also hear of children that stop and continue */
+    ev_child_init(&M.child, on_child, 0, 1);
     ev_child_start(M.loop, &M.child);
     ev_init(&M.deadline, on_deadline);
+    ev_timer_init(&M.watchdog, on_watchdog, 0.1, 0.1);
+    ev_timer_start(M.loop, &M.watchdog);
 
     M.nslots = cfg->processes;
     rh_shm_store(&M.shm->nslots, M.nslots);

@@ -2,13 +2,17 @@
  * rh_reaper.c - the reaper: one connection, one periodic timer (the
  * PgBouncer janitor pattern).  Each pass:
  *
- *   1. reconcile: rows of this node's workers that the master's process
+ *   1. every lease/3: renew the leases of this node's workers that the
+ *      master sees alive and not stopped (so a long handler never loses its
+ *      lease, and a SIGSTOPped worker or a vanished host does);
+ *   2. crashes: jobs whose handler was running when its worker died get
+ *      their crash counted (retry with backoff, or discard at max_crashes);
+ *   3. reconcile: rows of this node's workers that the master's process
  *      table (shared memory) shows dead are marked ended;
- *   2. rescue: running jobs of ended workers, and of nodes whose lease ran
- *      out (a host that vanished), become available again, fenced by attempt;
- *   3. promote: scheduled and retryable jobs that are due become available;
- *   4. every lease/3: renew this node's lease;
- *   5. every minute: prune finished jobs past [retention], forget old nodes.
+ *   4. rescue: running jobs of ended workers, and of workers whose lease
+ *      ran out (on any host), become available again, fenced by attempt;
+ *   5. promote: scheduled and retryable jobs that are due become available;
+ *   6. every minute: prune finished jobs past [retention], forget old nodes.
  *
  * Every statement is safe to run from several hosts at once (SKIP LOCKED,
  * fenced updates), so no leader election is needed.  The master sends
@@ -45,7 +49,6 @@ static struct {
     ev_signal          sig_term, sig_usr1;
     double             last_renew, last_prune;
     double             reconnect_delay;
-    int                node_lost_logged;
 } R;
 
 /* Run one statement; returns the result (caller clears) or NULL after logging. */
@@ -98,24 +101,100 @@ r_connect(void)
     return 0;
 }
 
+typedef struct {
+    char s[RH_MAX_PROCESSES * 12 + 4];
+    size_t len;
+} int_list_t;
+
+static void
+list_add(int_list_t *l, int v)
+{
+    l->len += (size_t) snprintf(l->s + l->len, sizeof(l->s) - l->len, "%s%d", l->len > 1 ? "," : "", v);
+}
+
+static void
+renew_leases(void)
+{
+    int_list_t  slots = { "{", 1 }, gens = { "{", 1 };
+    char        lease[32];
+    const char *p[4] = { R.node_s, lease, slots.s, gens.s };
+    int         n = rh_shm_load(&R.shm->nslots);
+
+    for (int i = 0; i < n; i++) {
+        const rh_shm_slot_t *sl = &R.shm->slot[i];
+        if (rh_shm_load(&sl->pid) != 0 && !rh_shm_load(&sl->stopped)) {
+            list_add(&slots, i);
+            list_add(&gens, rh_shm_load(&sl->generation));
+        }
+    }
+    snprintf(slots.s + slots.len, sizeof(slots.s) - slots.len, "}");
+    snprintf(gens.s + gens.len, sizeof(gens.s) - gens.len, "}");
+    snprintf(lease, sizeof(lease), "%.3f", R.cfg->lease);
+    if (r_exec_count(RH_STMT_LEASES_RENEW, p) >= 0)
+        R.last_renew = ev_now(R.loop);
+}
+
+/* Count the crashes the master reported, up to head (read after min_live). */
+static void
+record_crashes(uint32_t head)
+{
+    uint32_t tail = rh_shm_load(&R.shm->report_tail);
+
+    while (tail != head) {
+        char        ids[64], atts[32], whys[300], maxc[16], base[32], maxd[32];
+        const char *p[6] = { ids, atts, whys, maxc, base, maxd };
+        const rh_shm_report_t *r = &R.shm->reports[tail % RH_SHM_REPORTS];
+        PGresult   *res;
+        char        esc[2 * sizeof(r->why) + 1], *o = esc;
+
+        for (const char *c = r->why; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                *o++ = '\\';
+            *o++ = *c;
+        }
+        *o = '\0';
+        snprintf(ids, sizeof(ids), "{%" PRId64 "}", r->job_id);
+        snprintf(atts, sizeof(atts), "{%d}", r->attempt);
+        snprintf(whys, sizeof(whys), "{\"%s\"}", esc);
+        snprintf(maxc, sizeof(maxc), "%d", R.cfg->max_crashes);
+        snprintf(base, sizeof(base), "%.3f", R.cfg->retry_base_delay);
+        snprintf(maxd, sizeof(maxd), "%.3f", R.cfg->retry_max_delay);
+        res = r_exec(RH_STMT_CRASHED, p);
+        if (res == NULL)
+            return;             /* retried next pass; the job stays running until then */
+        if (atoi(PQgetvalue(res, 0, 0)) > 0)
+            rh_log_error("job %" PRId64 " discarded: it crashed its worker %d time(s) ([worker] max_crashes)",
+                         r->job_id, R.cfg->max_crashes);
+        else if (atoi(PQgetvalue(res, 0, 1)) > 0)
+            rh_log_warning("job %" PRId64 " (attempt %d) crash counted: %s; retried with backoff",
+                           r->job_id, r->attempt, r->why);
+        PQclear(res);
+        tail++;
+        rh_shm_store(&R.shm->report_tail, tail);
+    }
+}
+
+/*
+ * min_live is read before the report head: the master publishes a crash
+ * report before it raises min_live, so a dead worker seen here has its
+ * report seen too, and its crashed job is counted before the rescue below
+ * makes its other jobs available.
+ */
 static void
 reconcile(void)
 {
-    char        slots[RH_MAX_PROCESSES * 8 + 4], mins[RH_MAX_PROCESSES * 12 + 4];
-    size_t      so = 0, mo = 0;
+    int_list_t  slots = { "{", 1 }, mins = { "{", 1 };
+    const char *p[3] = { R.node_s, slots.s, mins.s };
     int         n = rh_shm_load(&R.shm->nslots);
-    const char *p[3] = { R.node_s, slots, mins };
     int         ended;
 
-    slots[so++] = '{';
-    mins[mo++] = '{';
     for (int i = 0; i < n; i++) {
-        so += (size_t) snprintf(slots + so, sizeof(slots) - so, "%s%d", i ? "," : "", i);
-        mo += (size_t) snprintf(mins + mo, sizeof(mins) - mo, "%s%d", i ? "," : "",
-                                rh_shm_load(&R.shm->slot[i].min_live));
+        list_add(&slots, i);
+        list_add(&mins, rh_shm_load(&R.shm->slot[i].min_live));
     }
-    snprintf(slots + so, sizeof(slots) - so, "}");
-    snprintf(mins + mo, sizeof(mins) - mo, "}");
+    snprintf(slots.s + slots.len, sizeof(slots.s) - slots.len, "}");
+    snprintf(mins.s + mins.len, sizeof(mins.s) - mins.len, "}");
+    record_crashes(rh_shm_load(&R.shm->report_head));
     ended = r_exec_count(RH_STMT_WORKERS_RECONCILE, p);
     if (ended > 0)
         rh_log_info("%d dead worker(s) marked ended", ended);
@@ -130,36 +209,15 @@ pass(void)
     if (r_connect() < 0)
         return;
 
+    /* renewal first: after a long outage our own live workers must not look dead */
+    if (now - R.last_renew >= R.cfg->lease / 3)
+        renew_leases();
     reconcile();
     n = r_exec_count(RH_STMT_RESCUE, NULL);
     if (n > 0)
         rh_log_warning("rescued %d job(s) of dead workers", n);
     r_exec_count(RH_STMT_PROMOTE, NULL);
 
-    if (now - R.last_renew >= R.cfg->lease / 3) {
-        char        lease[32];
-        const char *p[2] = { R.node_s, lease };
-        PGresult   *res;
-
-        snprintf(lease, sizeof(lease), "%.3f", R.cfg->lease);
-        res = r_exec(RH_STMT_NODE_RENEW, p);
-        if (res) {
-            if (PQntuples(res) == 1) {
-                R.last_renew = now;
-            } else {
-                /*
-                 * Our lease ran out (the database was unreachable longer than
-                 * [reaper] lease) and other hosts may have rescued our jobs.
-                 * Our workers' finalizes are fenced, but the clean answer is a
-                 * fresh start with a fresh node.
-                 */
-                PQclear(res);
-                rh_fatal("this node's lease in rhino.nodes expired or was ended; stopping so that "
-                         "rhino starts afresh (raise [reaper] lease if the database is often away)");
-            }
-            PQclear(res);
-        }
-    }
     if (now - R.last_prune >= 60) {
         char        c[32], d[32];
         const char *p[2] = { c, d };

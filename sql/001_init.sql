@@ -8,9 +8,11 @@
 --   rhino.jobs_done  finished jobs (completed, discarded, cancelled), moved out of
 --                    rhino.jobs by the same statement that finalizes them, pruned
 --                    by the reaper after [retention].
---   rhino.nodes      one row per running rhino master (a host), its lease renewed
---                    by that master's reaper.
+--   rhino.nodes      one row per running rhino master (a host).
 --   rhino.workers    one row per worker process incarnation; running jobs point at it.
+--                    Its lease is renewed by its host's reaper while the master sees
+--                    the process alive and not stopped; any host's reaper rescues the
+--                    jobs of a worker that ended or whose lease ran out.
 --
 -- Every transition of a running job is fenced by (id, attempt, state = 'running'):
 -- each claim increments attempt, so a worker holding an old attempt changes nothing.
@@ -34,6 +36,7 @@ CREATE TABLE rhino.workers (
     generation  int         NOT NULL,
     pid         int         NOT NULL,
     started_at  timestamptz NOT NULL DEFAULT now(),
+    lease_until timestamptz NOT NULL,
     ended_at    timestamptz,
     UNIQUE (node_id, slot, generation)
 ) WITH (fillfactor = 50);
@@ -51,7 +54,10 @@ CREATE TABLE rhino.jobs (
     created_at   timestamptz     NOT NULL DEFAULT now(),
     attempted_at timestamptz,
     worker_id    bigint,
+    crash_count  int             NOT NULL DEFAULT 0,
+    timeout      float8,
     last_error   text,
+    CONSTRAINT jobs_timeout    CHECK (timeout > 0),
     CONSTRAINT jobs_live_state CHECK (state IN ('available', 'scheduled', 'running', 'retryable')),
     CONSTRAINT jobs_kind_len   CHECK (length(kind) BETWEEN 1 AND 255),
     CONSTRAINT jobs_queue_len  CHECK (length(queue) BETWEEN 1 AND 255),
@@ -83,6 +89,7 @@ CREATE TABLE rhino.jobs_done (
     created_at   timestamptz     NOT NULL,
     attempted_at timestamptz,
     finished_at  timestamptz     NOT NULL DEFAULT now(),
+    crash_count  int             NOT NULL DEFAULT 0,
     last_error   text,
     CONSTRAINT jobs_done_state CHECK (state IN ('completed', 'discarded', 'cancelled'))
 ) WITH (autovacuum_vacuum_insert_scale_factor = 0.05);
@@ -93,11 +100,12 @@ CREATE INDEX jobs_done_finished ON rhino.jobs_done (finished_at);
 -- job moving from rhino.jobs to rhino.jobs_done is seen exactly once.
 CREATE VIEW rhino.all_jobs AS
     SELECT id, queue, kind, payload, state, attempt, max_attempts, priority, run_at,
-           created_at, attempted_at, NULL::timestamptz AS finished_at, last_error, worker_id
+           created_at, attempted_at, NULL::timestamptz AS finished_at, last_error, worker_id,
+           crash_count, timeout
       FROM rhino.jobs
     UNION ALL
     SELECT id, queue, kind, payload, state, attempt, max_attempts, priority, run_at,
-           created_at, attempted_at, finished_at, last_error, NULL::bigint
+           created_at, attempted_at, finished_at, last_error, NULL::bigint, crash_count, NULL::float8
       FROM rhino.jobs_done;
 
 -- Enqueue one job inside the caller's transaction; returns its id.
@@ -114,18 +122,38 @@ CREATE FUNCTION rhino.enqueue(kind         text,
                               queue        text        DEFAULT 'default',
                               run_at       timestamptz DEFAULT now(),
                               priority     int         DEFAULT 0,
-                              max_attempts int         DEFAULT 25)
+                              max_attempts int         DEFAULT 25,
+                              timeout      float8      DEFAULT NULL)
 RETURNS bigint
 LANGUAGE sql VOLATILE
 AS $$
-    INSERT INTO rhino.jobs (kind, payload, queue, run_at, priority, max_attempts, state)
+    INSERT INTO rhino.jobs (kind, payload, queue, run_at, priority, max_attempts, timeout, state)
     VALUES (enqueue.kind,
             coalesce(enqueue.payload, '{}'),
             coalesce(enqueue.queue, 'default'),
             coalesce(enqueue.run_at, now()),
             coalesce(enqueue.priority, 0)::smallint,   -- "smallint out of range" beyond +-32767
             coalesce(enqueue.max_attempts, 25),
+            enqueue.timeout,
             CASE WHEN coalesce(enqueue.run_at, now()) > now()
                  THEN 'scheduled'::rhino.job_state ELSE 'available'::rhino.job_state END)
     RETURNING id
+$$;
+
+-- Raised by the fenced completion of a transactional batch when a job's
+-- attempt is no longer current: the whole transaction, the handlers' own
+-- writes included, must roll back.  SQLSTATE RH409, "stale attempt".
+CREATE FUNCTION rhino.stale_attempt(expected bigint, matched bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF matched <> expected THEN
+        RAISE EXCEPTION 'rhino: % of % jobs of this transaction were rescued and claimed again',
+                        expected - matched, expected
+              USING ERRCODE = 'RH409',
+                    HINT = 'the transaction is rolled back; the current attempt will run the jobs';
+    END IF;
+    RETURN matched;
+END
 $$;

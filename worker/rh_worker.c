@@ -33,6 +33,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -63,6 +65,7 @@ typedef enum {
     E_REGISTER,
     E_ALIVE,
     E_END,
+    E_JOB_STATES,
     E_SYNC
 } rh_expect_kind_t;
 
@@ -104,6 +107,8 @@ typedef struct {
 
 static struct {
     const rh_config_t *cfg;
+    rh_shm_slot_t     *shm;             /* our slot of the master's process table */
+    pid_t              master_pid;
     int                slot, generation;
     int64_t            node_id;
     int64_t            worker_id;       /* our row in rhino.workers; 0 before registration */
@@ -145,6 +150,8 @@ static struct {
     int                fin_failures;    /* consecutive */
 
     double             sent_at[4];      /* per segment kind, for debug timings */
+    int                tx_unknown_start, tx_unknown_end;  /* rows whose COMMIT went unanswered */
+    uint64_t           n_tx_committed;
     uint64_t           rng;
     int                draining;
     int                final_sent;
@@ -158,6 +165,7 @@ static volatile sig_atomic_t w_stop;
 static void w_step(void);
 static void w_broken(const char *why);
 static void w_connect_start(void);
+static void drain_results(void);
 
 /* ---------------------------------------------------------------------- */
 /* small helpers                                                          */
@@ -446,82 +454,414 @@ batches_clear(void)
 /* ---------------------------------------------------------------------- */
 /* running handlers                                                       */
 
-/* Run one claimed job and record its outcome in W.pending. */
+/* Fill job from row `row` of the batch in hand. */
 static void
-run_job(int row)
+job_from_row(int row, rhino_job *job)
 {
-    rhino_job           job;
-    const rh_handler_t *h;
-    int                 rc;
-    const char         *err;
+    memset(job, 0, sizeof(*job));
+    job->id = strtoll(PQgetvalue(W.cur, row, 0), NULL, 10);
+    job->attempt = atoi(PQgetvalue(W.cur, row, 1));
+    job->max_attempts = atoi(PQgetvalue(W.cur, row, 2));
+    job->queue = PQgetvalue(W.cur, row, 3);
+    job->kind = PQgetvalue(W.cur, row, 4);
+    job->payload = PQgetvalue(W.cur, row, 5);
+    job->payload_len = (size_t) PQgetlength(W.cur, row, 5);
+    job->timeout = PQgetisnull(W.cur, row, 6) ? W.cfg->job_timeout : strtod(PQgetvalue(W.cur, row, 6), NULL);
+    job->slot = W.shm;
+}
 
-    memset(&job, 0, sizeof(job));
-    job.id = strtoll(PQgetvalue(W.cur, row, 0), NULL, 10);
-    job.attempt = atoi(PQgetvalue(W.cur, row, 1));
-    job.max_attempts = atoi(PQgetvalue(W.cur, row, 2));
-    job.queue = PQgetvalue(W.cur, row, 3);
-    job.kind = PQgetvalue(W.cur, row, 4);
-    job.payload = PQgetvalue(W.cur, row, 5);
-    job.payload_len = (size_t) PQgetlength(W.cur, row, 5);
+/*
+ * Call the handler with the job published in shared memory, so that the
+ * master can enforce its deadline and, if the worker dies, report this job
+ * as the one that crashed (not the others the worker held).
+ */
+static int
+call_handler(const rh_handler_t *h, rhino_job *job)
+{
+    int rc;
 
-    /* a rescued job whose crashed attempt was its last: do not run it again */
-    if (job.attempt > job.max_attempts) {
-        snprintf(job.error, sizeof(job.error), "attempts exhausted: attempt %d of %d ended with its "
-                 "worker's death", job.attempt - 1, job.max_attempts);
-        outcome_add(&W.pending, job.id, job.attempt, "discarded", 0, job.error);
-        W.n_discard++;
-        return;
-    }
+    rh_shm_store(&W.shm->job_attempt, job->attempt);
+    rh_shm_store_d(&W.shm->deadline, job->timeout > 0 ? rh_mono_now() + job->timeout : 0.0);
+    rh_shm_store(&W.shm->job_id, job->id);
+    rc = h->fn(job);
+    rh_shm_store(&W.shm->job_id, (int64_t) 0);
+    rh_shm_store_d(&W.shm->deadline, 0.0);
+    return rc;
+}
 
-    h = rh_loader_find(&W.reg, job.kind);
-    if (h == NULL) {
-        /* a rolling deploy may bring the handler: retry, as any failure */
-        snprintf(job.error, sizeof(job.error), "no handler for kind \"%s\" in this worker (loaded: %s)",
-                 job.kind, W.kinds);
-        job.has_error = 1;
-        rc = RHINO_RETRY;
-    } else {
-        rc = h->fn(&job);
-    }
+/* Turn a handler's return code into an outcome in list l. */
+static void
+job_outcome(rhino_job *job, int rc, rh_outcomes_t *l)
+{
+    const char *err = job->has_error ? job->error : NULL;
 
-    err = job.has_error ? job.error : NULL;
     switch (rc) {
     case RHINO_OK:
-        outcome_add(&W.pending, job.id, job.attempt, "completed", 0, NULL);
+        outcome_add(l, job->id, job->attempt, "completed", 0, NULL);
         W.n_done++;
         return;
     case RHINO_DISCARD:
-        outcome_add(&W.pending, job.id, job.attempt, "discarded", 0,
-                    err ? err : "handler returned RHINO_DISCARD");
+        outcome_add(l, job->id, job->attempt, "discarded", 0, err ? err : "handler returned RHINO_DISCARD");
         W.n_discard++;
         return;
     case RHINO_RETRY:
         break;
     default:
-        snprintf(job.error, sizeof(job.error), "handler returned %d, which is not RHINO_OK, RHINO_RETRY "
+        snprintf(job->error, sizeof(job->error), "handler returned %d, which is not RHINO_OK, RHINO_RETRY "
                  "or RHINO_DISCARD", rc);
-        err = job.error;
+        err = job->error;
         break;
     }
     if (err == NULL)
         err = "handler returned RHINO_RETRY";
-    if (job.attempt >= job.max_attempts) {
-        outcome_add(&W.pending, job.id, job.attempt, "discarded", 0, err);
+    if (job->attempt >= job->max_attempts) {
+        outcome_add(l, job->id, job->attempt, "discarded", 0, err);
         W.n_discard++;
     } else {
-        double d = rh_backoff_delay(job.attempt, W.cfg->retry_base_delay, W.cfg->retry_max_delay,
+        double d = rh_backoff_delay(job->attempt, W.cfg->retry_base_delay, W.cfg->retry_max_delay,
                                     rh_rand_unit(&W.rng));
-        outcome_add(&W.pending, job.id, job.attempt, "retryable", d, err);
+        outcome_add(l, job->id, job->attempt, "retryable", d, err);
         W.n_retry++;
     }
 }
 
+/*
+ * The handler for row `row`, or NULL after recording the outcome of a job
+ * that must not run (no handler for its kind, attempts exhausted).
+ */
+static const rh_handler_t *
+job_handler(int row, rhino_job *job)
+{
+    const rh_handler_t *h;
+
+    job_from_row(row, job);
+    /* a rescued job whose crashed attempt was its last: do not run it again */
+    if (job->attempt > job->max_attempts) {
+        snprintf(job->error, sizeof(job->error), "attempts exhausted: attempt %d of %d ended with its "
+                 "worker's death", job->attempt - 1, job->max_attempts);
+        job->has_error = 1;
+        job_outcome(job, RHINO_DISCARD, &W.pending);
+        return NULL;
+    }
+    h = rh_loader_find(&W.reg, job->kind);
+    if (h == NULL) {
+        /* a rolling deploy may bring the handler: retry, as any failure */
+        snprintf(job->error, sizeof(job->error), "no handler for kind \"%s\" in this worker (loaded: %s)",
+                 job->kind, W.kinds);
+        job->has_error = 1;
+        job_outcome(job, RHINO_RETRY, &W.pending);
+    }
+    return h;
+}
+
+/* ---------------------------------------------------------------------- */
+/* transactional handlers                                                 */
+
+/*
+ * Wait, blocking, until the round in flight is answered: a transaction
+ * needs the connection to itself.  -1 if the connection was lost.
+ */
+static int
+sync_drain(void)
+{
+    while (W.conn && W.connected && W.round_inflight > 0) {
+        struct pollfd pfd;
+
+        if (flush_out() < 0)
+            return -1;
+        pfd.fd = PQsocket(W.conn);
+        pfd.events = POLLIN | ((W.io_events & EV_WRITE) ? POLLOUT : 0);
+        pfd.revents = 0;
+        if (poll(&pfd, 1, 1000) < 0 && errno != EINTR) {
+            w_broken(strerror(errno));
+            return -1;
+        }
+        if (!PQconsumeInput(W.conn)) {
+            w_broken(PQerrorMessage(W.conn));
+            return -1;
+        }
+        drain_results();
+    }
+    return W.conn && W.connected ? 0 : -1;
+}
+
+/* A synchronous command inside the batch's transaction; 0, or -1 with the result's status logged. */
+static int
+tx_cmd(const char *sql)
+{
+    PGresult *res = PQexec(W.conn, sql);
+    int       ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+
+    if (!ok && PQstatus(W.conn) != CONNECTION_BAD)
+        rh_log_error("%s failed: %s", sql, rh_db_error(W.conn, res));
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
+static PGresult *
+tx_finalize(rh_outcomes_t *l)
+{
+    rh_buf_t    a[5] = { { 0 } };
+    const char *params[6];
+    char        tmp[64];
+    PGresult   *res;
+
+    for (int k = 0; k < 5; k++)
+        buf_printf(&a[k], "{");
+    for (int i = 0; i < l->n; i++) {
+        const rh_outcome_t *o = &l->v[i];
+        buf_printf(&a[0], "%s%" PRId64, i ? "," : "", o->id);
+        buf_printf(&a[1], "%s%d", i ? "," : "", o->attempt);
+        buf_printf(&a[2], "%s%s", i ? "," : "", o->state);
+        snprintf(tmp, sizeof(tmp), "%.6f", o->delay);
+        buf_printf(&a[3], "%s%s", i ? "," : "", tmp);
+        buf_array_elem(&a[4], o->err);
+    }
+    for (int k = 0; k < 5; k++) {
+        buf_printf(&a[k], "}");
+        params[k] = a[k].s;
+    }
+    params[5] = W.cfg->retention_completed > 0 ? "true" : "false";
+    res = PQexecParams(W.conn, rh_sql(RH_STMT_FINALIZE_TX)->sql, 6, NULL, params, NULL, NULL, 0);
+    for (int k = 0; k < 5; k++)
+        free(a[k].s);
+    return res;
+}
+
+/*
+ * After SQLSTATE RH409: which of the outcomes' jobs are no longer ours?
+ * Marks them in `drop` (by index into the group) and returns how many.
+ */
+static int
+tx_find_stale(int start, int end, char *drop)
+{
+    rh_buf_t    ids = { 0 };
+    const char *p[1];
+    PGresult   *res;
+    int         stale = 0;
+
+    buf_printf(&ids, "{");
+    for (int i = start; i < end; i++)
+        buf_printf(&ids, "%s%s", i > start ? "," : "", PQgetvalue(W.cur, i, 0));
+    buf_printf(&ids, "}");
+    p[0] = ids.s;
+    res = PQexecParams(W.conn, rh_sql(RH_STMT_JOB_STATES)->sql, 1, NULL, p, NULL, NULL, 0);
+    free(ids.s);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        PQclear(res);
+        return -1;
+    }
+    for (int i = start; i < end; i++) {
+        int mine = 0;
+        for (int r = 0; r < PQntuples(res); r++)
+            if (strcmp(PQgetvalue(res, r, 0), PQgetvalue(W.cur, i, 0)) == 0 &&
+                strcmp(PQgetvalue(res, r, 1), PQgetvalue(W.cur, i, 1)) == 0 &&
+                strcmp(PQgetvalue(res, r, 2), "running") == 0 &&
+                strcmp(PQgetvalue(res, r, 3), W.worker_id_s) == 0)
+                mine = 1;
+        if (!mine && !drop[i - start]) {
+            drop[i - start] = 1;
+            stale++;
+        }
+    }
+    PQclear(res);
+    return stale;
+}
+
+/*
+ * Run rows [start, end) of the batch, all transactional, in one
+ * transaction on the worker's connection: BEGIN; per job SAVEPOINT,
+ * handler, RELEASE or ROLLBACK TO; the fenced finalize of all of them
+ * (which raises RH409 if any attempt is stale); COMMIT.  The handlers'
+ * writes and the completions commit together or not at all.
+ *
+ * Stale attempts (the job was rescued and claimed again while we ran it)
+ * roll the whole transaction back; the stale jobs are dropped and the rest
+ * run again in a new one.  If the connection is lost, nothing of the
+ * transaction is replayed: jobs whose COMMIT did not happen are still
+ * running under our id and are handed back on reconnect, after their state
+ * has been read (W.tx_unknown).
+ *
+ * Returns the first row not run (end, or earlier when a stop was asked for).
+ */
+static int
+run_tx(int start, int end)
+{
+    int           n = end - start, stop_at = end, stale;
+    char         *drop = calloc((size_t) n, 1);
+    rh_outcomes_t tx = { 0 };
+    PGresult     *res;
+
+    if (drop == NULL)
+        rh_fatal("out of memory");
+    if (sync_drain() < 0 || !PQexitPipelineMode(W.conn) || PQsetnonblocking(W.conn, 0) != 0) {
+        if (W.conn && W.connected)
+            w_broken(PQerrorMessage(W.conn));
+        free(drop);
+        return start;
+    }
+
+    for (int round = 0;; round++) {
+        outcomes_clear(&tx);
+        if (tx_cmd("BEGIN") < 0)
+            goto lost;
+        for (int i = start; i < stop_at; i++) {
+            rhino_job           job;
+            const rh_handler_t *h;
+            int                 rc;
+
+            if (drop[i - start])
+                continue;
+            if (round == 0 && w_stop && i > start) {
+                stop_at = i;    /* draining: the rest stay unstarted and are released */
+                break;
+            }
+            job_from_row(i, &job);
+            h = rh_loader_find(&W.reg, job.kind);
+            job.conn = W.conn;
+            if (tx_cmd("SAVEPOINT rhino_job") < 0)
+                goto lost;
+            rc = call_handler(h, &job);
+            if (PQstatus(W.conn) == CONNECTION_BAD)
+                goto lost;
+            switch (PQtransactionStatus(W.conn)) {
+            case PQTRANS_INTRANS:
+                if (rc == RHINO_OK) {
+                    if (tx_cmd("RELEASE SAVEPOINT rhino_job") < 0)
+                        goto lost;
+                    break;
+                }
+                /* a failed job keeps none of its writes */
+                __attribute__((fallthrough));
+            case PQTRANS_INERROR:
+                if (rc == RHINO_OK) {
+                    snprintf(job.error, sizeof(job.error), "a statement of the handler failed: %s",
+                             rh_db_error(W.conn, NULL));
+                    job.has_error = 1;
+                    rc = RHINO_RETRY;
+                }
+                if (tx_cmd("ROLLBACK TO SAVEPOINT rhino_job") < 0 || tx_cmd("RELEASE SAVEPOINT rhino_job") < 0)
+                    goto lost;
+                break;
+            default:
+                /* the handler ended our transaction: its writes (and earlier ones) are committed */
+                rh_log_error("handler for kind \"%s\" ended the worker's transaction (job %" PRId64 ")",
+                             job.kind, job.id);
+                snprintf(job.error, sizeof(job.error), "the handler ended the worker's transaction: "
+                         "COMMIT and ROLLBACK are not allowed in a transactional handler");
+                job.has_error = 1;
+                rc = RHINO_DISCARD;
+                if (tx_cmd("BEGIN") < 0)
+                    goto lost;
+                break;
+            }
+            job_outcome(&job, rc, &tx);
+        }
+        if (tx.n == 0) {
+            tx_cmd("ROLLBACK");
+            break;
+        }
+
+        res = tx_finalize(&tx);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+            PQclear(res);
+            /* from here until COMMIT's answer the outcome is ambiguous */
+            W.tx_unknown_start = start;
+            W.tx_unknown_end = stop_at;
+            res = PQexec(W.conn, "COMMIT");
+            if (PQstatus(W.conn) == CONNECTION_BAD) {
+                PQclear(res);
+                goto lost;
+            }
+            W.tx_unknown_end = W.tx_unknown_start = 0;
+            if (PQresultStatus(res) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(res), "COMMIT") == 0) {
+                PQclear(res);
+                W.n_tx_committed += (uint64_t) tx.n;
+                break;
+            }
+            rh_log_error("COMMIT of a transactional batch failed: %s", rh_db_error(W.conn, res));
+            PQclear(res);
+        } else {
+            const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+            if (code && strcmp(code, "RH409") == 0 && round < 5) {
+                PQclear(res);
+                if (tx_cmd("ROLLBACK") < 0 || (stale = tx_find_stale(start, stop_at, drop)) < 0)
+                    goto lost;
+                W.n_stale += (uint64_t) stale;
+                rh_log_warning("transactional batch rolled back: %d job(s) had been rescued and claimed "
+                               "again (stale attempt); their writes are undone, the other jobs run again",
+                               stale);
+                continue;
+            }
+            rh_log_error("fenced completion of a transactional batch failed: %s", rh_db_error(W.conn, res));
+            PQclear(res);
+            if (tx_cmd("ROLLBACK") < 0)
+                goto lost;
+        }
+        /* rolled back for another reason: the writes are gone; retry the jobs, fenced, from the pipeline */
+        for (int i = 0; i < tx.n; i++) {
+            rh_outcome_t *o = &tx.v[i];
+            if (strcmp(o->state, "completed") == 0) {
+                o->state = "retryable";
+                o->delay = rh_backoff_delay(o->attempt, W.cfg->retry_base_delay, W.cfg->retry_max_delay,
+                                            rh_rand_unit(&W.rng));
+                free(o->err);
+                o->err = utf8_clean("the job's transaction did not commit (see the worker's log)");
+            }
+        }
+        outcomes_move(&W.pending, &tx);
+        break;
+    }
+    free(tx.v);
+    free(drop);
+    if (PQsetnonblocking(W.conn, 1) != 0 || !PQenterPipelineMode(W.conn)) {
+        w_broken(PQerrorMessage(W.conn));
+        return stop_at;
+    }
+    return stop_at;
+
+lost:
+    outcomes_clear(&tx);
+    free(tx.v);
+    free(drop);
+    w_broken(PQerrorMessage(W.conn));
+    return start;
+}
+
+/* ---------------------------------------------------------------------- */
+
+/*
+ * Run the batch in hand until it is done or a stop is asked for.  Fast
+ * handlers run one by one, their outcomes finalized by the next round;
+ * consecutive transactional jobs run together in one transaction.
+ */
 static void
 run_batch(void)
 {
-    while (W.cur_next < W.cur_n && !w_stop && W.connected)
-        run_job(W.cur_next++);
-    if (W.cur_next == W.cur_n)
+    while (W.cur && W.cur_next < W.cur_n && !w_stop && W.connected) {
+        rhino_job           job;
+        const rh_handler_t *h = job_handler(W.cur_next, &job);
+        int                 end;
+
+        if (h == NULL) {
+            W.cur_next++;
+            continue;
+        }
+        if (!(h->flags & RHINO_F_TX)) {
+            job_outcome(&job, call_handler(h, &job), &W.pending);
+            W.cur_next++;
+            continue;
+        }
+        for (end = W.cur_next + 1; end < W.cur_n; end++) {
+            const rh_handler_t *h2 = rh_loader_find(&W.reg, PQgetvalue(W.cur, end, 4));
+            if (h2 == NULL || !(h2->flags & RHINO_F_TX) ||
+                atoi(PQgetvalue(W.cur, end, 1)) > atoi(PQgetvalue(W.cur, end, 2)))
+                break;
+        }
+        W.cur_next = run_tx(W.cur_next, end);
+    }
+    if (W.cur && W.cur_next == W.cur_n)
         cur_clear();
 }
 
@@ -605,8 +945,8 @@ on_sync(rh_seg_t seg)
             exit(RH_EXIT_ERROR);
         }
         rh_log_info("worker drained: %" PRIu64 " claimed, %" PRIu64 " completed, %" PRIu64 " retried, %"
-                    PRIu64 " discarded, %" PRIu64 " stale", W.n_claimed, W.n_done, W.n_retry, W.n_discard,
-                    W.n_stale);
+                    PRIu64 " discarded, %" PRIu64 " stale, %" PRIu64 " committed in transactions",
+                    W.n_claimed, W.n_done, W.n_retry, W.n_discard, W.n_stale, W.n_tx_committed);
         PQfinish(W.conn);
         exit(RH_EXIT_OK);
     }
@@ -640,6 +980,27 @@ on_result(rh_expect_t *e, PGresult *res)
         W.worker_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         snprintf(W.worker_id_s, sizeof(W.worker_id_s), "%" PRId64, W.worker_id);
         break;
+    case E_JOB_STATES: {
+        int committed = 0, open = 0;
+
+        /* not running under our attempt any more = our COMMIT happened */
+        for (int r = 0; r < PQntuples(res); r++) {
+            int ours = strcmp(PQgetvalue(res, r, 2), "running") == 0 &&
+                       strcmp(PQgetvalue(res, r, 3), W.worker_id_s) == 0;
+            for (int i = W.tx_unknown_start; ours && i < W.tx_unknown_end && W.cur; i++)
+                if (strcmp(PQgetvalue(W.cur, i, 0), PQgetvalue(res, r, 0)) == 0 &&
+                    strcmp(PQgetvalue(W.cur, i, 1), PQgetvalue(res, r, 1)) != 0)
+                    ours = 0;
+            if (ours)
+                open++;
+            else
+                committed++;
+        }
+        rh_log_warning("ambiguous COMMIT of %d transactional job(s) resolved: %d had committed, %d had not "
+                       "and are handed back to run again", W.tx_unknown_end - W.tx_unknown_start, committed, open);
+        W.tx_unknown_start = W.tx_unknown_end = 0;
+        break;
+    }
     case E_ALIVE:
         if (PQntuples(res) == 0 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
             /*
@@ -843,6 +1204,13 @@ static void
 on_signal(int sig)
 {
     w_stop = 1;
+    /*
+     * Orphaned (the master was killed, PR_SET_PDEATHSIG sent this): nobody
+     * enforces deadlines any more, so give the drain a short while and let
+     * SIGALRM end the process; the jobs left are rescued by lease expiry.
+     */
+    if (getppid() != W.master_pid)
+        alarm((unsigned) ceil(W.cfg->fast_shutdown_timeout) + 1);
     ev_async_send(W.loop, &W.wake);
 }
 
@@ -854,18 +1222,38 @@ static void
 send_setup(void)
 {
     if (W.worker_id == 0) {
-        char        node[24], slot[16], gen[16], pid[16];
-        const char *p[4] = { node, slot, gen, pid };
+        char        node[24], slot[16], gen[16], pid[16], lease[32];
+        const char *p[5] = { node, slot, gen, pid, lease };
 
         snprintf(node, sizeof(node), "%" PRId64, W.node_id);
         snprintf(slot, sizeof(slot), "%d", W.slot);
         snprintf(gen, sizeof(gen), "%d", W.generation);
         snprintf(pid, sizeof(pid), "%d", (int) getpid());
+        snprintf(lease, sizeof(lease), "%.3f", W.cfg->lease);
         if (send_query(RH_STMT_WORKER_REGISTER, E_REGISTER, SEG_SETUP, p) < 0)
             return;
     } else {
         const char *p1[1] = { W.worker_id_s };
 
+        /*
+         * A transactional batch whose COMMIT went unanswered: read where
+         * each of its jobs stands before anything else touches them.
+         */
+        if (W.tx_unknown_end > W.tx_unknown_start && W.cur) {
+            rh_buf_t    ids = { 0 };
+            const char *p[1];
+            int         rc;
+
+            buf_printf(&ids, "{");
+            for (int i = W.tx_unknown_start; i < W.tx_unknown_end; i++)
+                buf_printf(&ids, "%s%s", i > W.tx_unknown_start ? "," : "", PQgetvalue(W.cur, i, 0));
+            buf_printf(&ids, "}");
+            p[0] = ids.s;
+            rc = send_query(RH_STMT_JOB_STATES, E_JOB_STATES, SEG_SETUP, p);
+            free(ids.s);
+            if (rc < 0)
+                return;
+        }
         /* replay the finalizes whose commit we never saw, then hand back the rest */
         if (W.pending.n > 0) {
             outcomes_move(&W.inflight, &W.pending);
@@ -991,13 +1379,15 @@ build_queue_literal(void)
 }
 
 void
-rh_worker_main(const rh_config_t *cfg, int slot, int generation, int64_t node_id)
+rh_worker_main(const rh_config_t *cfg, int slot, int generation, int64_t node_id, rh_shm_slot_t *shm)
 {
     char             role[32], err[1024];
     struct sigaction sa;
 
     memset(&W, 0, sizeof(W));
     W.cfg = cfg;
+    W.shm = shm;
+    W.master_pid = getppid();
     W.slot = slot;
     W.generation = generation;
     W.node_id = node_id;

@@ -106,3 +106,71 @@ bad_utf8_error(rhino_job *job)
     return RHINO_DISCARD;
 }
 RHINO_HANDLER("bad_utf8_error", bad_utf8_error);
+
+/*
+ * The transactional ledger handler of the fault suite: writes (job_id,
+ * attempt, pid) into the table "ledger" on the worker's connection, inside
+ * the transaction that completes the job.  A ledger with exactly one row
+ * per job proves exactly-once committed effects.  The payload can ask for
+ * a pause ({"ms": N}, after the insert, so the transaction is open) or a
+ * fault: {"fault": "segv" | "abort" | "loop" | "sql" | "commit"}.
+ */
+#include <signal.h>
+#include <libpq-fe.h>
+
+static int
+tx_ledger(rhino_job *job)
+{
+    PGconn     *conn = rhino_job_conn(job);
+    const char *payload = rhino_job_payload(job);
+    char        id[32], attempt[16], pid[16];
+    const char *params[3] = { id, attempt, pid };
+    PGresult   *res;
+
+    if (conn == NULL) {
+        rhino_job_set_error(job, "tx_ledger: no connection: not run as a transactional handler");
+        return RHINO_DISCARD;
+    }
+    snprintf(id, sizeof(id), "%lld", (long long) rhino_job_id(job));
+    snprintf(attempt, sizeof(attempt), "%d", rhino_job_attempt(job));
+    snprintf(pid, sizeof(pid), "%d", (int) getpid());
+    res = PQexecParams(conn, "INSERT INTO ledger (job_id, attempt, pid) VALUES ($1, $2, $3)", 3, NULL, params,
+                       NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        rhino_job_set_error(job, "ledger insert failed: %s", PQresultErrorMessage(res));
+        PQclear(res);
+        return RHINO_RETRY;
+    }
+    PQclear(res);
+    maybe_sleep(job);
+    if (strstr(payload, "\"segv\"")) {
+        raise(SIGSEGV);
+    } else if (strstr(payload, "\"abort\"")) {
+        abort();
+    } else if (strstr(payload, "\"loop\"")) {
+        for (;;)
+            pause();
+    } else if (strstr(payload, "\"sql\"") && rhino_job_attempt(job) == 1) {
+        /* a failing statement: its job's writes must roll back, and the job retry */
+        PQclear(PQexec(conn, "SELECT 1/0"));
+        return RHINO_OK;
+    } else if (strstr(payload, "\"commit\"")) {
+        PQclear(PQexec(conn, "COMMIT"));
+        return RHINO_OK;
+    }
+    return RHINO_OK;
+}
+RHINO_TX_HANDLER("tx_ledger", tx_ledger);
+
+/* Extends its own deadline, then outlives the configured job_timeout. */
+static int
+extends(rhino_job *job)
+{
+    struct timespec ts = { 1, 500000000L };
+
+    rhino_job_extend(job, 5);
+    nanosleep(&ts, NULL);
+    ledger(job);
+    return RHINO_OK;
+}
+RHINO_HANDLER("extends", extends);
