@@ -19,6 +19,7 @@ struct rhino_job {
     char        error[RH_JOB_ERROR_MAX + 1];
     int         has_error;
     double      timeout;        /* seconds; 0 = none */
+    int         errors;         /* failed runs before this one */
     rh_shm_slot_t *slot;        /* where the deadline lives; NULL outside a worker */
     struct pg_conn *conn;       /* transactional handlers only */
 };

@@ -23,6 +23,7 @@ typedef struct {
     int     generation;
     int     min_live;
     int     stopped;            /* seen stopped (SIGSTOP): its lease is not renewed */
+    int     ready;              /* written by the worker once connected and registered */
     int64_t job_id;
     int     job_attempt;
     double  deadline;           /* 0 = no deadline */

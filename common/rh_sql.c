@@ -35,16 +35,16 @@
         "     AND f.state IN ('completed', 'discarded')" \
         "  RETURNING j.id, j.queue, j.kind, j.payload, f.state, j.priority, j.attempt, j.max_attempts," \
         "            j.run_at, j.created_at, j.attempted_at, j.crash_count," \
-        "            coalesce(f.err, j.last_error) AS last_error)," \
+        "            j.errors + (f.state = 'discarded')::int, coalesce(f.err, j.last_error) AS last_error)," \
         " h AS (" \
         "  INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts," \
-        "                               run_at, created_at, attempted_at, crash_count, last_error)" \
+        "                               run_at, created_at, attempted_at, crash_count, errors, last_error)" \
         "  SELECT * FROM d WHERE d.state <> 'completed' OR $6::bool)," \
         " r AS (" \
         "  UPDATE rhino.jobs j" \
         "     SET state = CASE WHEN f.delay > 0 THEN 'retryable' ELSE 'available' END::rhino.job_state," \
         "         run_at = now() + make_interval(secs => f.delay)," \
-        "         last_error = f.err, worker_id = NULL" \
+        "         last_error = f.err, worker_id = NULL, errors = j.errors + 1" \
         "    FROM f" \
         "   WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = 'running'" \
         "     AND f.state = 'retryable'" \
@@ -76,7 +76,7 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         " UPDATE rhino.jobs j"
         "    SET state = 'running', attempt = j.attempt + 1, attempted_at = now(), worker_id = $3"
         "   FROM c WHERE j.id = c.id"
-        " RETURNING j.id, j.attempt, j.max_attempts, j.queue, j.kind, j.payload::text, j.timeout",
+        " RETURNING j.id, j.attempt, j.max_attempts, j.queue, j.kind, j.payload::text, j.timeout, j.errors",
         3 },
 
     /*
@@ -179,11 +179,11 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "  DELETE FROM rhino.jobs j USING r"
         "   WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = 'running' AND j.crash_count + 1 >= $4"
         "  RETURNING j.id, j.queue, j.kind, j.payload, 'discarded'::rhino.job_state, j.priority, j.attempt,"
-        "            j.max_attempts, j.run_at, j.created_at, j.attempted_at, j.crash_count + 1,"
+        "            j.max_attempts, j.run_at, j.created_at, j.attempted_at, j.crash_count + 1, j.errors,"
         "            'quarantined after ' || (j.crash_count + 1) || ' crash(es); last: ' || r.why),"
         " h AS ("
         "  INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
-        "                               run_at, created_at, attempted_at, crash_count, last_error)"
+        "                               run_at, created_at, attempted_at, crash_count, errors, last_error)"
         "  SELECT * FROM q),"
         " u AS ("
         "  UPDATE rhino.jobs j"

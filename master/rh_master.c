@@ -185,6 +185,7 @@ spawn(rh_proc_t *p)
 
     if (p->role == RH_ROLE_WORKER) {
         /* publish the generation before fork: see rh_shm.h */
+        rh_shm_store(&M.shm->slot[p->slot].ready, 0);
         p->generation++;
         rh_shm_store(&M.shm->slot[p->slot].generation, p->generation);
         rh_shm_store(&M.shm->slot[p->slot].min_live, p->generation);
@@ -403,11 +404,17 @@ on_child(struct ev_loop *loop, ev_child *w, int revents)
             roll_next();
         return;
     }
-    /* died on its own: respawn, slower and slower if it keeps dying young */
-    if (now - p->started < 10) {
-        p->backoff = p->backoff ? p->backoff * 2 : 0.1;
-        if (p->backoff > 30)
-            p->backoff = 30;
+    /*
+     * Died on its own: respawn at once, unless it keeps dying before it
+     * ever got to work (a crash loop: a handler whose constructor crashes,
+     * a reaper that cannot start), then slower and slower, up to 10 s
+     * apart.  A worker killed while working is replaced at once; a job
+     * that keeps killing workers is the reaper's business (max_crashes).
+     */
+    if (p->role == RH_ROLE_WORKER ? !rh_shm_load(&M.shm->slot[p->slot].ready) : now - p->started < 2) {
+        p->backoff = p->backoff ? p->backoff * 2 : 0.05;
+        if (p->backoff > 10)
+            p->backoff = 10;
     } else {
         p->backoff = 0;
     }

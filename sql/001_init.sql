@@ -48,7 +48,8 @@ CREATE TABLE rhino.jobs (
     payload      jsonb           NOT NULL DEFAULT '{}',
     state        rhino.job_state NOT NULL DEFAULT 'available',
     priority     smallint        NOT NULL DEFAULT 0,
-    attempt      int             NOT NULL DEFAULT 0,
+    attempt      int             NOT NULL DEFAULT 0,   -- claims so far: the fencing token
+    errors       int             NOT NULL DEFAULT 0,   -- failed runs, counted against max_attempts
     max_attempts int             NOT NULL DEFAULT 25,
     run_at       timestamptz     NOT NULL DEFAULT now(),
     created_at   timestamptz     NOT NULL DEFAULT now(),
@@ -84,6 +85,7 @@ CREATE TABLE rhino.jobs_done (
     state        rhino.job_state NOT NULL,
     priority     smallint        NOT NULL,
     attempt      int             NOT NULL,
+    errors       int             NOT NULL DEFAULT 0,
     max_attempts int             NOT NULL,
     run_at       timestamptz     NOT NULL,
     created_at   timestamptz     NOT NULL,
@@ -101,11 +103,11 @@ CREATE INDEX jobs_done_finished ON rhino.jobs_done (finished_at);
 CREATE VIEW rhino.all_jobs AS
     SELECT id, queue, kind, payload, state, attempt, max_attempts, priority, run_at,
            created_at, attempted_at, NULL::timestamptz AS finished_at, last_error, worker_id,
-           crash_count, timeout
+           crash_count, timeout, errors
       FROM rhino.jobs
     UNION ALL
     SELECT id, queue, kind, payload, state, attempt, max_attempts, priority, run_at,
-           created_at, attempted_at, finished_at, last_error, NULL::bigint, crash_count, NULL::float8
+           created_at, attempted_at, finished_at, last_error, NULL::bigint, crash_count, NULL::float8, errors
       FROM rhino.jobs_done;
 
 -- Enqueue one job inside the caller's transaction; returns its id.

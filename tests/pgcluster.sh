@@ -5,6 +5,8 @@
 #   tests/pgcluster.sh start     create the cluster on first use, start it, make sure the
 #                                database exists; safe to repeat (a running cluster is reloaded)
 #   tests/pgcluster.sh stop      fast shutdown; nothing to do if it is not running
+#   tests/pgcluster.sh restart-fast | restart-immediate
+#                                stop with -m fast / -m immediate and start again (fault suite)
 #   tests/pgcluster.sh env       print the DSN the tests use (RHINO_TEST_DSN)
 #   tests/pgcluster.sh status    say whether it runs; exit 1 if not
 #   tests/pgcluster.sh clean     drop the rt_* databases that earlier test runs left behind
@@ -133,6 +135,14 @@ stop() {
     fi
 }
 
+# Restart while clients are connected (the fault suite): -m fast or -m immediate.
+restart() {
+    running || die "not running"
+    owner "$PGBIN/pg_ctl" -D "$DATA" -m "$1" -w -t 60 stop >/dev/null
+    owner "$PGBIN/pg_ctl" -D "$DATA" -l "$LOGFILE" -w -t 60 start >/dev/null \
+        || { tail -n 20 "$LOGFILE" >&2; die "the server did not start again (log: $LOGFILE)"; }
+}
+
 # Databases of tests that were killed before they could drop their own.
 clean() {
     running || die "not running"
@@ -147,6 +157,8 @@ clean() {
 case ${1:-} in
     start) start ;;
     stop) stop ;;
+    restart-fast) restart fast ;;
+    restart-immediate) restart immediate ;;
     env) echo "postgres://$SUPER@127.0.0.1:$PORT/$DBNAME" ;;
     status)
         if running; then

@@ -467,6 +467,7 @@ job_from_row(int row, rhino_job *job)
     job->payload = PQgetvalue(W.cur, row, 5);
     job->payload_len = (size_t) PQgetlength(W.cur, row, 5);
     job->timeout = PQgetisnull(W.cur, row, 6) ? W.cfg->job_timeout : strtod(PQgetvalue(W.cur, row, 6), NULL);
+    job->errors = atoi(PQgetvalue(W.cur, row, 7));
     job->slot = W.shm;
 }
 
@@ -514,7 +515,12 @@ job_outcome(rhino_job *job, int rc, rh_outcomes_t *l)
     }
     if (err == NULL)
         err = "handler returned RHINO_RETRY";
-    if (job->attempt >= job->max_attempts) {
+    /*
+     * max_attempts counts failed runs, not claims: a run cut short by a
+     * worker's death is counted by the reaper as a crash, and a job held
+     * by a worker that died without running it has not failed at all.
+     */
+    if (job->errors + 1 >= job->max_attempts) {
         outcome_add(l, job->id, job->attempt, "discarded", 0, err);
         W.n_discard++;
     } else {
@@ -535,14 +541,6 @@ job_handler(int row, rhino_job *job)
     const rh_handler_t *h;
 
     job_from_row(row, job);
-    /* a rescued job whose crashed attempt was its last: do not run it again */
-    if (job->attempt > job->max_attempts) {
-        snprintf(job->error, sizeof(job->error), "attempts exhausted: attempt %d of %d ended with its "
-                 "worker's death", job->attempt - 1, job->max_attempts);
-        job->has_error = 1;
-        job_outcome(job, RHINO_DISCARD, &W.pending);
-        return NULL;
-    }
     h = rh_loader_find(&W.reg, job->kind);
     if (h == NULL) {
         /* a rolling deploy may bring the handler: retry, as any failure */
@@ -855,8 +853,7 @@ run_batch(void)
         }
         for (end = W.cur_next + 1; end < W.cur_n; end++) {
             const rh_handler_t *h2 = rh_loader_find(&W.reg, PQgetvalue(W.cur, end, 4));
-            if (h2 == NULL || !(h2->flags & RHINO_F_TX) ||
-                atoi(PQgetvalue(W.cur, end, 1)) > atoi(PQgetvalue(W.cur, end, 2)))
+            if (h2 == NULL || !(h2->flags & RHINO_F_TX))
                 break;
         }
         W.cur_next = run_tx(W.cur_next, end);
@@ -893,6 +890,7 @@ on_sync(rh_seg_t seg)
         batches_clear();        /* handed back by release_mine */
         W.connected = 1;
         W.reconnect_delay = 0;
+        rh_shm_store(&W.shm->ready, 1);
         W.claim_due = 1;
         rh_log_info("worker %s ready (node %" PRId64 ", slot %d, generation %d, %d handler kinds)",
                     W.worker_id_s, W.node_id, W.slot, W.generation, W.reg.n);
