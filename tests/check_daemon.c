@@ -499,6 +499,117 @@ START_TEST(test_master_kill9_children_exit)
 END_TEST
 
 /* ---------------------------------------------------------------------- */
+/* transactional handlers, deadlines, crashes                             */
+
+START_TEST(test_tx_handler_commits_writes_once)
+{
+    rt_daemon_t d;
+
+    daemon_setup(&d, NULL);
+    rt_exec(d.conn, "CREATE TABLE ledger (job_id bigint, attempt int, pid int)");
+    rt_exec(d.conn, "SELECT rhino.enqueue('tx_ledger') FROM generate_series(1, 500)");
+    /* one job's statement fails on its first run: only its own writes roll back */
+    rt_exec(d.conn, "SELECT rhino.enqueue('tx_ledger', '{\"fault\": \"sql\"}')");
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT count(*) = 501 FROM rhino.jobs_done WHERE state = 'completed'", 30);
+    daemon_stop(&d);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM ledger"), 501);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(DISTINCT job_id) FROM ledger"), 501);
+    /* the failed first run left nothing; the second run's row is the one */
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT attempt FROM ledger WHERE job_id = 501"), 2);
+    {
+        char *e = rt_query1(d.conn, "SELECT last_error FROM rhino.jobs_done WHERE id = 501");
+        ck_assert_msg(e && strstr(e, "division by zero"), "%s", e ? e : "(null)");
+        free(e);
+    }
+    daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_tx_handler_that_commits_is_caught)
+{
+    rt_daemon_t d;
+    char       *e;
+
+    daemon_setup(&d, NULL);
+    d.allow_errors = 1;
+    rt_exec(d.conn, "CREATE TABLE ledger (job_id bigint, attempt int, pid int)");
+    rt_exec(d.conn, "SELECT rhino.enqueue('tx_ledger', '{\"fault\": \"commit\"}')");
+    rt_exec(d.conn, "SELECT rhino.enqueue('tx_ledger') FROM generate_series(1, 10)");
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT count(*) = 11 FROM rhino.jobs_done", 30);
+    daemon_stop(&d);
+    e = rt_query1(d.conn, "SELECT state || ': ' || last_error FROM rhino.jobs_done WHERE id = 1");
+    ck_assert_msg(e && strstr(e, "discarded: the handler ended the worker's transaction"), "%s", e ? e : "(null)");
+    free(e);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'completed'"), 10);
+    daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_deadline_kills_and_quarantines)
+{
+    rt_daemon_t d;
+    char       *e;
+
+    daemon_setup(&d, "[worker]\njob_timeout = 0.5\nmax_crashes = 2\n");
+    d.allow_errors = 1;
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 5000}')");
+    /* a job's own timeout wins over the default */
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 800}', timeout => 3)");
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT count(*) = 2 FROM rhino.jobs_done", 30);
+    daemon_stop(&d);
+    e = rt_query1(d.conn, "SELECT state || ' ' || crash_count || ' ' || last_error FROM rhino.jobs_done WHERE id = 1");
+    ck_assert_msg(e && strstr(e, "discarded 2 quarantined after 2 crash(es); last: timeout"), "%s", e ? e : "(null)");
+    free(e);
+    e = rt_query1(d.conn, "SELECT state || ' ' || crash_count FROM rhino.jobs_done WHERE id = 2");
+    ck_assert_str_eq(e, "completed 0");
+    free(e);
+    daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_extend_moves_the_deadline)
+{
+    rt_daemon_t d;
+    char       *e;
+
+    daemon_setup(&d, "[worker]\njob_timeout = 0.5\n");
+    rt_exec(d.conn, "SELECT rhino.enqueue('extends')");
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 20);
+    daemon_stop(&d);
+    e = rt_query1(d.conn, "SELECT state || ' ' || crash_count FROM rhino.jobs_done WHERE id = 1");
+    ck_assert_str_eq(e, "completed 0");
+    free(e);
+    daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_crash_is_counted_apart_from_errors)
+{
+    rt_daemon_t d;
+    char       *e;
+
+    daemon_setup(&d, "[worker]\nmax_crashes = 3\n");
+    d.allow_errors = 1;
+    rt_exec(d.conn, "CREATE TABLE ledger (job_id bigint, attempt int, pid int)");
+    rt_exec(d.conn, "SELECT rhino.enqueue('tx_ledger', '{\"fault\": \"segv\"}', max_attempts => 1)");
+    daemon_start(&d);
+    wait_or_dump(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 30);
+    daemon_stop(&d);
+    /* three crashes although max_attempts is 1: crashes are not handler errors */
+    e = rt_query1(d.conn, "SELECT state || ' crashes=' || crash_count || ' errors=' || errors FROM rhino.jobs_done");
+    ck_assert_str_eq(e, "discarded crashes=3 errors=0");
+    free(e);
+    /* its writes died with each crash */
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM ledger"), 0);
+    daemon_teardown(&d);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------- */
 /* bad input                                                              */
 
 static int
@@ -607,6 +718,15 @@ daemon_suite(void)
     tcase_add_test(tc, test_sighup_roll_loses_nothing);
     tcase_add_test(tc, test_sighup_with_bad_config_keeps_running);
     tcase_add_test(tc, test_master_kill9_children_exit);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("exactly_once");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_tx_handler_commits_writes_once);
+    tcase_add_test(tc, test_tx_handler_that_commits_is_caught);
+    tcase_add_test(tc, test_deadline_kills_and_quarantines);
+    tcase_add_test(tc, test_extend_moves_the_deadline);
+    tcase_add_test(tc, test_crash_is_counted_apart_from_errors);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("bad_input");
