@@ -16,19 +16,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <iniparser/iniparser.h>
 
 #include "rh_config.h"
+#include "rh_db.h"
 #include "rh_log.h"
+#include "rh_metrics.h"
 
 typedef enum {
     RH_CF_INT,
     RH_CF_SECONDS,
     RH_CF_STRING,
     RH_CF_LIST,
-    RH_CF_LOGLEVEL
+    RH_CF_LOGLEVEL,
+    RH_CF_LOGFORMAT,
+    RH_CF_BOOL
 } rh_cf_type_t;
 
 typedef struct {
@@ -62,6 +67,9 @@ static const rh_cf_key_t rh_config_keys[] = {
     { "retention", "completed",         RH_CF_SECONDS,  OFF(retention_completed),   "86400",   0, 86400.0 * 3650, 0 },
     { "retention", "discarded",         RH_CF_SECONDS,  OFF(retention_discarded),   "604800",  0, 86400.0 * 3650, 0 },
     { "log",       "level",             RH_CF_LOGLEVEL, OFF(log_level),             "info",    0, 0, 0 },
+    { "log",       "format",            RH_CF_LOGFORMAT, OFF(log_format),           "text",    0, 0, 0 },
+    { "log",       "syslog",            RH_CF_BOOL,     OFF(log_syslog),            "off",     0, 0, 0 },
+    { "metrics",   "listen",            RH_CF_STRING,   OFF(metrics_listen),        "",        0, 0, 0 },
 };
 
 #define NKEYS (sizeof(rh_config_keys) / sizeof(rh_config_keys[0]))
@@ -235,6 +243,31 @@ cf_apply(const rh_cf_key_t *k, const char *val, rh_config_t *cfg, char *err, siz
         *(int *) (base + k->offset) = lvl;
         return 0;
     }
+    case RH_CF_LOGFORMAT: {
+        int fmt = rh_log_parse_format(val);
+        if (fmt < 0) {
+            cf_err(err, errlen, "[%s] %s: \"%s\" is not one of text, json", k->section, k->key, val);
+            return -1;
+        }
+        *(int *) (base + k->offset) = fmt;
+        return 0;
+    }
+    case RH_CF_BOOL: {
+        static const char *const yes[] = { "on", "true", "yes", "1" }, *const no[] = { "off", "false", "no", "0" };
+        char  buf[16];
+        char *t;
+
+        snprintf(buf, sizeof(buf), "%s", val);
+        t = trim(buf);
+        for (size_t i = 0; i < 4; i++) {
+            if (strcasecmp(t, yes[i]) == 0 || strcasecmp(t, no[i]) == 0) {
+                *(int *) (base + k->offset) = strcasecmp(t, yes[i]) == 0;
+                return 0;
+            }
+        }
+        cf_err(err, errlen, "[%s] %s: \"%s\" is not on or off", k->section, k->key, val);
+        return -1;
+    }
     }
     return -1;
 }
@@ -324,7 +357,7 @@ rh_config_load(const char *file, rh_config_t *cfg, char *err, size_t errlen)
 
         if (cf_find(sec, NULL) == NULL) {
             cf_err(err, errlen, "%s: unknown section [%s] (known: database, worker, handlers, retry, "
-                   "reaper, master, retention, log)", file, sec);
+                   "reaper, master, retention, log, metrics)", file, sec);
             iniparser_freedict(d);
             return -1;
         }
@@ -363,6 +396,11 @@ rh_config_load(const char *file, rh_config_t *cfg, char *err, size_t errlen)
     iniparser_freedict(d);
 
     /* cross-key rules */
+    if (rh_db_check_dsn(cfg->dsn, msg, sizeof(msg)) < 0) {
+        /* at start and at SIGHUP: a DSN libpq cannot parse is refused before any process uses it */
+        cf_err(err, errlen, "%s: [database] dsn (or RHINO_DSN): %s", file, msg);
+        return -1;
+    }
     if (cfg->nqueues == 0) {
         cf_err(err, errlen, "%s: [worker] queues: empty; name at least one queue (for example: default)", file);
         return -1;
@@ -387,6 +425,21 @@ rh_config_load(const char *file, rh_config_t *cfg, char *err, size_t errlen)
             cf_err(err, errlen, "%s: [worker] queues: a queue name is longer than 255 bytes", file);
             return -1;
         }
+    if (cfg->metrics_listen[0] != '\0') {
+#ifdef HAVE_LIBMICROHTTPD
+        struct sockaddr_storage sa;
+        socklen_t               salen;
+
+        if (rh_metrics_parse_listen(cfg->metrics_listen, &sa, &salen, msg, sizeof(msg)) < 0) {
+            cf_err(err, errlen, "%s: [metrics] listen: %s", file, msg);
+            return -1;
+        }
+#else
+        cf_err(err, errlen, "%s: [metrics] listen: rhino was built without libmicrohttpd, so it cannot "
+               "serve metrics (install libmicrohttpd-dev and rebuild, or remove the key)", file);
+        return -1;
+#endif
+    }
     return 0;
 }
 
@@ -398,5 +451,6 @@ rh_config_free(rh_config_t *cfg)
     rh_free_list(cfg->queues);
     rh_free_list(cfg->handler_paths);
     free(cfg->node_name);
+    free(cfg->metrics_listen);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -45,6 +45,11 @@ typedef struct rh_config {
 
     /* [log] */
     int      log_level;
+    int      log_format;            /* rh_log_format_t: text or json */
+    int      log_syslog;            /* also send each line to syslog(3) */
+
+    /* [metrics] */
+    char    *metrics_listen;        /* HOST:PORT of GET /metrics; "" = off */
 } rh_config_t;
 
 /*

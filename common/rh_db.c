@@ -17,6 +17,44 @@ conn_params(const char *dsn, const char *role, const char **keys, const char **v
     keys[2] = NULL;                        vals[2] = NULL;
 }
 
+int
+rh_db_check_dsn(const char *dsn, char *err, size_t errlen)
+{
+    PQconninfoOption *opts;
+    char             *msg = NULL;
+    size_t            o = 0;
+    int               quoted = 0;
+
+    if (dsn == NULL || *dsn == '\0')
+        return 0;
+    opts = PQconninfoParse(dsn, &msg);
+    if (opts != NULL) {
+        PQconninfoFree(opts);
+        return 0;
+    }
+    if (errlen == 0) {
+        PQfreemem(msg);
+        return -1;
+    }
+    o = (size_t) snprintf(err, errlen, "the DSN is not a valid connection string: ");
+    for (const char *p = msg ? msg : "out of memory"; *p && *p != '\n' && o + 4 < errlen; p++) {
+        if (*p == '"') {
+            if (!quoted) {
+                memcpy(err + o, "\"...", 4);
+                o += 4;
+            } else {
+                err[o++] = '"';
+            }
+            quoted = !quoted;
+        } else if (!quoted) {
+            err[o++] = *p;
+        }
+    }
+    err[o < errlen ? o : errlen - 1] = '\0';
+    PQfreemem(msg);
+    return -1;
+}
+
 PGconn *
 rh_db_connect(const char *dsn, const char *role, char *err, size_t errlen)
 {
@@ -24,6 +62,8 @@ rh_db_connect(const char *dsn, const char *role, char *err, size_t errlen)
     char        app[64];
     PGconn     *conn;
 
+    if (rh_db_check_dsn(dsn, err, errlen) < 0)
+        return NULL;
     conn_params(dsn, role, keys, vals, app, sizeof(app));
     /* expand_dbname = 1: a "postgres://" URI or "k=v" string in dbname is parsed */
     conn = PQconnectdbParams(keys, vals, 1);

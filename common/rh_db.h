@@ -14,6 +14,14 @@
 PGconn *rh_db_connect(const char *dsn, const char *role, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/*
+ * Check the syntax of a DSN without connecting.  Returns 0, or -1 with
+ * libpq's reason in err, its quoted parts blanked: libpq quotes the
+ * offending token ("invalid percent-encoded token: \"s%zzcret\""), which can
+ * be a password.
+ */
+int rh_db_check_dsn(const char *dsn, char *err, size_t errlen) __attribute__((warn_unused_result));
+
 /* Start a non-blocking connect (PQconnectStartParams); NULL only on out-of-memory. */
 PGconn *rh_db_connect_start(const char *dsn, const char *role);
 

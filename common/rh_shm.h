@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "rh_config.h"
+#include "rh_metrics.h"
 
 /*
  * One entry per worker slot.
@@ -46,6 +47,10 @@ typedef struct {
     uint32_t        report_head;
     uint32_t        report_tail;
     rh_shm_report_t reports[RH_SHM_REPORTS];
+    /* the reaper's readiness: 0 when (re)started, 1 after its first pass on a live connection */
+    int             reaper_ready;
+    /* counters and histograms for GET /metrics (rh_metrics.h) */
+    rh_metrics_t    metrics;
 } rh_shm_t;
 
 rh_shm_t *rh_shm_create(void);   /* anonymous MAP_SHARED, inherited across fork */

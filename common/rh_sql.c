@@ -50,6 +50,12 @@
         "     AND f.state = 'retryable'" \
         "  RETURNING j.id)"
 
+/*
+ * A timestamptz as ISO 8601 in UTC ("2030-01-01T12:00:00.000000Z"), the same
+ * under any DateStyle and TimeZone: rhinoctl's --json output is an interface.
+ */
+#define RH_ISO(col) "to_char((" col ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
 static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
 
     /*
@@ -59,10 +65,14 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * CTE is MATERIALIZED so that the planner cannot re-run the LIMIT
      * subquery per updated row (and claim more than $2).  The worker row must
      * still be live: a worker that the reaper declared dead claims nothing.
+     * Paused queues (rhino.queues, rhinoctl pause) drop out of the list
+     * first: one primary key lookup per queue per claim, not one per row.
      */
     [RH_STMT_CLAIM] = { RH_STMT_CLAIM, "claim",
         "WITH c AS MATERIALIZED ("
-        "  SELECT j.id FROM unnest($1::text[]) AS q(name)"
+        "  SELECT j.id FROM (SELECT u.name FROM unnest($1::text[]) AS u(name)"
+        "                     WHERE NOT EXISTS (SELECT 1 FROM rhino.queues p"
+        "                                        WHERE p.name = u.name AND p.paused)) AS q(name)"
         "  CROSS JOIN LATERAL ("
         "    SELECT id, priority, run_at FROM rhino.jobs"
         "     WHERE state = 'available' AND queue = q.name AND run_at <= now()"
@@ -84,11 +94,15 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * seconds, error).  Completed/discarded rows leave rhino.jobs for
      * rhino.jobs_done in the same statement (completed ones only if $6, the
      * retention of completed jobs, is on); retryable rows stay with a new
-     * run_at.  Returns how many rows matched; the rest were stale.
+     * run_at.  Returns how many rows matched; the rest were stale, and the
+     * second column lists their ids (NULL when none, so the common case
+     * costs nothing) for the worker's per-kind counters.
      */
     [RH_STMT_FINALIZE] = { RH_STMT_FINALIZE, "finalize",
         RH_FINALIZE_CTES
-        " SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM r)",
+        " SELECT m.n, CASE WHEN m.n < (SELECT count(*) FROM f)"
+        "                  THEN ARRAY(SELECT id FROM f EXCEPT SELECT id FROM d EXCEPT SELECT id FROM r) END"
+        "   FROM (SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM r) AS n) m",
         6 },
 
     /*
@@ -265,14 +279,34 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "                    WHERE w.node_id = n.id AND j.state = 'running')",
         0 },
 
+    /*
+     * Queue depth and the age of the oldest due job, for GET /metrics: read
+     * by the reaper every few seconds (one process per node, not per scrape)
+     * from the jobs_claim partial index, which holds exactly these rows.
+     */
+    [RH_STMT_QUEUE_DEPTH] = { RH_STMT_QUEUE_DEPTH, "queue_depth",
+        "SELECT queue, count(*), greatest(extract(epoch FROM now() - min(run_at)), 0)::float8"
+        "  FROM rhino.jobs WHERE state = 'available' GROUP BY queue",
+        0 },
+
     [RH_STMT_ENQUEUE] = { RH_STMT_ENQUEUE, "enqueue",
         "SELECT rhino.enqueue($1, $2::jsonb, $3, coalesce($4::timestamptz, now()), $5::int, $6::int)",
         6 },
 
+    /*
+     * Jobs per queue and state, and whether the queue is paused; a paused
+     * queue without any job is one row with a NULL state and a count of 0.
+     */
     [RH_STMT_STATS] = { RH_STMT_STATS, "stats",
-        "SELECT queue, state::text, count(*) FROM rhino.jobs GROUP BY 1, 2"
+        "WITH s AS ("
+        "  SELECT queue, state::text AS state, count(*) AS n FROM rhino.jobs GROUP BY 1, 2"
+        "  UNION ALL"
+        "  SELECT queue, state::text, count(*) FROM rhino.jobs_done GROUP BY 1, 2)"
+        " SELECT s.queue, s.state, s.n, coalesce(p.paused, false)"
+        "   FROM s LEFT JOIN rhino.queues p ON p.name = s.queue"
         " UNION ALL"
-        " SELECT queue, state::text, count(*) FROM rhino.jobs_done GROUP BY 1, 2"
+        " SELECT p.name, NULL, 0, true FROM rhino.queues p"
+        "  WHERE p.paused AND NOT EXISTS (SELECT 1 FROM s WHERE s.queue = p.name)"
         " ORDER BY 1, 2",
         0 },
 
@@ -289,6 +323,153 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
 
     [RH_STMT_CTL_COPY] = { RH_STMT_CTL_COPY, "ctl_copy",
         "COPY rhino.jobs (kind, queue, payload, priority, max_attempts, run_at, state) FROM STDIN",
+        0 },
+
+    /*
+     * rhinoctl list: newest (highest id) first, filtered by queue $1, kind
+     * $2, state $3 (NULL = any), at most $4 rows.  Both tables are read
+     * backwards along their primary keys and merged, so the LIMIT stops
+     * early.  The payload leaves the server only when asked for ($5): it
+     * may hold personal data.
+     */
+    [RH_STMT_CTL_LIST] = { RH_STMT_CTL_LIST, "ctl_list",
+        "SELECT id, queue, kind, state::text AS state, attempt, errors, crash_count, max_attempts, priority,"
+        "       " RH_ISO("run_at") " AS run_at, " RH_ISO("created_at") " AS created_at,"
+        "       " RH_ISO("finished_at") " AS finished_at, last_error,"
+        "       CASE WHEN $5::bool THEN payload END AS payload"
+        "  FROM rhino.all_jobs"
+        " WHERE ($1::text IS NULL OR queue = $1) AND ($2::text IS NULL OR kind = $2)"
+        "   AND ($3::text IS NULL OR state = $3::rhino.job_state)"
+        " ORDER BY id DESC LIMIT $4::int",
+        5 },
+
+    /* rhinoctl show: every column of one job, payload included. */
+    [RH_STMT_CTL_SHOW] = { RH_STMT_CTL_SHOW, "ctl_show",
+        "SELECT id, queue, kind, state::text AS state, attempt, errors, max_attempts, crash_count, priority,"
+        "       " RH_ISO("run_at") " AS run_at, " RH_ISO("created_at") " AS created_at,"
+        "       " RH_ISO("attempted_at") " AS attempted_at, " RH_ISO("finished_at") " AS finished_at,"
+        "       worker_id, timeout, last_error, payload"
+        "  FROM rhino.all_jobs WHERE id = $1::bigint",
+        1 },
+
+    /*
+     * rhinoctl retry: move up to $6 finished jobs back into rhino.jobs as
+     * available, with their error and crash counts reset.  Discarded ones,
+     * and cancelled ones too if $4; one job ($1) or those of queue $2 and
+     * kind $3 (NULL = any).  id, payload and attempt are kept: attempt must
+     * keep growing, it is the fencing token.  Only jobs finished at or
+     * before $5, the time the command started: a redriven job discarded
+     * again meanwhile is not picked up a second time, so the loop ends.
+     * One statement: the job is in exactly one of the tables at any time.
+     */
+    [RH_STMT_CTL_REDRIVE] = { RH_STMT_CTL_REDRIVE, "ctl_redrive",
+        "WITH m AS ("
+        "  DELETE FROM rhino.jobs_done d"
+        "   USING (SELECT id FROM rhino.jobs_done"
+        "           WHERE state IN ('discarded', 'cancelled') AND (state = 'discarded' OR $4::bool)"
+        "             AND finished_at <= $5::timestamptz"
+        "             AND ($1::bigint IS NULL OR id = $1) AND ($2::text IS NULL OR queue = $2)"
+        "             AND ($3::text IS NULL OR kind = $3)"
+        "           ORDER BY finished_at LIMIT $6::int"
+        "           FOR UPDATE SKIP LOCKED) s"
+        "   WHERE d.id = s.id"
+        "  RETURNING d.id, d.queue, d.kind, d.payload, d.priority, d.attempt, d.max_attempts,"
+        "            d.created_at, d.attempted_at, d.last_error)"
+        " INSERT INTO rhino.jobs (id, queue, kind, payload, state, priority, attempt, errors, max_attempts,"
+        "                         run_at, created_at, attempted_at, crash_count, last_error)"
+        " SELECT id, queue, kind, payload, 'available', priority, attempt, 0, max_attempts,"
+        "        now(), created_at, attempted_at, 0, last_error FROM m",
+        6 },
+
+    /*
+     * rhinoctl cancel: a job that has not started moves to the history as
+     * cancelled.  A running job is left alone (no row returned): its worker
+     * would not know.  Racing a claim is safe: the claim skips the row we
+     * lock, and if the claim locked it first our DELETE re-reads it as
+     * running and matches nothing.
+     */
+    [RH_STMT_CTL_CANCEL] = { RH_STMT_CTL_CANCEL, "ctl_cancel",
+        "WITH c AS ("
+        "  DELETE FROM rhino.jobs WHERE id = $1::bigint AND state IN ('available', 'scheduled', 'retryable')"
+        "  RETURNING id, queue, kind, payload, priority, attempt, errors, max_attempts, run_at, created_at,"
+        "            attempted_at, crash_count, last_error)"
+        " INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, errors, max_attempts,"
+        "                              run_at, created_at, attempted_at, crash_count, last_error)"
+        " SELECT id, queue, kind, payload, 'cancelled', priority, attempt, errors, max_attempts, run_at,"
+        "        created_at, attempted_at, crash_count, last_error FROM c"
+        " RETURNING id",
+        1 },
+
+    /* rhinoctl pause: was it paused before, and since when it is. */
+    [RH_STMT_CTL_PAUSE] = { RH_STMT_CTL_PAUSE, "ctl_pause",
+        "WITH old AS (SELECT paused FROM rhino.queues WHERE name = $1)"
+        " INSERT INTO rhino.queues AS q (name, paused, paused_at) VALUES ($1, true, now())"
+        " ON CONFLICT (name) DO UPDATE"
+        "   SET paused = true, paused_at = CASE WHEN q.paused THEN q.paused_at ELSE now() END"
+        " RETURNING coalesce((SELECT paused FROM old), false), " RH_ISO("q.paused_at"),
+        1 },
+
+    /* rhinoctl resume: one row saying whether it was paused, or none for a queue never paused. */
+    [RH_STMT_CTL_RESUME] = { RH_STMT_CTL_RESUME, "ctl_resume",
+        "WITH old AS (SELECT paused FROM rhino.queues WHERE name = $1)"
+        " UPDATE rhino.queues SET paused = false, paused_at = NULL WHERE name = $1"
+        " RETURNING (SELECT paused FROM old)",
+        1 },
+
+    /* rhinoctl purge: one batch of $2 of the jobs finished before $1. */
+    [RH_STMT_CTL_PURGE] = { RH_STMT_CTL_PURGE, "ctl_purge",
+        "DELETE FROM rhino.jobs_done d"
+        " USING (SELECT id FROM rhino.jobs_done WHERE finished_at < $1::timestamptz"
+        "         LIMIT $2::int FOR UPDATE SKIP LOCKED) old"
+        " WHERE d.id = old.id",
+        2 },
+
+    /*
+     * rhinoctl top, per queue: live jobs by state and the age in seconds of
+     * the oldest available one; completed and discarded jobs of the last
+     * minute; finished jobs per second over the last $1 seconds.  The
+     * history is read through jobs_done_finished, only the recent end.
+     */
+    [RH_STMT_CTL_TOP_QUEUES] = { RH_STMT_CTL_TOP_QUEUES, "ctl_top_queues",
+        "WITH l AS ("
+        "  SELECT queue,"
+        "         count(*) FILTER (WHERE state = 'available') AS available,"
+        "         count(*) FILTER (WHERE state = 'scheduled') AS scheduled,"
+        "         count(*) FILTER (WHERE state = 'running') AS running,"
+        "         count(*) FILTER (WHERE state = 'retryable') AS retryable,"
+        "         extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'available'))::float8 AS oldest"
+        "    FROM rhino.jobs GROUP BY queue),"
+        " d AS ("
+        "  SELECT queue,"
+        "         count(*) FILTER (WHERE state = 'completed' AND finished_at > now() - interval '1 minute') AS completed,"
+        "         count(*) FILTER (WHERE state = 'discarded' AND finished_at > now() - interval '1 minute') AS discarded,"
+        "         count(*) FILTER (WHERE state <> 'cancelled'"
+        "                            AND finished_at > now() - make_interval(secs => $1::float8)) AS recent"
+        "    FROM rhino.jobs_done"
+        "   WHERE finished_at > now() - greatest(interval '1 minute', make_interval(secs => $1::float8))"
+        "   GROUP BY queue),"
+        " lq AS ("
+        "  SELECT coalesce(l.queue, d.queue) AS queue, l.available, l.scheduled, l.running, l.retryable, l.oldest,"
+        "         d.completed, d.discarded, d.recent"
+        "    FROM l FULL JOIN d ON d.queue = l.queue)"
+        " SELECT coalesce(lq.queue, p.name), coalesce(lq.available, 0), coalesce(lq.scheduled, 0),"
+        "        coalesce(lq.running, 0), coalesce(lq.retryable, 0), coalesce(lq.completed, 0),"
+        "        coalesce(lq.discarded, 0), coalesce(lq.recent, 0) / $1::float8,"
+        "        CASE WHEN lq.oldest IS NOT NULL THEN greatest(lq.oldest, 0) END,"
+        "        coalesce(p.paused, false)"
+        "   FROM lq FULL JOIN (SELECT name, paused FROM rhino.queues WHERE paused) p ON p.name = lq.queue"
+        "  ORDER BY 1",
+        1 },
+
+    /* rhinoctl top: live workers per node, the jobs they run, the node's uptime in seconds. */
+    [RH_STMT_CTL_TOP_NODES] = { RH_STMT_CTL_TOP_NODES, "ctl_top_nodes",
+        "SELECT n.name, n.pid, count(*), coalesce(sum(r.n), 0),"
+        "       extract(epoch FROM now() - n.started_at)::float8"
+        "  FROM rhino.workers w JOIN rhino.nodes n ON n.id = w.node_id"
+        "  CROSS JOIN LATERAL (SELECT count(*) AS n FROM rhino.jobs j"
+        "                       WHERE j.worker_id = w.id AND j.state = 'running') r"
+        " WHERE w.ended_at IS NULL AND w.lease_until > now()"
+        " GROUP BY n.id ORDER BY n.name, n.id",
         0 },
 };
 

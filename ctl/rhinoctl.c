@@ -1,4 +1,12 @@
-/* rhinoctl.c - the admin CLI: migrate the schema, enqueue jobs (one or in bulk), show queue stats. */
+/*
+ * rhinoctl.c - the admin CLI: migrate the schema, enqueue jobs (one or in
+ * bulk), look at jobs and queues (stats, list, show, top) and act on them
+ * (retry, cancel, pause, resume, purge).
+ *
+ * Exit codes and the --json output are an interface: 0 ok; 1 the database
+ * failed, or said "not found" or "not allowed"; 2 the command line is
+ * wrong.  --json prints one JSON object per line.
+ */
 #include "config.h"
 
 #include <ctype.h>
@@ -6,11 +14,17 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -26,6 +40,15 @@
 /* COPY data goes out in chunks of this size: one CopyData message per chunk, not per job. */
 #define CTL_COPY_CHUNK  (256 * 1024)
 
+/* Rows per statement of retry --discarded and purge: short transactions, short locks. */
+#define CTL_BATCH       "5000"
+
+#define CTL_LIST_LIMIT  "50"
+#define CTL_LIST_MAX    1000000
+
+/* How much of last_error a list row shows (characters); show prints all of it. */
+#define CTL_ERROR_WIDTH 60
+
 /*
  * What --bulk writes for options that were not given.  They mirror the
  * column defaults of rhino.jobs (sql/001_init.sql): COPY with an explicit
@@ -35,38 +58,84 @@
 #define CTL_DEFAULT_PRIORITY     "0"
 #define CTL_DEFAULT_MAX_ATTEMPTS "25"
 
+/* Type OIDs of the result columns (catalog/pg_type_d.h, which libpq-dev does not ship). */
+#define CTL_OID_BOOL    16
+#define CTL_OID_INT8    20
+#define CTL_OID_INT2    21
+#define CTL_OID_INT4    23
+#define CTL_OID_JSON    114
+#define CTL_OID_FLOAT8  701
+#define CTL_OID_JSONB   3802
+
 typedef enum {
     CTL_OPT_QUEUE = 256,
     CTL_OPT_RUN_AT,
     CTL_OPT_PRIORITY,
     CTL_OPT_MAX_ATTEMPTS,
     CTL_OPT_BULK,
-    CTL_OPT_JSON
+    CTL_OPT_JSON,
+    CTL_OPT_KIND,
+    CTL_OPT_STATE,
+    CTL_OPT_LIMIT,
+    CTL_OPT_PAYLOAD,
+    CTL_OPT_DISCARDED,
+    CTL_OPT_FINISHED_BEFORE,
+    CTL_OPT_INTERVAL,
+    CTL_OPT_ONCE,
+    CTL_OPT__END
 } ctl_opt_t;
+
+/* One bit per command option, to check the options given against the command's. */
+#define CTL_F(opt) (1u << ((opt) - CTL_OPT_QUEUE))
 
 typedef struct {
     const char *config_file;
+    unsigned    given;          /* CTL_F bits of the options on the command line */
     /* enqueue; NULL = not given, so that the SQL's defaults apply */
     const char *queue;
     const char *run_at;
     const char *priority;
     const char *max_attempts;
     int         bulk;
-    /* stats */
+    /* stats, list, show */
     int         json;
+    /* list, retry --discarded */
+    const char *kind;
+    const char *state;
+    const char *limit;
+    int         payload;
+    int         discarded;
+    /* purge */
+    const char *finished_before;
+    /* top */
+    double      interval;
+    int         once;
 } ctl_opts_t;
 
 static const struct option ctl_long_options[] = {
-    { "config",       required_argument, NULL, 'c' },
-    { "help",         no_argument,       NULL, 'h' },
-    { "version",      no_argument,       NULL, 'V' },
-    { "queue",        required_argument, NULL, CTL_OPT_QUEUE },
-    { "run-at",       required_argument, NULL, CTL_OPT_RUN_AT },
-    { "priority",     required_argument, NULL, CTL_OPT_PRIORITY },
-    { "max-attempts", required_argument, NULL, CTL_OPT_MAX_ATTEMPTS },
-    { "bulk",         no_argument,       NULL, CTL_OPT_BULK },
-    { "json",         no_argument,       NULL, CTL_OPT_JSON },
+    { "config",          required_argument, NULL, 'c' },
+    { "help",            no_argument,       NULL, 'h' },
+    { "version",         no_argument,       NULL, 'V' },
+    { "queue",           required_argument, NULL, CTL_OPT_QUEUE },
+    { "run-at",          required_argument, NULL, CTL_OPT_RUN_AT },
+    { "priority",        required_argument, NULL, CTL_OPT_PRIORITY },
+    { "max-attempts",    required_argument, NULL, CTL_OPT_MAX_ATTEMPTS },
+    { "bulk",            no_argument,       NULL, CTL_OPT_BULK },
+    { "json",            no_argument,       NULL, CTL_OPT_JSON },
+    { "kind",            required_argument, NULL, CTL_OPT_KIND },
+    { "state",           required_argument, NULL, CTL_OPT_STATE },
+    { "limit",           required_argument, NULL, CTL_OPT_LIMIT },
+    { "payload",         no_argument,       NULL, CTL_OPT_PAYLOAD },
+    { "discarded",       no_argument,       NULL, CTL_OPT_DISCARDED },
+    { "finished-before", required_argument, NULL, CTL_OPT_FINISHED_BEFORE },
+    { "interval",        required_argument, NULL, CTL_OPT_INTERVAL },
+    { "once",            no_argument,       NULL, CTL_OPT_ONCE },
     { NULL, 0, NULL, 0 }
+};
+
+/* The job states, as rhino.job_state spells them (sql/001_init.sql). */
+static const char *const ctl_states[] = {
+    "available", "scheduled", "running", "retryable", "completed", "discarded", "cancelled", NULL
 };
 
 static void
@@ -78,7 +147,20 @@ ctl_usage(FILE *f)
           "  migrate                create or upgrade the Rhino schema\n"
           "  enqueue KIND [JSON]    add one job (payload JSON, default {}); prints its id\n"
           "  enqueue --bulk KIND    add one job per line of stdin, each line a JSON payload\n"
-          "  stats [--json]         count jobs per queue and state\n"
+          "  stats [--json]         count jobs per queue and state; paused queues\n"
+          "  list [--queue Q] [--kind K] [--state S] [--limit N] [--payload] [--json]\n"
+          "                         jobs, newest first (default: 50)\n"
+          "  show ID [--json]       every column of one job, payload included\n"
+          "  retry ID               run a discarded or cancelled job again\n"
+          "  retry --discarded [--queue Q] [--kind K]\n"
+          "                         run all discarded jobs (of Q, of K) again\n"
+          "  cancel ID              cancel a job that has not started\n"
+          "  pause QUEUE            stop claiming QUEUE's jobs (running ones finish)\n"
+          "  resume QUEUE           claim them again\n"
+          "  purge --finished-before T\n"
+          "                         delete finished jobs from the history\n"
+          "  top [--interval S] [--once]\n"
+          "                         live view of queues and workers; q or Ctrl-C quits\n"
           "\n"
           "Enqueue options:\n"
           "  --queue Q              queue name (default: default)\n"
@@ -88,13 +170,23 @@ ctl_usage(FILE *f)
           "  --max-attempts N       attempts before the job is discarded, at least 1 (default: 25)\n"
           "  --bulk                 read the payloads from stdin (blank lines are skipped)\n"
           "\n"
+          "Other options:\n"
+          "  --json                 one JSON object per line (stats, list, show)\n"
+          "  --state S              available, scheduled, running, retryable, completed,\n"
+          "                         discarded or cancelled (list)\n"
+          "  --payload              include the payload (list; it may hold personal data)\n"
+          "  --finished-before T    a timestamp, or an interval from now ('-7 days') (purge)\n"
+          "  --interval S           seconds between frames, default 1 (top)\n"
+          "  --once                 print one frame and exit (top)\n"
+          "\n"
           "General options:\n"
           "  -c, --config FILE      take [database] dsn from this rhino.ini\n"
           "  -h, --help             show this help\n"
           "  -V, --version          show the version\n"
           "\n"
           "The database: RHINO_DSN if set, else [database] dsn of -c FILE, else libpq's\n"
-          "defaults (PGHOST, PGDATABASE, ... and ~/.pgpass).\n", f);
+          "defaults (PGHOST, PGDATABASE, ... and ~/.pgpass).\n"
+          "Exit status: 0 ok, 1 database error, job not found or operation refused, 2 usage error.\n", f);
 }
 
 static void
@@ -288,23 +380,32 @@ ctl_require_schema(PGconn *conn, const char *what)
     return 0;
 }
 
+/* "+10 min", "-7 days": an interval from now.  Anything else is a timestamp ("-infinity" too). */
+static int
+ctl_is_relative(const char *spec)
+{
+    return spec[0] == '+' || (spec[0] == '-' && (isdigit((unsigned char) spec[1]) || spec[1] == ' '));
+}
+
 /*
- * Resolve --run-at on the server: "+INTERVAL" or a timestamp, NULL for now.
- * Fills ts (ISO 8601 UTC) and *future.  -1 on error (reported).
+ * Resolve a time option (--run-at, --finished-before) on the server, by its
+ * clock: "+INTERVAL" or "-INTERVAL" from now, or a timestamp; NULL for now.
+ * Fills ts (ISO 8601 UTC) and *future.  -1 on error (reported, naming opt).
  */
 static int
-ctl_resolve_run_at(PGconn *conn, const char *what, const char *spec, char *ts, size_t tslen, int *future)
+ctl_resolve_time(PGconn *conn, const char *what, const char *opt, const char *spec,
+                 char *ts, size_t tslen, int *future)
 {
     const char *params[2] = { NULL, NULL };
     PGresult   *res;
 
-    if (spec != NULL && spec[0] == '+')
-        params[1] = spec + 1;
+    if (spec != NULL && ctl_is_relative(spec))
+        params[1] = spec;
     else
         params[0] = spec;
     res = PQexecParams(conn, rh_sql(RH_STMT_CTL_RUN_AT)->sql, 2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        ctl_err("%s: --run-at: %s", what, ctl_pgmsg(conn, res));
+        ctl_err("%s: %s: %s", what, opt, ctl_pgmsg(conn, res));
         PQclear(res);
         return -1;
     }
@@ -329,8 +430,8 @@ ctl_enqueue_one(PGconn *conn, const ctl_opts_t *o, const char *kind, const char 
     params[4] = o->priority;
     params[5] = o->max_attempts;
     /* an interval needs the server's now(); an absolute time goes straight in */
-    if (o->run_at != NULL && o->run_at[0] == '+') {
-        if (ctl_resolve_run_at(conn, "enqueue", o->run_at, ts, sizeof(ts), &future) < 0)
+    if (o->run_at != NULL && ctl_is_relative(o->run_at)) {
+        if (ctl_resolve_time(conn, "enqueue", "--run-at", o->run_at, ts, sizeof(ts), &future) < 0)
             return CTL_EXIT_ERROR;
         params[3] = ts;
     }
@@ -517,7 +618,7 @@ ctl_enqueue_bulk(PGconn *conn, const ctl_opts_t *o, const char *kind)
     int         future, rc = CTL_EXIT_ERROR, in_copy = 0;
     PGresult   *res;
 
-    if (ctl_resolve_run_at(conn, "enqueue --bulk", o->run_at, ts, sizeof(ts), &future) < 0)
+    if (ctl_resolve_time(conn, "enqueue --bulk", "--run-at", o->run_at, ts, sizeof(ts), &future) < 0)
         return CTL_EXIT_ERROR;
 
     /* "kind\tqueue\t" PAYLOAD "\tpriority\tmax_attempts\trun_at\tstate\n" */
@@ -616,6 +717,19 @@ out:
     return rc;
 }
 
+/* Out of memory in a short-lived CLI: say so and stop. */
+static void *
+ctl_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+
+    if (p == NULL) {
+        ctl_err("out of memory");
+        exit(CTL_EXIT_ERROR);
+    }
+    return p;
+}
+
 /* s as a JSON string literal. */
 static void
 ctl_json_string(FILE *f, const char *s)
@@ -633,12 +747,70 @@ ctl_json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-/* One line of the stats table; printf pads bytes, queue names may be wider in bytes than on screen. */
+/*
+ * The columns [0, ncols) of one result row as one JSON object on one line,
+ * named as the SQL names them.  Numbers and booleans are JSON numbers and
+ * booleans, jsonb goes in as it is (PostgreSQL prints valid JSON), SQL NULL
+ * is null, everything else (timestamps included) a string.
+ */
 static void
-ctl_stats_row(int wq, const char *queue, int ws, const char *state, int wc, const char *count)
+ctl_json_row(FILE *f, const PGresult *res, int row, int ncols)
 {
-    fputs(queue, stdout);
-    printf("%*s  %-*s  %*s\n", wq - (int) ctl_utf8_len(queue), "", ws, state, wc, count);
+    fputc('{', f);
+    for (int i = 0; i < ncols; i++) {
+        const char *v = PQgetvalue(res, row, i);
+
+        if (i > 0)
+            fputc(',', f);
+        ctl_json_string(f, PQfname(res, i));
+        fputc(':', f);
+        if (PQgetisnull(res, row, i)) {
+            fputs("null", f);
+            continue;
+        }
+        switch (PQftype(res, i)) {
+        case CTL_OID_INT2:
+        case CTL_OID_INT4:
+        case CTL_OID_INT8:
+        case CTL_OID_JSON:
+        case CTL_OID_JSONB:
+            fputs(v, f);
+            break;
+        case CTL_OID_FLOAT8:
+            /* NaN and Infinity have no JSON number */
+            if (isalpha((unsigned char) v[strspn(v, "-")]))
+                ctl_json_string(f, v);
+            else
+                fputs(v, f);
+            break;
+        case CTL_OID_BOOL:
+            fputs(strcmp(v, "t") == 0 ? "true" : "false", f);
+            break;
+        default:
+            ctl_json_string(f, v);
+            break;
+        }
+    }
+    fputs("}\n", f);
+}
+
+/* Print s and pad it to width characters (printf pads bytes; names may be UTF-8). */
+static void
+ctl_pad(const char *s, int width)
+{
+    int n = (int) ctl_utf8_len(s);
+
+    fputs(s, stdout);
+    if (n < width)
+        printf("%*s", width - n, "");
+}
+
+/* One line of the stats table. */
+static void
+ctl_stats_row(int wq, const char *queue, int ws, const char *state, int wc, const char *count, int paused)
+{
+    ctl_pad(queue, wq);
+    printf("  %-*s  %*s%s\n", ws, state, wc, count, paused ? "  paused" : "");
 }
 
 static int
@@ -662,8 +834,12 @@ ctl_stats(PGconn *conn, const ctl_opts_t *o)
             fputs("{\"queue\":", stdout);
             ctl_json_string(stdout, PQgetvalue(res, i, 0));
             fputs(",\"state\":", stdout);
-            ctl_json_string(stdout, PQgetvalue(res, i, 1));
-            printf(",\"count\":%s}\n", PQgetvalue(res, i, 2));
+            if (PQgetisnull(res, i, 1))
+                fputs("null", stdout);
+            else
+                ctl_json_string(stdout, PQgetvalue(res, i, 1));
+            printf(",\"count\":%s,\"paused\":%s}\n", PQgetvalue(res, i, 2),
+                   strcmp(PQgetvalue(res, i, 3), "t") == 0 ? "true" : "false");
         }
         PQclear(res);
         return CTL_EXIT_OK;
@@ -678,24 +854,737 @@ ctl_stats(PGconn *conn, const ctl_opts_t *o)
     snprintf(tbuf, sizeof(tbuf), "%" PRId64, total);
     wc = (int) strlen(tbuf) > wc ? (int) strlen(tbuf) : wc;
 
-    ctl_stats_row(wq, "QUEUE", ws, "STATE", wc, "COUNT");
+    ctl_stats_row(wq, "QUEUE", ws, "STATE", wc, "COUNT", 0);
     for (int i = 0; i < rows; i++)
-        ctl_stats_row(wq, PQgetvalue(res, i, 0), ws, PQgetvalue(res, i, 1), wc, PQgetvalue(res, i, 2));
-    ctl_stats_row(wq, "total", ws, "", wc, tbuf);
+        ctl_stats_row(wq, PQgetvalue(res, i, 0), ws, PQgetisnull(res, i, 1) ? "-" : PQgetvalue(res, i, 1),
+                      wc, PQgetvalue(res, i, 2), strcmp(PQgetvalue(res, i, 3), "t") == 0);
+    ctl_stats_row(wq, "total", ws, "", wc, tbuf, 0);
     PQclear(res);
     return CTL_EXIT_OK;
+}
+
+/* ---- list, show ------------------------------------------------------------ */
+
+/* A column of a people's table: its heading, the result column, how to show it. */
+typedef struct {
+    const char *head;
+    const char *name;       /* result column */
+    int         ts;         /* an ISO timestamp: shown to the second */
+    size_t      cap;        /* at most this many characters (0 = all) */
+} ctl_col_t;
+
+/*
+ * A cell as shown: "-" for NULL; control characters (a newline in an error)
+ * as spaces, so that a row stays one line; cut at cap characters with "...".
+ * malloc'd.
+ */
+static char *
+ctl_cell(const PGresult *res, int row, int col, const ctl_col_t *c)
+{
+    const char *v = PQgetvalue(res, row, col);
+    size_t      len = strlen(v), chars = 0;
+    char       *out, *o;
+
+    if (PQgetisnull(res, row, col))
+        v = "-", len = 1;
+    out = o = ctl_xmalloc(len + 4);
+    if (c->ts && len >= 19 && !PQgetisnull(res, row, col)) {
+        /* 2030-01-01T12:00:00.123456Z -> 2030-01-01T12:00:00Z */
+        memcpy(out, v, 19);
+        strcpy(out + 19, "Z");
+        return out;
+    }
+    for (; *v; v++) {
+        unsigned char ch = (unsigned char) *v;
+
+        if ((ch & 0xC0) != 0x80 && c->cap > 0 && ++chars > c->cap) {
+            strcpy(o, "...");
+            return out;
+        }
+        *o++ = ch < 0x20 || ch == 0x7F ? ' ' : (char) ch;
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Rows of res as a table with the columns cols[0..ncols); the last column is not padded. */
+static void
+ctl_table(const PGresult *res, const ctl_col_t *cols, int ncols)
+{
+    int    rows = PQntuples(res), *width, *idx;
+    char **cells;
+
+    width = ctl_xmalloc(sizeof(int) * (size_t) ncols);
+    idx = ctl_xmalloc(sizeof(int) * (size_t) ncols);
+    cells = ctl_xmalloc(sizeof(char *) * (size_t) (rows * ncols));
+    for (int c = 0; c < ncols; c++) {
+        idx[c] = PQfnumber(res, cols[c].name);
+        width[c] = (int) strlen(cols[c].head);
+    }
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < ncols; c++) {
+            char *cell = ctl_cell(res, r, idx[c], &cols[c]);
+            int   w = (int) ctl_utf8_len(cell);
+
+            cells[r * ncols + c] = cell;
+            width[c] = w > width[c] ? w : width[c];
+        }
+    for (int c = 0; c < ncols; c++) {
+        if (c + 1 < ncols) {
+            ctl_pad(cols[c].head, width[c]);
+            fputs("  ", stdout);
+        } else {
+            puts(cols[c].head);
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < ncols; c++) {
+            char *cell = cells[r * ncols + c];
+
+            if (c + 1 < ncols) {
+                ctl_pad(cell, width[c]);
+                fputs("  ", stdout);
+            } else {
+                puts(cell);
+            }
+            free(cell);
+        }
+    free(cells);
+    free(idx);
+    free(width);
+}
+
+static int
+ctl_list(PGconn *conn, const ctl_opts_t *o)
+{
+    static const ctl_col_t cols[] = {
+        { "ID",         "id",          0, 0 },
+        { "QUEUE",      "queue",       0, 0 },
+        { "KIND",       "kind",        0, 0 },
+        { "STATE",      "state",       0, 0 },
+        { "ATTEMPT",    "attempt",     0, 0 },
+        { "ERRORS",     "errors",      0, 0 },
+        { "CREATED",    "created_at",  1, 0 },
+        { "FINISHED",   "finished_at", 1, 0 },
+        { "LAST_ERROR", "last_error",  0, CTL_ERROR_WIDTH },
+        { "PAYLOAD",    "payload",     0, 0 },
+    };
+    const int   ncols = (int) (sizeof(cols) / sizeof(cols[0]));
+    const char *params[5];
+    PGresult   *res;
+    int         rows, ncol;
+
+    params[0] = o->queue;
+    params[1] = o->kind;
+    params[2] = o->state;
+    params[3] = o->limit ? o->limit : CTL_LIST_LIMIT;
+    params[4] = o->payload ? "t" : "f";
+    res = PQexecParams(conn, rh_sql(RH_STMT_CTL_LIST)->sql, rh_sql(RH_STMT_CTL_LIST)->nparams,
+                       NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ctl_err("list: %s", ctl_pgmsg(conn, res));
+        PQclear(res);
+        return CTL_EXIT_ERROR;
+    }
+    rows = PQntuples(res);
+    if (o->json) {
+        /* payload is the last column: printed only when asked for */
+        ncol = PQnfields(res) - (o->payload ? 0 : 1);
+        for (int i = 0; i < rows; i++)
+            ctl_json_row(stdout, res, i, ncol);
+    } else {
+        ctl_table(res, cols, o->payload ? ncols : ncols - 1);
+    }
+    PQclear(res);
+    return CTL_EXIT_OK;
+}
+
+static int
+ctl_show(PGconn *conn, const ctl_opts_t *o, const char *id)
+{
+    const char *params[1] = { id };
+    PGresult   *res;
+
+    res = PQexecParams(conn, rh_sql(RH_STMT_CTL_SHOW)->sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ctl_err("show: %s", ctl_pgmsg(conn, res));
+        PQclear(res);
+        return CTL_EXIT_ERROR;
+    }
+    if (PQntuples(res) == 0) {
+        ctl_err("show: no job %s", id);
+        PQclear(res);
+        return CTL_EXIT_ERROR;
+    }
+    if (o->json) {
+        ctl_json_row(stdout, res, 0, PQnfields(res));
+    } else {
+        for (int i = 0; i < PQnfields(res); i++)
+            printf("%-13s %s\n", PQfname(res, i), PQgetisnull(res, 0, i) ? "-" : PQgetvalue(res, 0, i));
+    }
+    PQclear(res);
+    return CTL_EXIT_OK;
+}
+
+/* ---- retry, cancel, purge ---------------------------------------------------- */
+
+/*
+ * A job's state now, for the message when a retry or cancel matched
+ * nothing: the state as text (static buffer), "" if there is no such job,
+ * NULL on a database error (reported).
+ */
+static const char *
+ctl_job_state(PGconn *conn, const char *what, const char *id)
+{
+    static char state[32];
+    char        arr[64];
+    const char *params[1] = { arr };
+    PGresult   *res;
+
+    snprintf(arr, sizeof(arr), "{%s}", id);
+    res = PQexecParams(conn, rh_sql(RH_STMT_JOB_STATES)->sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ctl_err("%s: %s", what, ctl_pgmsg(conn, res));
+        PQclear(res);
+        return NULL;
+    }
+    snprintf(state, sizeof(state), "%s", PQntuples(res) > 0 ? PQgetvalue(res, 0, 2) : "");
+    PQclear(res);
+    return state;
+}
+
+/* Progress of a long batch loop, on a terminal only: pipes and logs get the final line alone. */
+static void
+ctl_progress(int tty, const char *what, long long n)
+{
+    if (tty) {
+        fprintf(stderr, "\r%s %lld jobs...", what, n);
+        fflush(stderr);
+    }
+}
+
+static void
+ctl_progress_end(int tty)
+{
+    if (tty)
+        fputs("\r\033[K", stderr);
+}
+
+/*
+ * Run a batch statement until it matches nothing, adding up its row counts.
+ * once: run it a single time (retry ID).  -1 on error (reported).
+ */
+static long long
+ctl_batches(PGconn *conn, const char *what, const char *progress, rh_stmt_id_t stmt,
+            const char *const *params, int once)
+{
+    int       tty = isatty(STDERR_FILENO);
+    long long total = 0;
+
+    for (;;) {
+        PGresult *res = PQexecParams(conn, rh_sql(stmt)->sql, rh_sql(stmt)->nparams, NULL, params,
+                                     NULL, NULL, 0);
+        long long n;
+
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            ctl_progress_end(tty && total > 0);
+            ctl_err("%s: %s (%lld jobs done before the error)", what, ctl_pgmsg(conn, res), total);
+            PQclear(res);
+            return -1;
+        }
+        n = strtoll(PQcmdTuples(res), NULL, 10);
+        PQclear(res);
+        total += n;
+        if (n == 0 || once)
+            break;
+        ctl_progress(tty, progress, total);
+    }
+    ctl_progress_end(tty && total > 0 && !once);
+    return total;
+}
+
+/*
+ * retry ID: a discarded or cancelled job; retry --discarded: every
+ * discarded job (of --queue, of --kind) that finished before we started.
+ */
+static int
+ctl_retry(PGconn *conn, const ctl_opts_t *o, const char *id)
+{
+    const char *params[6];
+    char        now[64];
+    int         future;
+    long long   n;
+
+    if (id == NULL && ctl_resolve_time(conn, "retry", "now", NULL, now, sizeof(now), &future) < 0)
+        return CTL_EXIT_ERROR;
+    params[0] = id;
+    params[1] = o->queue;
+    params[2] = o->kind;
+    params[3] = id != NULL ? "t" : "f";         /* a cancelled job only by its id */
+    params[4] = id != NULL ? "infinity" : now;
+    params[5] = CTL_BATCH;
+    n = ctl_batches(conn, "retry", "redriven", RH_STMT_CTL_REDRIVE, params, id != NULL);
+    if (n < 0)
+        return CTL_EXIT_ERROR;
+    if (id != NULL && n == 0) {
+        const char *state = ctl_job_state(conn, "retry", id);
+
+        if (state == NULL)
+            return CTL_EXIT_ERROR;
+        if (*state == '\0')
+            ctl_err("retry: no job %s", id);
+        else if (strcmp(state, "completed") == 0)
+            ctl_err("retry: job %s is completed; only discarded and cancelled jobs can be retried", id);
+        else
+            ctl_err("retry: job %s is %s, not finished: there is nothing to retry", id, state);
+        return CTL_EXIT_ERROR;
+    }
+    printf("redriven %lld jobs\n", n);
+    return CTL_EXIT_OK;
+}
+
+static int
+ctl_cancel(PGconn *conn, const char *id)
+{
+    const char *params[1] = { id }, *state;
+    PGresult   *res;
+    int         n;
+
+    res = PQexecParams(conn, rh_sql(RH_STMT_CTL_CANCEL)->sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ctl_err("cancel: %s", ctl_pgmsg(conn, res));
+        PQclear(res);
+        return CTL_EXIT_ERROR;
+    }
+    n = PQntuples(res);
+    PQclear(res);
+    if (n == 1) {
+        printf("cancelled job %s\n", id);
+        return CTL_EXIT_OK;
+    }
+    state = ctl_job_state(conn, "cancel", id);
+    if (state == NULL)
+        return CTL_EXIT_ERROR;
+    if (*state == '\0')
+        ctl_err("cancel: no job %s", id);
+    else if (strcmp(state, "running") == 0)
+        ctl_err("cancel: job %s is running; cancelling running jobs is not supported yet "
+                "(it will finish, or fail and be retried)", id);
+    else if (strcmp(state, "completed") == 0 || strcmp(state, "discarded") == 0 ||
+             strcmp(state, "cancelled") == 0)
+        ctl_err("cancel: job %s is already %s", id, state);
+    else
+        ctl_err("cancel: job %s changed while cancelling (now %s); try again", id, state);
+    return CTL_EXIT_ERROR;
+}
+
+static int
+ctl_purge(PGconn *conn, const ctl_opts_t *o)
+{
+    const char *params[2];
+    char        ts[64];
+    int         future;
+    long long   n;
+
+    if (ctl_resolve_time(conn, "purge", "--finished-before", o->finished_before, ts, sizeof(ts), &future) < 0)
+        return CTL_EXIT_ERROR;
+    params[0] = ts;
+    params[1] = CTL_BATCH;
+    n = ctl_batches(conn, "purge", "purged", RH_STMT_CTL_PURGE, params, 0);
+    if (n < 0)
+        return CTL_EXIT_ERROR;
+    printf("purged %lld jobs\n", n);
+    return CTL_EXIT_OK;
+}
+
+/* ---- pause, resume -------------------------------------------------------------- */
+
+static int
+ctl_pause(PGconn *conn, const char *queue, int pause)
+{
+    const char *params[1] = { queue };
+    rh_stmt_id_t stmt = pause ? RH_STMT_CTL_PAUSE : RH_STMT_CTL_RESUME;
+    const char *what = pause ? "pause" : "resume";
+    PGresult   *res;
+    int         was_paused;
+
+    res = PQexecParams(conn, rh_sql(stmt)->sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ctl_err("%s: %s", what, ctl_pgmsg(conn, res));
+        PQclear(res);
+        return CTL_EXIT_ERROR;
+    }
+    was_paused = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    if (pause && was_paused)
+        printf("queue %s was already paused (since %s)\n", queue, PQgetvalue(res, 0, 1));
+    else if (pause)
+        printf("paused queue %s\n", queue);
+    else if (was_paused)
+        printf("resumed queue %s\n", queue);
+    else
+        printf("queue %s was not paused\n", queue);
+    PQclear(res);
+    return CTL_EXIT_OK;
+}
+
+/* ---- top ------------------------------------------------------------------------ */
+
+static volatile sig_atomic_t ctl_top_stop;
+
+static void
+ctl_top_signal(int sig)
+{
+    (void) sig;
+    ctl_top_stop = 1;
+}
+
+/* A duration for people: 0.4s, 42s, 5m03s, 2h05m, 3d04h. */
+static void
+ctl_duration(char *buf, size_t len, double s)
+{
+    long long t = (long long) s;
+
+    if (s < 10)
+        snprintf(buf, len, "%.1fs", s);
+    else if (t < 60)
+        snprintf(buf, len, "%llds", t);
+    else if (t < 3600)
+        snprintf(buf, len, "%lldm%02llds", t / 60, t % 60);
+    else if (t < 86400)
+        snprintf(buf, len, "%lldh%02lldm", t / 3600, t % 3600 / 60);
+    else
+        snprintf(buf, len, "%lldd%02lldh", t / 86400, t % 86400 / 3600);
+}
+
+/* One frame of top.  -1 on a database error (reported). */
+static int
+ctl_top_frame(PGconn *conn, const ctl_opts_t *o, int clear)
+{
+    static const char *const heads[] = {
+        "AVAILABLE", "SCHEDULED", "RUNNING", "RETRYABLE", "COMPLETED/1m", "DISCARDED/1m", "JOBS/S", "OLDEST"
+    };
+    char        ival[32], tbuf[32], dbuf[32];
+    const char *params[1] = { ival };
+    PGresult   *q, *n;
+    int         wq = 5, wn = 4;
+    time_t      now = time(NULL);
+    struct tm   tm;
+
+    snprintf(ival, sizeof(ival), "%g", o->interval);
+    q = PQexecParams(conn, rh_sql(RH_STMT_CTL_TOP_QUEUES)->sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(q) != PGRES_TUPLES_OK) {
+        ctl_err("top: %s", ctl_pgmsg(conn, q));
+        PQclear(q);
+        return -1;
+    }
+    n = PQexecParams(conn, rh_sql(RH_STMT_CTL_TOP_NODES)->sql, 0, NULL, NULL, NULL, NULL, 0);
+    if (PQresultStatus(n) != PGRES_TUPLES_OK) {
+        ctl_err("top: %s", ctl_pgmsg(conn, n));
+        PQclear(q);
+        PQclear(n);
+        return -1;
+    }
+
+    for (int i = 0; i < PQntuples(q); i++) {
+        int l = (int) ctl_utf8_len(PQgetvalue(q, i, 0));
+        wq = l > wq ? l : wq;
+    }
+    for (int i = 0; i < PQntuples(n); i++) {
+        int l = (int) ctl_utf8_len(PQgetvalue(n, i, 0));
+        wn = l > wn ? l : wn;
+    }
+
+    if (clear)
+        fputs("\033[H\033[2J", stdout);
+    localtime_r(&now, &tm);
+    strftime(tbuf, sizeof(tbuf), "%Y-%m-%d %H:%M:%S", &tm);
+    printf("rhino top  %s  every %gs%s\n\n", tbuf, o->interval, clear ? "  (q to quit)" : "");
+
+    ctl_pad("QUEUE", wq);
+    for (size_t c = 0; c < sizeof(heads) / sizeof(heads[0]); c++)
+        printf("  %*s", (int) strlen(heads[c]) > 9 ? (int) strlen(heads[c]) : 9, heads[c]);
+    puts("  PAUSED");
+    for (int i = 0; i < PQntuples(q); i++) {
+        ctl_pad(PQgetvalue(q, i, 0), wq);
+        for (int c = 1; c <= 6; c++)
+            printf("  %*s", (int) strlen(heads[c - 1]) > 9 ? (int) strlen(heads[c - 1]) : 9, PQgetvalue(q, i, c));
+        printf("  %9.1f", strtod(PQgetvalue(q, i, 7), NULL));
+        if (PQgetisnull(q, i, 8))
+            snprintf(dbuf, sizeof(dbuf), "-");
+        else
+            ctl_duration(dbuf, sizeof(dbuf), strtod(PQgetvalue(q, i, 8), NULL));
+        printf("  %9s  %s\n", dbuf, strcmp(PQgetvalue(q, i, 9), "t") == 0 ? "yes" : "no");
+    }
+    if (PQntuples(q) == 0)
+        puts("(no jobs)");
+
+    putchar('\n');
+    if (PQntuples(n) == 0) {
+        puts("no live workers");
+    } else {
+        ctl_pad("NODE", wn);
+        printf("  %8s  %7s  %7s  %s\n", "PID", "WORKERS", "RUNNING", "UP");
+        for (int i = 0; i < PQntuples(n); i++) {
+            ctl_duration(dbuf, sizeof(dbuf), strtod(PQgetvalue(n, i, 4), NULL));
+            ctl_pad(PQgetvalue(n, i, 0), wn);
+            printf("  %8s  %7s  %7s  %s\n", PQgetvalue(n, i, 1), PQgetvalue(n, i, 2), PQgetvalue(n, i, 3), dbuf);
+        }
+    }
+    PQclear(q);
+    PQclear(n);
+    fflush(stdout);
+    return 0;
+}
+
+/*
+ * Wait one interval, or less if told to quit: SIGINT/SIGTERM, or 'q' on
+ * stdin (a keypress on a terminal, in raw mode; a line from a pipe).
+ * *watch_stdin drops to 0 at the end of stdin.  1 = quit.
+ */
+static int
+ctl_top_wait(double interval, int *watch_stdin)
+{
+    struct timespec start, t;
+
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (!ctl_top_stop) {
+        struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN, .revents = 0 };
+        double        left;
+        int           r;
+
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        left = interval - ((double) (t.tv_sec - start.tv_sec) + (double) (t.tv_nsec - start.tv_nsec) / 1e9);
+        if (left <= 0)
+            return 0;
+        r = poll(&pfd, *watch_stdin ? 1 : 0, (int) ceil(left * 1000));
+        if (r > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
+            char    buf[64];
+            ssize_t got = read(STDIN_FILENO, buf, sizeof(buf));
+
+            if (got <= 0 && !(got < 0 && errno == EINTR))
+                *watch_stdin = 0;       /* end of input: stop watching, keep refreshing */
+            for (ssize_t i = 0; i < got; i++)
+                if (buf[i] == 'q' || buf[i] == 'Q')
+                    return 1;
+        }
+    }
+    return 1;
+}
+
+/*
+ * top: frames every --interval seconds.  On a terminal each frame replaces
+ * the last (ANSI clear + home) and keys are read unbuffered; in a pipe the
+ * frames follow each other, a blank line apart.  --once: one frame.
+ */
+static int
+ctl_top(PGconn *conn, const ctl_opts_t *o)
+{
+    struct sigaction sa, ign, old_int, old_term, old_pipe;
+    struct termios   saved, raw;
+    int              tty_out = isatty(STDOUT_FILENO), raw_in = 0, watch_stdin = !o->once, rc = CTL_EXIT_OK;
+    int              broken_pipe = 0;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = ctl_top_signal;     /* no SA_RESTART: poll() returns at once */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    /* `rhinoctl top | head`: a write error ends the loop, so the terminal gets its mode back */
+    memset(&ign, 0, sizeof(ign));
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGPIPE, &ign, &old_pipe);
+    if (!o->once && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0) {
+        raw = saved;
+        raw.c_lflag &= (tcflag_t) ~(ICANON | ECHO);
+        raw.c_cc[VMIN] = 1;
+        raw.c_cc[VTIME] = 0;
+        raw_in = tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
+    }
+
+    for (int frame = 0; !ctl_top_stop; frame++) {
+        if (!(tty_out && !o->once) && frame > 0)
+            putchar('\n');
+        if (ctl_top_frame(conn, o, tty_out && !o->once) < 0) {
+            rc = CTL_EXIT_ERROR;
+            break;
+        }
+        if (ferror(stdout)) {
+            broken_pipe = errno == EPIPE;
+            break;              /* otherwise main reports it */
+        }
+        if (o->once || ctl_top_wait(o->interval, &watch_stdin))
+            break;
+    }
+
+    if (raw_in)
+        tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGPIPE, &old_pipe, NULL);
+    if (broken_pipe)
+        raise(SIGPIPE);         /* the reader went away (`top | head`): end as any filter would */
+    return rc;
+}
+
+/* ---- the command line ------------------------------------------------------------ */
+
+typedef enum {
+    CTL_CMD_MIGRATE,
+    CTL_CMD_ENQUEUE,
+    CTL_CMD_STATS,
+    CTL_CMD_LIST,
+    CTL_CMD_SHOW,
+    CTL_CMD_RETRY,
+    CTL_CMD_CANCEL,
+    CTL_CMD_PAUSE,
+    CTL_CMD_RESUME,
+    CTL_CMD_PURGE,
+    CTL_CMD_TOP
+} ctl_cmd_id_t;
+
+/* A command: the options it takes and how many words follow it. */
+typedef struct {
+    const char   *name;
+    ctl_cmd_id_t  id;
+    unsigned      options;
+    int           min_args, max_args;
+    const char   *args;         /* what the words are, for "missing" */
+} ctl_cmd_t;
+
+#define CTL_ENQUEUE_OPTS (CTL_F(CTL_OPT_QUEUE) | CTL_F(CTL_OPT_RUN_AT) | CTL_F(CTL_OPT_PRIORITY) | \
+                          CTL_F(CTL_OPT_MAX_ATTEMPTS) | CTL_F(CTL_OPT_BULK))
+
+static const ctl_cmd_t ctl_cmds[] = {
+    { "migrate", CTL_CMD_MIGRATE, 0,                                             0, 0, NULL },
+    { "enqueue", CTL_CMD_ENQUEUE, CTL_ENQUEUE_OPTS,                              1, 2, "the job's KIND" },
+    { "stats",   CTL_CMD_STATS,   CTL_F(CTL_OPT_JSON),                           0, 0, NULL },
+    { "list",    CTL_CMD_LIST,    CTL_F(CTL_OPT_QUEUE) | CTL_F(CTL_OPT_KIND) | CTL_F(CTL_OPT_STATE) |
+                                  CTL_F(CTL_OPT_LIMIT) | CTL_F(CTL_OPT_PAYLOAD) | CTL_F(CTL_OPT_JSON), 0, 0, NULL },
+    { "show",    CTL_CMD_SHOW,    CTL_F(CTL_OPT_JSON),                           1, 1, "the job ID" },
+    { "retry",   CTL_CMD_RETRY,   CTL_F(CTL_OPT_DISCARDED) | CTL_F(CTL_OPT_QUEUE) | CTL_F(CTL_OPT_KIND),
+                                                                                  0, 1, NULL },
+    { "cancel",  CTL_CMD_CANCEL,  0,                                             1, 1, "the job ID" },
+    { "pause",   CTL_CMD_PAUSE,   0,                                             1, 1, "the QUEUE" },
+    { "resume",  CTL_CMD_RESUME,  0,                                             1, 1, "the QUEUE" },
+    { "purge",   CTL_CMD_PURGE,   CTL_F(CTL_OPT_FINISHED_BEFORE),                0, 0, NULL },
+    { "top",     CTL_CMD_TOP,     CTL_F(CTL_OPT_INTERVAL) | CTL_F(CTL_OPT_ONCE), 0, 0, NULL },
+};
+
+/* "--queue" for CTL_OPT_QUEUE: the long option's name, from the table getopt uses. */
+static const char *
+ctl_opt_name(int opt)
+{
+    static char buf[64];
+
+    for (const struct option *lo = ctl_long_options; lo->name != NULL; lo++)
+        if (lo->val == opt) {
+            snprintf(buf, sizeof(buf), "--%s", lo->name);
+            return buf;
+        }
+    return "?";
+}
+
+/* A job id: a whole number from 1 up, nothing else. */
+static int
+ctl_check_id(const char *what, const char *s)
+{
+    char     *end;
+    long long v;
+
+    errno = 0;
+    v = (*s == '\0' || isspace((unsigned char) *s)) ? 0 : strtoll(s, &end, 10);
+    if (v < 1 || errno != 0 || *end != '\0')
+        return ctl_value_err("%s: \"%s\" is not a job id (a whole number from 1)", what, s);
+    return 0;
+}
+
+/*
+ * What the command line says beyond getopt: the command, its words, options
+ * that belong to it.  0, or the exit code of a usage error (reported).
+ */
+static int
+ctl_check_command(const ctl_cmd_t *cmd, ctl_opts_t *o, char **args, int nargs)
+{
+    unsigned stray = o->given & ~cmd->options;
+
+    if (stray != 0) {
+        for (int opt = CTL_OPT_QUEUE; opt < CTL_OPT__END; opt++)
+            if (stray & CTL_F(opt))
+                return ctl_usage_err("%s: %s does not apply to %s", cmd->name, ctl_opt_name(opt), cmd->name);
+    }
+    if (nargs < cmd->min_args)
+        return ctl_usage_err("%s: %s is missing", cmd->name, cmd->args);
+    if (nargs > cmd->max_args)
+        return ctl_usage_err("%s: unexpected argument \"%s\"", cmd->name, args[cmd->max_args]);
+
+    switch (cmd->id) {
+    case CTL_CMD_ENQUEUE:
+        if (o->bulk && nargs > 1)
+            return ctl_usage_err("enqueue: unexpected argument \"%s\" (with --bulk the payloads come from stdin)",
+                                 args[1]);
+        if (ctl_check_name("enqueue: KIND", args[0]) != 0 ||
+            (o->queue != NULL && ctl_check_name("--queue", o->queue) != 0))
+            return CTL_EXIT_USAGE;
+        break;
+    case CTL_CMD_LIST:
+        if ((o->queue != NULL && ctl_check_name("--queue", o->queue) != 0) ||
+            (o->kind != NULL && ctl_check_name("--kind", o->kind) != 0))
+            return CTL_EXIT_USAGE;
+        if (o->state != NULL) {
+            int known = 0;
+
+            for (const char *const *s = ctl_states; *s; s++)
+                known |= strcmp(*s, o->state) == 0;
+            if (!known)
+                return ctl_value_err("--state: \"%s\" is not one of available, scheduled, running, retryable, "
+                                     "completed, discarded, cancelled", o->state);
+        }
+        break;
+    case CTL_CMD_SHOW:
+    case CTL_CMD_CANCEL:
+        return ctl_check_id(cmd->name, args[0]);
+    case CTL_CMD_RETRY:
+        if (nargs == 1 && o->discarded)
+            return ctl_usage_err("retry: give a job ID or --discarded, not both");
+        if (nargs == 0 && !o->discarded)
+            return ctl_usage_err("retry: the job ID or --discarded is missing");
+        if (nargs == 1 && (o->queue != NULL || o->kind != NULL))
+            return ctl_usage_err("retry: --queue and --kind go with --discarded");
+        if ((o->queue != NULL && ctl_check_name("--queue", o->queue) != 0) ||
+            (o->kind != NULL && ctl_check_name("--kind", o->kind) != 0))
+            return CTL_EXIT_USAGE;
+        return nargs == 1 ? ctl_check_id("retry", args[0]) : 0;
+    case CTL_CMD_PAUSE:
+    case CTL_CMD_RESUME:
+        return ctl_check_name(cmd->id == CTL_CMD_PAUSE ? "pause: QUEUE" : "resume: QUEUE", args[0]);
+    case CTL_CMD_PURGE:
+        if (o->finished_before == NULL)
+            return ctl_usage_err("purge: --finished-before is missing (say which jobs: '-7 days', "
+                                 "'2030-01-01')");
+        if (*o->finished_before == '\0')
+            return ctl_value_err("--finished-before: empty");
+        break;
+    default:
+        break;
+    }
+    return 0;
 }
 
 int
 main(int argc, char **argv)
 {
-    ctl_opts_t  o = { 0 };
-    const char *cmd, *kind = NULL, *json = NULL;
-    int         c, nargs, rc, enqueue_opts = 0;
-    PGconn     *conn;
+    ctl_opts_t       o = { 0 };
+    const ctl_cmd_t *cmd = NULL;
+    char           **args;
+    int              c, nargs, rc;
+    PGconn          *conn;
 
+    o.interval = 1;
     opterr = 1;     /* getopt's own "unrecognized option" line, then our usage */
     while ((c = getopt_long(argc, argv, "c:hV", ctl_long_options, NULL)) != -1) {
+        if (c >= CTL_OPT_QUEUE && c < CTL_OPT__END)
+            o.given |= CTL_F(c);
         switch (c) {
         case 'c':
             o.config_file = optarg;
@@ -708,31 +1597,58 @@ main(int argc, char **argv)
             return CTL_EXIT_OK;
         case CTL_OPT_QUEUE:
             o.queue = optarg;
-            enqueue_opts = 1;
             break;
         case CTL_OPT_RUN_AT:
             o.run_at = optarg;
-            enqueue_opts = 1;
             break;
         case CTL_OPT_PRIORITY:
             if (ctl_parse_long(optarg, -32768, 32767) < 0)
                 return ctl_value_err("--priority: \"%s\" is not a whole number from -32768 to 32767", optarg);
             o.priority = optarg;
-            enqueue_opts = 1;
             break;
         case CTL_OPT_MAX_ATTEMPTS:
             if (ctl_parse_long(optarg, 1, INT_MAX) < 0)
                 return ctl_value_err("--max-attempts: \"%s\" is not a whole number from 1 to %d",
                                      optarg, INT_MAX);
             o.max_attempts = optarg;
-            enqueue_opts = 1;
             break;
         case CTL_OPT_BULK:
             o.bulk = 1;
-            enqueue_opts = 1;
             break;
         case CTL_OPT_JSON:
             o.json = 1;
+            break;
+        case CTL_OPT_KIND:
+            o.kind = optarg;
+            break;
+        case CTL_OPT_STATE:
+            o.state = optarg;
+            break;
+        case CTL_OPT_LIMIT:
+            if (ctl_parse_long(optarg, 1, CTL_LIST_MAX) < 0)
+                return ctl_value_err("--limit: \"%s\" is not a whole number from 1 to %d", optarg, CTL_LIST_MAX);
+            o.limit = optarg;
+            break;
+        case CTL_OPT_PAYLOAD:
+            o.payload = 1;
+            break;
+        case CTL_OPT_DISCARDED:
+            o.discarded = 1;
+            break;
+        case CTL_OPT_FINISHED_BEFORE:
+            o.finished_before = optarg;
+            break;
+        case CTL_OPT_INTERVAL: {
+            char *end;
+
+            errno = 0;
+            o.interval = strtod(optarg, &end);
+            if (errno != 0 || end == optarg || *end != '\0' || !(o.interval >= 0.1 && o.interval <= 3600))
+                return ctl_value_err("--interval: \"%s\" is not a number of seconds from 0.1 to 3600", optarg);
+            break;
+        }
+        case CTL_OPT_ONCE:
+            o.once = 1;
             break;
         default:
             fputc('\n', stderr);
@@ -743,48 +1659,61 @@ main(int argc, char **argv)
 
     if (optind >= argc)
         return ctl_usage_err("no command given");
-    cmd = argv[optind];
+    for (size_t i = 0; i < sizeof(ctl_cmds) / sizeof(ctl_cmds[0]); i++)
+        if (strcmp(argv[optind], ctl_cmds[i].name) == 0)
+            cmd = &ctl_cmds[i];
+    if (cmd == NULL)
+        return ctl_usage_err("unknown command \"%s\"", argv[optind]);
+    args = argv + optind + 1;
     nargs = argc - optind - 1;
-
-    if (strcmp(cmd, "migrate") == 0 || strcmp(cmd, "stats") == 0) {
-        if (nargs > 0)
-            return ctl_usage_err("%s: unexpected argument \"%s\"", cmd, argv[optind + 1]);
-        if (enqueue_opts)
-            return ctl_usage_err("%s: --queue, --run-at, --priority, --max-attempts and --bulk "
-                                 "belong to enqueue", cmd);
-        if (o.json && strcmp(cmd, "stats") != 0)
-            return ctl_usage_err("%s: --json belongs to stats", cmd);
-    } else if (strcmp(cmd, "enqueue") == 0) {
-        if (o.json)
-            return ctl_usage_err("enqueue: --json belongs to stats");
-        if (nargs < 1)
-            return ctl_usage_err("enqueue: the job's KIND is missing");
-        if (nargs > (o.bulk ? 1 : 2))
-            return ctl_usage_err("enqueue: unexpected argument \"%s\"%s", argv[optind + (o.bulk ? 2 : 3)],
-                                 o.bulk ? " (with --bulk the payloads come from stdin)" : "");
-        kind = argv[optind + 1];
-        json = nargs == 2 ? argv[optind + 2] : NULL;
-        if (ctl_check_name("enqueue: KIND", kind) != 0 ||
-            (o.queue != NULL && ctl_check_name("--queue", o.queue) != 0))
-            return CTL_EXIT_USAGE;
-    } else {
-        return ctl_usage_err("unknown command \"%s\"", cmd);
-    }
+    rc = ctl_check_command(cmd, &o, args, nargs);
+    if (rc != 0)
+        return rc;
 
     conn = ctl_connect(&o);
     if (conn == NULL)
         return CTL_EXIT_ERROR;
 
-    if (strcmp(cmd, "migrate") == 0)
+    if (cmd->id == CTL_CMD_MIGRATE) {
         rc = ctl_migrate(conn);
-    else if (ctl_require_schema(conn, cmd) < 0)
+    } else if (ctl_require_schema(conn, cmd->name) < 0) {
         rc = CTL_EXIT_ERROR;
-    else if (strcmp(cmd, "stats") == 0)
-        rc = ctl_stats(conn, &o);
-    else if (o.bulk)
-        rc = ctl_enqueue_bulk(conn, &o, kind);
-    else
-        rc = ctl_enqueue_one(conn, &o, kind, json);
+    } else {
+        switch (cmd->id) {
+        case CTL_CMD_ENQUEUE:
+            rc = o.bulk ? ctl_enqueue_bulk(conn, &o, args[0])
+                        : ctl_enqueue_one(conn, &o, args[0], nargs == 2 ? args[1] : NULL);
+            break;
+        case CTL_CMD_STATS:
+            rc = ctl_stats(conn, &o);
+            break;
+        case CTL_CMD_LIST:
+            rc = ctl_list(conn, &o);
+            break;
+        case CTL_CMD_SHOW:
+            rc = ctl_show(conn, &o, args[0]);
+            break;
+        case CTL_CMD_RETRY:
+            rc = ctl_retry(conn, &o, nargs == 1 ? args[0] : NULL);
+            break;
+        case CTL_CMD_CANCEL:
+            rc = ctl_cancel(conn, args[0]);
+            break;
+        case CTL_CMD_PAUSE:
+        case CTL_CMD_RESUME:
+            rc = ctl_pause(conn, args[0], cmd->id == CTL_CMD_PAUSE);
+            break;
+        case CTL_CMD_PURGE:
+            rc = ctl_purge(conn, &o);
+            break;
+        case CTL_CMD_TOP:
+            rc = ctl_top(conn, &o);
+            break;
+        default:
+            rc = CTL_EXIT_ERROR;
+            break;
+        }
+    }
     PQfinish(conn);
 
     /* a job id lost to a full disk or a closed pipe is a failure */

@@ -70,6 +70,7 @@ main(int argc, char **argv)
         return 1;
     }
     rh_log_level = cfg->log_level;
+    rh_log_format = cfg->log_format;
     if (test) {
         if (rh_master_check_handlers(cfg) < 0) {
             fprintf(stderr, "rhino: configuration file %s test failed\n", file);

@@ -51,8 +51,11 @@
 #include "rh_config.h"
 #include "rh_db.h"
 #include "rh_loader.h"
+#include "rh_http.h"
 #include "rh_log.h"
 #include "rh_master.h"
+#include "rh_metrics.h"
+#include "rh_notify.h"
 #include "rh_proc.h"
 #include "rh_reaper.h"
 #include "rh_shm.h"
@@ -71,6 +74,7 @@ typedef struct {
     int       timed_out;        /* we killed it: its handler passed the deadline */
     int       retire;           /* do not respawn (slot removed by a reload) */
     ev_timer  respawn;
+    double    died_at;          /* when it last exited (for the systemd watchdog's health check) */
 } rh_proc_t;
 
 typedef enum {
@@ -95,7 +99,11 @@ static struct {
     ev_signal       sig_term, sig_int, sig_hup;
     ev_child        child;
     ev_timer        deadline;
-    ev_timer        watchdog;   /* handler deadlines */
+    ev_timer        watchdog;   /* handler deadlines; systemd notifications */
+    int             ready_sent; /* READY=1 sent since the start or the last RELOADING=1 */
+    double          status_at, last_ping;
+    uint64_t        status_finished;
+    char            status[256];
 } M;
 
 static void spawn(rh_proc_t *p);
@@ -120,6 +128,7 @@ child_init(void)
     ev_signal_stop(M.loop, &M.sig_hup);
     ev_child_stop(M.loop, &M.child);
     ev_timer_stop(M.loop, &M.watchdog);
+    rh_http_child();
     ev_loop_destroy(M.loop);
     M.loop = NULL;
     signal(SIGTERM, SIG_DFL);
@@ -189,6 +198,8 @@ spawn(rh_proc_t *p)
         p->generation++;
         rh_shm_store(&M.shm->slot[p->slot].generation, p->generation);
         rh_shm_store(&M.shm->slot[p->slot].min_live, p->generation);
+    } else {
+        rh_shm_store(&M.shm->reaper_ready, 0);
     }
     fflush(NULL);
     pid = fork();
@@ -269,6 +280,7 @@ begin_shutdown(int fast, int code)
     }
     M.state = M_STOPPING;
     rh_shm_store(&M.shm->stopping, 1);
+    rh_notify("STOPPING=1\nSTATUS=stopping: draining %d worker(s)", workers_alive());
     rh_log_info("%s stop: draining %d worker(s), deadline %.1f s", fast ? "fast" : "graceful",
                 workers_alive(), timeout);
     for (int i = 0; i < M.nslots; i++) {
@@ -337,6 +349,7 @@ on_child(struct ev_loop *loop, ev_child *w, int revents)
         snprintf(how, sizeof(how), "was killed by signal %d%s", WTERMSIG(st),
                  WCOREDUMP(st) ? " (core dumped)" : "");
     p->pid = 0;
+    p->died_at = now;
     if (p->role == RH_ROLE_WORKER) {
         rh_shm_slot_t *sl = &M.shm->slot[p->slot];
         int64_t        job = rh_shm_load(&sl->job_id);
@@ -363,6 +376,8 @@ on_child(struct ev_loop *loop, ev_child *w, int revents)
             }
             rh_log_warning("job %" PRId64 " (attempt %d) %s", job, rh_shm_load(&sl->job_attempt),
                            p->timed_out ? "timed out" : "crashed its worker");
+            if (!p->timed_out)
+                __atomic_fetch_add(&M.shm->metrics.crashes, (uint64_t) 1, __ATOMIC_RELAXED);
             rh_shm_store(&sl->job_id, (int64_t) 0);
             rh_shm_store_d(&sl->deadline, 0.0);
         }
@@ -418,6 +433,7 @@ on_child(struct ev_loop *loop, ev_child *w, int revents)
     } else {
         p->backoff = 0;
     }
+    __atomic_fetch_add(&M.shm->metrics.restarts, (uint64_t) 1, __ATOMIC_RELAXED);
     if (p->backoff == 0) {
         spawn(p);
     } else {
@@ -469,6 +485,9 @@ on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     if (M.state != M_RUNNING)
         return;
     rh_log_info("SIGHUP: reloading %s", M.cfg->path);
+    /* READY=1 follows from notify_tick once the roll is done (or at once if the reload fails) */
+    rh_notify_reloading();
+    M.ready_sent = 0;
     ncfg = calloc(1, sizeof(*ncfg));
     if (ncfg == NULL)
         return;
@@ -490,9 +509,12 @@ on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     oldn = old->processes;
     M.cfg = ncfg;
     rh_log_level = ncfg->log_level;
+    rh_log_format = ncfg->log_format;
+    rh_log_set_syslog(ncfg->log_syslog);
     rh_config_free(old);
     free(old);
     M.epoch++;
+    rh_http_reconfigure(M.cfg->metrics_listen);
 
     /* fewer processes: retire the surplus slots; more: start the new ones */
     for (int i = M.cfg->processes; i < oldn; i++) {
@@ -518,6 +540,85 @@ on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     roll_next();
 }
 
+/* ---------------------------------------------------------------------- */
+/* systemd and metrics                                                    */
+
+/* What GET /metrics and STATUS= report about the children. */
+static void
+metrics_gauges(rh_metrics_gauges_t *g)
+{
+    g->workers_configured = M.cfg->processes;
+    g->workers_alive = workers_alive();
+    g->workers_ready = 0;
+    for (int i = 0; i < M.nslots; i++)
+        if (M.workers[i].pid && rh_shm_load(&M.shm->slot[i].ready))
+            g->workers_ready++;
+    g->reaper_up = M.reaper.pid != 0 && rh_shm_load(&M.shm->reaper_ready);
+}
+
+/*
+ * A child is healthy while it runs, or while it is dead for no longer than
+ * the respawn backoff it is waiting out (plus a second of slack).  A slot
+ * dead for longer means the supervision itself is stuck: then the
+ * systemd watchdog pings stop, and systemd restarts us.  The database
+ * being down is not a reason: children reconnect on their own.
+ */
+static int
+proc_healthy(const rh_proc_t *p, double now)
+{
+    return p->pid != 0 || p->retire || now - p->died_at <= p->backoff + 1.0;
+}
+
+/*
+ * Every 0.1 s from the loop: READY=1 once every configured worker and the
+ * reaper are up and connected (after the start, and again after a reload's
+ * roll), STATUS= once a second, WATCHDOG=1 at half the watchdog interval
+ * while all slots are healthy.  Only the loop sends pings, so a master
+ * stuck anywhere stops them.
+ */
+static void
+notify_tick(void)
+{
+    double              now = ev_now(M.loop);
+    rh_metrics_gauges_t g;
+    int                 healthy = 1;
+    double              wd = rh_notify_watchdog_interval();
+
+    metrics_gauges(&g);
+    if (now - M.status_at >= 1.0) {
+        uint64_t fin = rh_metrics_finished();
+        double   rate = M.status_at > 0 ? (double) (fin - M.status_finished) / (now - M.status_at) : 0;
+
+        snprintf(M.status, sizeof(M.status), "%sworkers %d/%d, %.0f jobs/s, %" PRIu64 " restarts%s",
+                 M.state != M_RUNNING ? "stopping: " : M.rolling ? "reloading: " : "",
+                 g.workers_ready, g.workers_configured, rate, rh_shm_load(&M.shm->metrics.restarts),
+                 g.reaper_up ? "" : ", reaper not connected");
+        M.status_at = now;
+        M.status_finished = fin;
+        if (M.ready_sent || M.state != M_RUNNING)
+            rh_notify("STATUS=%s", M.status);
+    }
+    if (M.state == M_RUNNING && !M.ready_sent && !M.rolling && g.reaper_up &&
+        g.workers_ready == g.workers_configured) {
+        M.ready_sent = 1;
+        snprintf(M.status, sizeof(M.status), "workers %d/%d, 0 jobs/s, %" PRIu64 " restarts",
+                 g.workers_ready, g.workers_configured, rh_shm_load(&M.shm->metrics.restarts));
+        rh_notify("READY=1\nSTATUS=%s", M.status);
+        rh_log_info("ready: %d worker(s) and the reaper connected", g.workers_ready);
+    }
+    if (wd <= 0 || now - M.last_ping < wd)
+        return;
+    if (M.state == M_RUNNING) {
+        healthy = proc_healthy(&M.reaper, now);
+        for (int i = 0; i < M.cfg->processes && healthy; i++)
+            healthy = proc_healthy(&M.workers[i], now);
+    }
+    if (healthy) {
+        M.last_ping = now;
+        rh_notify("WATCHDOG=1");
+    }
+}
+
 /* Kill workers whose handler passed its deadline (the reaper counts the job as timed out). */
 static void
 on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
@@ -538,9 +639,11 @@ on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
                          proc_name(p, name, sizeof(name)), rh_shm_load(&sl->job_id),
                          rh_shm_load(&sl->job_attempt), now - d);
             p->timed_out = 1;
+            __atomic_fetch_add(&M.shm->metrics.timeouts, (uint64_t) 1, __ATOMIC_RELAXED);
             kill(p->pid, SIGKILL);
         }
     }
+    notify_tick();
 }
 
 static void
@@ -604,6 +707,8 @@ rh_master_run(rh_config_t *cfg)
     M.pid = getpid();
     rh_log_set_role("master");
     rh_log_level = cfg->log_level;
+    rh_log_format = cfg->log_format;
+    rh_log_set_syslog(cfg->log_syslog);
     signal(SIGPIPE, SIG_IGN);
 
     if (rh_master_check_handlers(cfg) < 0)
@@ -615,12 +720,16 @@ rh_master_run(rh_config_t *cfg)
         rh_log_error("mmap() failed for the process table: %s", strerror(errno));
         return 1;
     }
+    rh_metrics = &M.shm->metrics;       /* inherited by every child */
 
     M.loop = ev_default_loop(EVFLAG_AUTO);
     if (M.loop == NULL) {
         rh_log_error("cannot create the event loop");
         return 1;
     }
+    rh_notify_init();
+    if (rh_http_start(M.loop, cfg->metrics_listen, metrics_gauges) < 0)
+        return 1;
     ev_signal_init(&M.sig_term, on_term, SIGTERM);
     ev_signal_start(M.loop, &M.sig_term);
     ev_signal_init(&M.sig_int, on_term, SIGINT);
@@ -647,6 +756,7 @@ rh_master_run(rh_config_t *cfg)
     ev_init(&M.reaper.respawn, on_respawn);
     M.reaper.respawn.data = &M.reaper;
 
+    rh_notify("STATUS=starting: %d worker(s) and the reaper connecting", cfg->processes);
     spawn(&M.reaper);
     for (int i = 0; i < cfg->processes; i++)
         spawn(&M.workers[i]);
@@ -654,6 +764,7 @@ rh_master_run(rh_config_t *cfg)
                 cfg->nqueues, cfg->batch_size);
 
     ev_run(M.loop, 0);
+    rh_http_stop();
 
     rh_log_info("rhino stopped (exit code %d)", M.exit_code);
     return M.exit_code;

@@ -34,6 +34,7 @@
 
 #include "rh_db.h"
 #include "rh_log.h"
+#include "rh_metrics.h"
 #include "rh_proc.h"
 #include "rh_reaper.h"
 #include "rh_sql.h"
@@ -47,7 +48,7 @@ static struct {
     PGconn            *conn;
     ev_timer           tick;
     ev_signal          sig_term, sig_usr1;
-    double             last_renew, last_prune;
+    double             last_renew, last_prune, last_depth;
     double             reconnect_delay;
 } R;
 
@@ -200,6 +201,59 @@ reconcile(void)
         rh_log_info("%d dead worker(s) marked ended", ended);
 }
 
+/* Seconds between two reads of the queue gauges (only with [metrics] listen set). */
+#define RH_DEPTH_INTERVAL 2.0
+
+static rh_metric_queue_t *
+depth_slot(rh_metrics_t *m, const char *name)
+{
+    for (int i = 0; i < m->nqueues; i++)
+        if (strncmp(m->queues[i].name, name, RH_METRIC_NAME - 1) == 0)
+            return &m->queues[i];
+    if (m->nqueues == RH_METRIC_QUEUES)
+        return NULL;
+    snprintf(m->queues[m->nqueues].name, RH_METRIC_NAME, "%s", name);
+    return &m->queues[m->nqueues++];
+}
+
+/*
+ * Publish queue depth and the oldest job's age under the seqlock that the
+ * master's renderer reads (rh_metrics.c).  A queue once seen stays listed,
+ * at 0 when empty, so that a gauge drops to 0 instead of vanishing.
+ */
+static void
+queue_depth(void)
+{
+    rh_metrics_t *m = rh_metrics;
+    PGresult     *res;
+    uint32_t      seq;
+
+    if (m == NULL || (res = r_exec(RH_STMT_QUEUE_DEPTH, NULL)) == NULL)
+        return;
+    seq = __atomic_load_n(&m->qseq, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->qseq, seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    for (int i = 0; i < m->nqueues; i++) {
+        m->queues[i].depth = 0;
+        m->queues[i].oldest_age = 0;
+    }
+    for (int i = 0; i < R.cfg->nqueues; i++)
+        depth_slot(m, R.cfg->queues[i]);
+    for (int r = 0; r < PQntuples(res); r++) {
+        rh_metric_queue_t *q = depth_slot(m, PQgetvalue(res, r, 0));
+        double             age = strtod(PQgetvalue(res, r, 2), NULL);
+
+        if (q == NULL)
+            continue;           /* more than RH_METRIC_QUEUES queues: the rest are not shown */
+        q->depth += strtoll(PQgetvalue(res, r, 1), NULL, 10);
+        if (age > q->oldest_age)
+            q->oldest_age = age;
+    }
+    m->qupdated = rh_mono_now();
+    __atomic_store_n(&m->qseq, seq + 2, __ATOMIC_RELEASE);
+    PQclear(res);
+}
+
 static void
 pass(void)
 {
@@ -214,6 +268,8 @@ pass(void)
         renew_leases();
     reconcile();
     n = r_exec_count(RH_STMT_RESCUE, NULL);
+    if (n > 0 && rh_metrics)
+        __atomic_fetch_add(&rh_metrics->rescued, (uint64_t) n, __ATOMIC_RELAXED);
     if (n > 0)
         rh_log_warning("rescued %d job(s) of dead workers", n);
     r_exec_count(RH_STMT_PROMOTE, NULL);
@@ -233,11 +289,18 @@ pass(void)
             rh_log_info("pruned %d finished job(s) past retention", total);
         r_exec_count(RH_STMT_GC_NODES, NULL);
     }
+    if (R.cfg->metrics_listen && R.cfg->metrics_listen[0] && now - R.last_depth >= RH_DEPTH_INTERVAL) {
+        R.last_depth = now;
+        queue_depth();
+    }
     if (PQstatus(R.conn) != CONNECTION_OK) {
         rh_log_error("database connection lost; reconnecting");
         PQfinish(R.conn);
         R.conn = NULL;
+        rh_shm_store(&R.shm->reaper_ready, 0);
+        return;
     }
+    rh_shm_store(&R.shm->reaper_ready, 1);
 }
 
 static void

@@ -97,6 +97,19 @@ CREATE TABLE rhino.jobs_done (
 ) WITH (autovacuum_vacuum_insert_scale_factor = 0.05);
 
 CREATE INDEX jobs_done_finished ON rhino.jobs_done (finished_at);
+-- rhinoctl retry --discarded: the failed jobs only, so the redrive of a few
+-- does not walk millions of completed ones.  Completed rows, the bulk of the
+-- inserts, are not in it and cost the finalize nothing.
+CREATE INDEX jobs_done_failed ON rhino.jobs_done (finished_at) WHERE state IN ('discarded', 'cancelled');
+
+-- Queues with settings of their own; a queue without a row is not paused.
+-- The claim skips paused queues (one primary key lookup per queue per claim);
+-- jobs already running finish.  rhinoctl pause / resume.
+CREATE TABLE rhino.queues (
+    name      text        PRIMARY KEY,
+    paused    boolean     NOT NULL DEFAULT false,
+    paused_at timestamptz
+);
 
 -- Every job, finished ones included.  One statement sees one snapshot, so a
 -- job moving from rhino.jobs to rhino.jobs_done is seen exactly once.

@@ -2,10 +2,12 @@
 #include "config.h"
 
 #include <check.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rh_migrate.h"
 #include "rh_testlib.h"
@@ -64,6 +66,9 @@ stats_count(const char *out, const char *queue, const char *state)
     }
     return -1;
 }
+
+/* Every line of out is one JSON object (a minimal checker, below); returns the number of lines. */
+static int json_lines(const char *out);
 
 /* ---- migrate ------------------------------------------------------------ */
 
@@ -617,8 +622,11 @@ START_TEST(test_stats)
 
     rc = ctl_run(dsn, NULL, &out, &err, "stats", "--json", NULL);
     ck_assert_msg(rc == 0, "stats --json exited %d: %s", rc, err);
-    ck_assert_msg(strstr(out, "{\"queue\":\"mailq\",\"state\":\"available\",\"count\":2}\n") != NULL, "%s", out);
-    ck_assert_msg(strstr(out, "{\"queue\":\"default\",\"state\":\"scheduled\",\"count\":1}\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "{\"queue\":\"mailq\",\"state\":\"available\",\"count\":2,\"paused\":false}\n") != NULL,
+                  "%s", out);
+    ck_assert_msg(strstr(out, "{\"queue\":\"default\",\"state\":\"scheduled\",\"count\":1,\"paused\":false}\n") != NULL,
+                  "%s", out);
+    ck_assert_int_eq(json_lines(out), 4);
     ck_assert_msg(strstr(out, "total") == NULL, "--json printed the table: %s", out);
     PQfinish(conn);
     free(out);
@@ -648,6 +656,14 @@ START_TEST(test_cli_version_help)
     rc = ctl_run(NULL, NULL, &out, &err, "--help", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_msg(strstr(out, "Usage: rhinoctl") != NULL && strstr(out, "enqueue --bulk") != NULL, "%s", out);
+    {
+        static const char *const cmds[] = {
+            "  list ", "  show ID", "  retry ID", "  retry --discarded", "  cancel ID", "  pause QUEUE",
+            "  resume QUEUE", "  purge --finished-before", "  top ", "Exit status: 0 ok, 1 ",
+        };
+        for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+            ck_assert_msg(strstr(out, cmds[i]) != NULL, "--help does not mention \"%s\": %s", cmds[i], out);
+    }
     ck_assert_str_eq(err, "");
     free(out);
     free(err);
@@ -672,6 +688,26 @@ START_TEST(test_cli_usage_errors)
         { "migrate", "--queue", "q", NULL },
         { "stats", "extra", NULL },
         { "enqueue", "k", "--json", NULL },
+        { "stats", "--kind", "k", NULL },
+        { "list", "extra", NULL },
+        { "list", "--bulk", NULL },
+        { "show", NULL },
+        { "show", "1", "2", NULL },
+        { "show", "1", "--payload", NULL },
+        { "retry", NULL },
+        { "retry", "1", "--discarded", NULL },
+        { "retry", "1", "--queue", "q", NULL },
+        { "retry", "--queue", "q", NULL },
+        { "retry", "--state", "discarded", NULL },
+        { "cancel", NULL },
+        { "cancel", "1", "--json", NULL },
+        { "pause", NULL },
+        { "resume", "a", "b", NULL },
+        { "purge", NULL },
+        { "purge", "--queue", "q", "--finished-before", NULL },
+        { "top", "--json", NULL },
+        { "list", "--once", NULL },
+        { "migrate", "--interval", "2", NULL },
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -838,6 +874,966 @@ START_TEST(test_sql_enqueue)
 }
 END_TEST
 
+/* ---- helpers for the admin commands ------------------------------------------ */
+
+/*
+ * A minimal JSON checker: enough to say that a line is one well-formed
+ * value, not to read it.  Returns the position after the value, or NULL.
+ */
+static const char *json_value(const char *p, int depth);
+
+static const char *
+json_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+        p++;
+    return p;
+}
+
+static const char *
+json_string(const char *p)
+{
+    if (*p++ != '"')
+        return NULL;
+    for (; *p != '"'; p++) {
+        if (*p == '\0' || (unsigned char) *p < 0x20)
+            return NULL;
+        if (*p == '\\') {
+            p++;
+            if (*p == 'u') {
+                for (int i = 1; i <= 4; i++)
+                    if (!strchr("0123456789abcdefABCDEF", p[i]) || p[i] == '\0')
+                        return NULL;
+                p += 4;
+            } else if (*p == '\0' || !strchr("\"\\/bfnrt", *p)) {
+                return NULL;
+            }
+        }
+    }
+    return p + 1;
+}
+
+static const char *
+json_number(const char *p)
+{
+    const char *s;
+
+    if (*p == '-')
+        p++;
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (*p >= '0' && *p <= '9')
+            p++;
+    else
+        return NULL;
+    if (*p == '.') {
+        s = ++p;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (p == s)
+            return NULL;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        s = p;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (p == s)
+            return NULL;
+    }
+    return p;
+}
+
+static const char *
+json_value(const char *p, int depth)
+{
+    char close;
+
+    if (depth > 64)
+        return NULL;
+    p = json_ws(p);
+    switch (*p) {
+    case '"':
+        return json_string(p);
+    case 't':
+        return strncmp(p, "true", 4) == 0 ? p + 4 : NULL;
+    case 'f':
+        return strncmp(p, "false", 5) == 0 ? p + 5 : NULL;
+    case 'n':
+        return strncmp(p, "null", 4) == 0 ? p + 4 : NULL;
+    case '{':
+    case '[':
+        close = *p == '{' ? '}' : ']';
+        p = json_ws(p + 1);
+        if (*p == close)
+            return p + 1;
+        for (;;) {
+            if (close == '}') {
+                p = json_string(json_ws(p));
+                if (p == NULL || *(p = json_ws(p)) != ':')
+                    return NULL;
+                p++;
+            }
+            p = json_value(p, depth + 1);
+            if (p == NULL)
+                return NULL;
+            p = json_ws(p);
+            if (*p == close)
+                return p + 1;
+            if (*p++ != ',')
+                return NULL;
+        }
+    default:
+        return json_number(p);
+    }
+}
+
+static int
+json_lines(const char *out)
+{
+    int n = 0;
+
+    for (const char *line = out; *line; n++) {
+        const char *nl = strchr(line, '\n'), *end;
+
+        ck_assert_msg(nl != NULL, "output does not end in a newline: %s", out);
+        ck_assert_msg(*line == '{', "line %d is not an object: %.*s", n + 1, (int) (nl - line), line);
+        end = json_value(line, 0);
+        ck_assert_msg(end == nl, "line %d is not one JSON object: %.*s", n + 1, (int) (nl - line), line);
+        line = nl + 1;
+    }
+    return n;
+}
+
+/* The checker itself, so that a pass of json_lines means something. */
+START_TEST(test_json_checker)
+{
+    static const char *const good[] = {
+        "{}", "{\"a\":1}", "{\"a\":-1.5e3,\"b\":[true,false,null],\"c\":{\"d\":\"\\u00e9\\n\"}}",
+        "{\"a\": \"x\" , \"b\" : [ ] }",
+    };
+    static const char *const bad[] = {
+        "{", "{\"a\":}", "{\"a\":1,}", "{\"a\" 1}", "{a:1}", "{\"a\":01}", "{\"a\":tru}", "{\"a\":\"\\x\"}",
+        "{\"a\":\"tab\there\"}", "{\"a\":[1,]}", "{\"a\":1}}", "{\"a\":.5}", "{\"a\":NaN}",
+    };
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        const char *end = json_value(good[i], 0);
+        ck_assert_msg(end != NULL && *end == '\0', "rejected good JSON %s", good[i]);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *end = json_value(bad[i], 0);
+        ck_assert_msg(end == NULL || *end != '\0', "accepted bad JSON %s", bad[i]);
+    }
+}
+END_TEST
+
+/* Lines of out that contain s. */
+static int
+count_lines_with(const char *out, const char *s)
+{
+    int n = 0;
+
+    for (const char *line = out; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t      len = nl ? (size_t) (nl - line) : strlen(line);
+        char       *copy = strndup(line, len);
+
+        ck_assert_ptr_nonnull(copy);
+        n += strstr(copy, s) != NULL;
+        free(copy);
+        line = nl ? nl + 1 : NULL;
+    }
+    return n;
+}
+
+/* The ids of the table rows (lines after the header starting with a number), in order. */
+static int
+table_ids(const char *out, long *ids, int max)
+{
+    const char *line = strchr(out, '\n');
+    int         n = 0;
+
+    while (line != NULL && *++line && n < max) {
+        char *end;
+        long  id = strtol(line, &end, 10);
+
+        if (end != line && *end == ' ')
+            ids[n++] = id;
+        line = strchr(line, '\n');
+    }
+    return n;
+}
+
+/*
+ * A migrated database with jobs in every state.  ids: 1 available (mail,
+ * send), 2 scheduled (default, report), 3 retryable (default, send),
+ * 4 running (default, send); in the history 101 completed, 102 discarded
+ * (mail, send; attempt 5, errors 5, crash_count 2), 103 cancelled.
+ */
+static char *
+db_with_jobs(PGconn **connp)
+{
+    char   *dsn = rt_db_create_migrated();
+    PGconn *conn = rt_connect(dsn);
+
+    rt_exec(conn, "SELECT rhino.enqueue('send', '{\"to\": \"a@example.com\"}', 'mail', priority => 3, max_attempts => 7)");
+    rt_exec(conn, "SELECT rhino.enqueue('report', '{}', run_at => now() + interval '1 day')");
+    rt_exec(conn, "SELECT rhino.enqueue('send', '{\"n\": 3}')");
+    rt_exec(conn, "UPDATE rhino.jobs SET state = 'retryable', run_at = now() + interval '1 hour', errors = 1,"
+                  " attempt = 1, last_error = 'first try failed' WHERE id = 3");
+    rt_exec(conn, "SELECT rhino.enqueue('send', '{\"n\": 4}')");
+    rt_exec(conn, "UPDATE rhino.jobs SET state = 'running', attempt = 1, attempted_at = now() WHERE id = 4");
+    rt_exec(conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, errors, max_attempts,"
+                  "                             run_at, created_at, finished_at, crash_count, last_error) VALUES"
+                  " (101, 'mail', 'send', '{\"n\": 101}', 'completed', 0, 1, 0, 25, now(), now(), now(), 0, NULL),"
+                  " (102, 'mail', 'send', '{\"secret\": \"s3cr3t\", \"n\": 102}', 'discarded', -2, 5, 5, 5,"
+                  "  now(), now() - interval '1 hour', now(), 2, E'gave up:\\nline two'),"
+                  " (103, 'default', 'report', '{\"n\": 103}', 'cancelled', 0, 0, 0, 25, now(), now(), now(), 0, NULL)");
+    *connp = conn;
+    return dsn;
+}
+
+/* ---- list ----------------------------------------------------------------------- */
+
+START_TEST(test_list)
+{
+    PGconn *conn;
+    char   *dsn = db_with_jobs(&conn), *out, *err;
+    long    ids[16];
+    int     rc, n;
+
+    rc = ctl_run(dsn, NULL, &out, &err, "list", NULL);
+    ck_assert_msg(rc == 0, "list exited %d: %s", rc, err);
+    ck_assert_msg(strncmp(out, "ID ", 3) == 0 && strstr(out, "STATE") != NULL, "no header: %s", out);
+    n = table_ids(out, ids, 16);
+    ck_assert_int_eq(n, 7);
+    /* newest first, across both tables */
+    ck_assert_int_eq(ids[0], 103);
+    ck_assert_int_eq(ids[1], 102);
+    ck_assert_int_eq(ids[2], 101);
+    ck_assert_int_eq(ids[3], 4);
+    ck_assert_int_eq(ids[6], 1);
+    ck_assert_msg(strstr(out, "s3cr3t") == NULL, "the payload was shown without --payload: %s", out);
+    /* a multi-line error stays on one row */
+    ck_assert_int_eq(count_lines_with(out, "gave up: line two"), 1);
+    ck_assert_str_eq(err, "");
+    free(out);
+    free(err);
+
+    rc = ctl_run(dsn, NULL, &out, &err, "list", "--queue", "mail", NULL);
+    ck_assert_int_eq(rc, 0);
+    n = table_ids(out, ids, 16);
+    ck_assert_int_eq(n, 3);
+    ck_assert_int_eq(ids[0], 102);
+    ck_assert_int_eq(ids[1], 101);
+    ck_assert_int_eq(ids[2], 1);
+    free(out);
+    free(err);
+
+    rc = ctl_run(dsn, NULL, &out, &err, "list", "--kind", "send", "--state", "running", NULL);
+    ck_assert_int_eq(rc, 0);
+    n = table_ids(out, ids, 16);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(ids[0], 4);
+    free(out);
+    free(err);
+
+    rc = ctl_run(dsn, NULL, &out, &err, "list", "--state", "cancelled", NULL);
+    ck_assert_int_eq(rc, 0);
+    n = table_ids(out, ids, 16);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(ids[0], 103);
+    free(out);
+    free(err);
+
+    rc = ctl_run(dsn, NULL, &out, &err, "list", "--limit", "2", NULL);
+    ck_assert_int_eq(rc, 0);
+    n = table_ids(out, ids, 16);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(ids[1], 102);
+    free(out);
+    free(err);
+
+    /* nothing matches: a header and no rows, still exit 0 */
+    rc = ctl_run(dsn, NULL, &out, &err, "list", "--queue", "nosuch", NULL);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(table_ids(out, ids, 16), 0);
+    ck_assert_msg(strncmp(out, "ID ", 3) == 0, "%s", out);
+    free(out);
+    free(err);
+
+    rc = ctl_run(dsn, NULL, &out, &err, "list", "--payload", "--state", "discarded", NULL);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(strstr(out, "PAYLOAD") != NULL && strstr(out, "s3cr3t") != NULL, "%s", out);
+    PQfinish(conn);
+    free(out);
+    free(err);
+    free(dsn);
+}
+END_TEST
+
+START_TEST(test_list_json)
+{
+    static const char *const keys[] = {
+        "\"id\":", "\"queue\":", "\"kind\":", "\"state\":", "\"attempt\":", "\"errors\":", "\"crash_count\":",
+        "\"max_attempts\":", "\"priority\":", "\"run_at\":", "\"created_at\":", "\"finished_at\":", "\"last_error\":",
+    };
+    static const char first[] =
+        "{\"id\":103,\"queue\":\"default\",\"kind\":\"report\",\"state\":\"cancelled\",\"attempt\":0,\"errors\":0,"
+        "\"crash_count\":0,\"max_attempts\":25,\"priority\":0,\"run_at\":\"20";
+    PGconn *conn;
+    char   *dsn = db_with_jobs(&conn), *out, *err, *line;
+    int     rc;
+
+    rc = ctl_run(dsn, NULL, &out, &err, "list", "--json", NULL);
+    ck_assert_msg(rc == 0, "list --json exited %d: %s", rc, err);
+    ck_assert_int_eq(json_lines(out), 7);
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+        ck_assert_msg(count_lines_with(out, keys[k]) == 7, "not every line has %s: %s", keys[k], out);
+    ck_assert_int_eq(count_lines_with(out, "\"payload\":"), 0);
+    ck_assert_msg(strstr(out, "s3cr3t") == NULL, "payload leaked: %s", out);
+    /* the first line is the newest job, with typed values */
+    line = strndup(out, (size_t) (strchr(out, '\n') - out));
+    ck_assert_ptr_nonnull(line);
+    ck_assert_msg(strncmp(line, first, strlen(first)) == 0, "first line: %s", line);
+    free(line);
+    ck_assert_msg(strstr(out, "\"id\":102,") != NULL && strstr(out, "\"priority\":-2,") != NULL &&
+                  strstr(out, "\"crash_count\":2,") != NULL &&
+                  strstr(out, "\"last_error\":\"gave up:\\u000aline two\"}") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "\"finished_at\":null,") != NULL, "live jobs have a null finished_at: %s", out);
+    /* ISO 8601 in UTC */
+    ck_assert_msg(strstr(out, "\"created_at\":\"20") != NULL && strstr(out, "Z\",\"finished_at\"") != NULL, "%s", out);
+    free(out);
+    free(err);
+
+    rc = ctl_run(dsn, NULL, &out, &err, "list", "--json", "--payload", "--queue", "mail", NULL);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(json_lines(out), 3);
+    ck_assert_int_eq(count_lines_with(out, "\"payload\":{"), 3);
+    ck_assert_msg(strstr(out, "\"payload\":{\"n\": 102, \"secret\": \"s3cr3t\"}}") != NULL, "%s", out);
+    PQfinish(conn);
+    free(out);
+    free(err);
+    free(dsn);
+}
+END_TEST
+
+/* Bad values are usage errors (exit 2) and reach no database (RHINO_DSN is unset). */
+START_TEST(test_bad_values)
+{
+    static const char *const cases[][6] = {
+        { "list", "--state", "finished", NULL },
+        { "list", "--limit", "0", NULL },
+        { "list", "--limit", "1000001", NULL },
+        { "list", "--limit", "ten", NULL },
+        { "list", "--queue", "", NULL },
+        { "show", "abc", NULL },
+        { "show", "0", NULL },
+        { "show", "3.5", NULL },
+        { "show", " 3", NULL },
+        { "show", "12x", NULL },
+        { "cancel", "99999999999999999999", NULL },
+        { "retry", "x1", NULL },
+        { "pause", "", NULL },
+        { "top", "--interval", "0.01", NULL },
+        { "top", "--interval", "soon", NULL },
+        { "purge", "--finished-before", "", NULL },
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out, *err;
+        int   rc = ctl_run(NULL, NULL, &out, &err, cases[i][0], cases[i][1], cases[i][2], cases[i][3], NULL);
+
+        ck_assert_msg(rc == 2, "case %zu (%s %s %s): exit %d, stderr: %s", i, cases[i][0], cases[i][1],
+                      cases[i][2] ? cases[i][2] : "", rc, err);
+        ck_assert_msg(strstr(err, "rhinoctl: ") == err, "case %zu: stderr: %s", i, err);
+        ck_assert_str_eq(out, "");
+        free(out);
+        free(err);
+    }
+}
+END_TEST
+
+/* ---- show ----------------------------------------------------------------------- */
+
+START_TEST(test_show)
+{
+    static const char *const fields[] = {
+        "id", "queue", "kind", "state", "attempt", "errors", "max_attempts", "crash_count", "priority", "run_at",
+        "created_at", "attempted_at", "finished_at", "worker_id", "timeout", "last_error", "payload",
+    };
+    PGconn *conn;
+    char   *dsn = db_with_jobs(&conn), *out, *err;
+    int     rc;
+
+    rc = ctl_run(dsn, NULL, &out, &err, "show", "102", NULL);
+    ck_assert_msg(rc == 0, "show exited %d: %s", rc, err);
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        char  want[64];
+        char *p;
+
+        snprintf(want, sizeof(want), "%s ", fields[i]);
+        p = strstr(out, want);
+        ck_assert_msg(p != NULL && (p == out || p[-1] == '\n'), "no %s line: %s", fields[i], out);
+    }
+    ck_assert_msg(strstr(out, "\nstate         discarded\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "\ncrash_count   2\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "\npayload       {\"n\": 102, \"secret\": \"s3cr3t\"}\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "\nworker_id     -\n") != NULL, "%s", out);
+    free(out);
+    free(err);
+
+    rc = ctl_run(dsn, NULL, &out, &err, "show", "1", "--json", NULL);
+    ck_assert_msg(rc == 0, "show --json exited %d: %s", rc, err);
+    ck_assert_int_eq(json_lines(out), 1);
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        char want[64];
+
+        snprintf(want, sizeof(want), "\"%s\":", fields[i]);
+        ck_assert_msg(strstr(out, want) != NULL, "no %s: %s", want, out);
+    }
+    ck_assert_msg(strstr(out, "{\"id\":1,\"queue\":\"mail\",\"kind\":\"send\",\"state\":\"available\",") == out, "%s", out);
+    ck_assert_msg(strstr(out, "\"payload\":{\"to\": \"a@example.com\"}}\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "\"max_attempts\":7,") != NULL && strstr(out, "\"priority\":3,") != NULL, "%s", out);
+    free(out);
+    free(err);
+
+    rc = ctl_run(dsn, NULL, &out, &err, "show", "999", NULL);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_str_eq(err, "rhinoctl: show: no job 999\n");
+    ck_assert_str_eq(out, "");
+    free(out);
+    free(err);
+    rc = ctl_run(dsn, NULL, &out, &err, "show", "999", "--json", NULL);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_str_eq(out, "");
+    PQfinish(conn);
+    free(out);
+    free(err);
+    free(dsn);
+}
+END_TEST
+
+/* ---- retry ------------------------------------------------------------------------ */
+
+START_TEST(test_retry_one)
+{
+    PGconn *conn;
+    char   *dsn = db_with_jobs(&conn), *out, *err, *v;
+    int     rc;
+
+    rc = ctl_run(dsn, NULL, &out, &err, "retry", "102", NULL);
+    ck_assert_msg(rc == 0, "retry exited %d: %s", rc, err);
+    ck_assert_str_eq(out, "redriven 1 jobs\n");
+    free(out);
+    free(err);
+    /* everything kept but the counts; attempt keeps growing from where it was */
+    v = rt_query1(conn, "SELECT queue || '|' || kind || '|' || state || '|' || priority || '|' || attempt || '|'"
+                        "       || errors || '|' || crash_count || '|' || max_attempts || '|' || payload::text"
+                        "       || '|' || (run_at <= now()) || '|' || (created_at < now() - interval '59 min')"
+                        "  FROM rhino.jobs WHERE id = 102");
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(v, "mail|send|available|-2|5|0|0|5|{\"n\": 102, \"secret\": \"s3cr3t\"}|true|true");
+    free(v);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done WHERE id = 102"), 0);
+
+    /* a cancelled job, by its id */
+    rc = ctl_run(dsn, NULL, &out, &err, "retry", "103", NULL);
+    ck_assert_msg(rc == 0, "retry exited %d: %s", rc, err);
+    ck_assert_str_eq(out, "redriven 1 jobs\n");
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs WHERE id = 103 AND state = 'available'"), 1);
+    free(out);
+    free(err);
+
+    /* refused: a completed job, a live one, a missing one */
+    rc = ctl_run(dsn, NULL, &out, &err, "retry", "101", NULL);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(err, "job 101 is completed") != NULL, "stderr: %s", err);
+    ck_assert_str_eq(out, "");
+    free(out);
+    free(err);
+    rc = ctl_run(dsn, NULL, &out, &err, "retry", "102", NULL);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(err, "job 102 is available, not finished") != NULL, "stderr: %s", err);
+    free(out);
+    free(err);
+    rc = ctl_run(dsn, NULL, &out, &err, "retry", "5000", NULL);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_str_eq(err, "rhinoctl: retry: no job 5000\n");
+    free(out);
+    free(err);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done WHERE id = 101"), 1);
+
+    /* the re-inserted id does not disturb new ids */
+    ck_assert_int_eq(rt_query_long(conn, "SELECT rhino.enqueue('after')"), 5);
+    PQfinish(conn);
+    free(dsn);
+}
+END_TEST
+
+/* More discarded jobs than one batch, filtered by queue and kind; the others stay. */
+START_TEST(test_retry_discarded)
+{
+    char   *dsn = rt_db_create_migrated(), *out, *err;
+    PGconn *conn = rt_connect(dsn);
+    int     rc;
+
+    rt_exec(conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, errors,"
+                  "                             max_attempts, run_at, created_at, crash_count)"
+                  " SELECT g, CASE WHEN g <= 300 THEN 'b' ELSE 'a' END, CASE WHEN g % 100 = 0 THEN 'y' ELSE 'x' END,"
+                  "        jsonb_build_object('g', g), CASE WHEN g > 12000 THEN 'completed' WHEN g > 11800 THEN 'cancelled'"
+                  "        ELSE 'discarded' END::rhino.job_state, 0, 3, 3, 3, now(), now(), 1"
+                  "   FROM generate_series(1, 12500) g");
+    /* b: 1..300 (3 of them kind y); y elsewhere: 114 discarded in a */
+
+    rc = ctl_run(dsn, NULL, &out, &err, "retry", "--discarded", "--queue", "b", NULL);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+    ck_assert_str_eq(out, "redriven 300 jobs\n");
+    ck_assert_str_eq(err, "");      /* no progress in a pipe */
+    free(out);
+    free(err);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs WHERE queue = 'b'"), 300);
+
+    rc = ctl_run(dsn, NULL, &out, &err, "retry", "--kind", "y", "--discarded", NULL);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+    ck_assert_str_eq(out, "redriven 115 jobs\n");
+    free(out);
+    free(err);
+
+    rc = ctl_run(dsn, NULL, &out, &err, "retry", "--discarded", NULL);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+    ck_assert_str_eq(out, "redriven 11385 jobs\n");
+    free(out);
+    free(err);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs WHERE state = 'available'"
+                                         "   AND errors = 0 AND crash_count = 0 AND attempt = 3"), 11800);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'discarded'"), 0);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'cancelled'"), 200);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'completed'"), 500);
+
+    /* nothing left: not an error */
+    rc = ctl_run(dsn, NULL, &out, &err, "retry", "--discarded", NULL);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(out, "redriven 0 jobs\n");
+    PQfinish(conn);
+    free(out);
+    free(err);
+    free(dsn);
+}
+END_TEST
+
+/* ---- cancel ----------------------------------------------------------------------- */
+
+START_TEST(test_cancel)
+{
+    PGconn *conn;
+    char   *dsn = db_with_jobs(&conn), *out, *err, *v;
+    int     rc;
+
+    /* available, scheduled, retryable */
+    for (int id = 1; id <= 3; id++) {
+        char ids[16];
+
+        snprintf(ids, sizeof(ids), "%d", id);
+        rc = ctl_run(dsn, NULL, &out, &err, "cancel", ids, NULL);
+        ck_assert_msg(rc == 0, "cancel %d exited %d: %s", id, rc, err);
+        ck_assert_msg(strcmp(out, "cancelled job ") > 0 && strstr(out, ids) != NULL, "%s", out);
+        free(out);
+        free(err);
+    }
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs WHERE id <= 3"), 0);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done WHERE id <= 3 AND state = 'cancelled'"
+                                         "   AND finished_at IS NOT NULL"), 3);
+    v = rt_query1(conn, "SELECT kind || '|' || queue || '|' || payload::text || '|' || attempt || '|' || errors"
+                        "       || '|' || last_error FROM rhino.jobs_done WHERE id = 3");
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(v, "send|default|{\"n\": 3}|1|1|first try failed");
+    free(v);
+
+    /* running: refused, left alone */
+    rc = ctl_run(dsn, NULL, &out, &err, "cancel", "4", NULL);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(err, "job 4 is running") != NULL && strstr(err, "not supported yet") != NULL, "%s", err);
+    ck_assert_str_eq(out, "");
+    free(out);
+    free(err);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs WHERE id = 4 AND state = 'running'"), 1);
+
+    /* finished: refused, naming the state */
+    rc = ctl_run(dsn, NULL, &out, &err, "cancel", "101", NULL);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_str_eq(err, "rhinoctl: cancel: job 101 is already completed\n");
+    free(out);
+    free(err);
+    rc = ctl_run(dsn, NULL, &out, &err, "cancel", "1", NULL);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_str_eq(err, "rhinoctl: cancel: job 1 is already cancelled\n");
+    free(out);
+    free(err);
+    rc = ctl_run(dsn, NULL, &out, &err, "cancel", "77", NULL);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_str_eq(err, "rhinoctl: cancel: no job 77\n");
+    PQfinish(conn);
+    free(out);
+    free(err);
+    free(dsn);
+}
+END_TEST
+
+/* ---- purge ------------------------------------------------------------------------ */
+
+START_TEST(test_purge)
+{
+    char   *dsn = rt_db_create_migrated(), *out, *err;
+    PGconn *conn = rt_connect(dsn);
+    int     rc;
+
+    /* 6000 finished 10 days ago (more than a batch), 100 three days ago, 10 now; and a live job */
+    rt_exec(conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+                  "                             run_at, created_at, finished_at)"
+                  " SELECT g, 'q', 'k', '{}', CASE WHEN g % 2 = 0 THEN 'completed' ELSE 'discarded' END::rhino.job_state,"
+                  "        0, 1, 25, now(), now(),"
+                  "        now() - CASE WHEN g <= 6000 THEN interval '10 days' WHEN g <= 6100 THEN interval '3 days'"
+                  "                     ELSE interval '0' END"
+                  "   FROM generate_series(1, 6110) g");
+    rt_exec(conn, "SELECT rhino.enqueue('live')");
+
+    rc = ctl_run(dsn, NULL, &out, &err, "purge", "--finished-before", "-7 days", NULL);
+    ck_assert_msg(rc == 0, "purge exited %d: %s", rc, err);
+    ck_assert_str_eq(out, "purged 6000 jobs\n");
+    ck_assert_str_eq(err, "");
+    free(out);
+    free(err);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done"), 110);
+
+    /* an absolute timestamp */
+    rc = ctl_run(dsn, NULL, &out, &err, "purge", "--finished-before=2000-01-01 00:00+00", NULL);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(out, "purged 0 jobs\n");
+    free(out);
+    free(err);
+    rc = ctl_run(dsn, NULL, &out, &err, "purge", "--finished-before", "-1 day", NULL);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(out, "purged 100 jobs\n");
+    free(out);
+    free(err);
+
+    /* a bad time is the database's "no": exit 1, naming the option */
+    rc = ctl_run(dsn, NULL, &out, &err, "purge", "--finished-before", "last tuesdayish", NULL);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(err, "rhinoctl: purge: --finished-before: ") == err, "stderr: %s", err);
+    free(out);
+    free(err);
+    rc = ctl_run(dsn, NULL, &out, &err, "purge", "--finished-before", "-3 fortnights", NULL);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(err, "--finished-before") != NULL, "stderr: %s", err);
+    free(out);
+    free(err);
+
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done"), 10);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs"), 1);
+    PQfinish(conn);
+    free(dsn);
+}
+END_TEST
+
+/* ---- pause, resume ---------------------------------------------------------------- */
+
+START_TEST(test_pause_resume_cli)
+{
+    char   *dsn = rt_db_create_migrated(), *out, *err, *since1, *since2;
+    PGconn *conn = rt_connect(dsn);
+    int     rc;
+
+    rt_exec(conn, "SELECT rhino.enqueue('k', queue => 'mail')");
+    rc = ctl_run(dsn, NULL, &out, &err, "pause", "mail", NULL);
+    ck_assert_msg(rc == 0, "pause exited %d: %s", rc, err);
+    ck_assert_str_eq(out, "paused queue mail\n");
+    free(out);
+    free(err);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.queues WHERE name = 'mail' AND paused"
+                                         "   AND paused_at IS NOT NULL"), 1);
+    since1 = rt_query1(conn, "SELECT paused_at::text FROM rhino.queues WHERE name = 'mail'");
+
+    /* again: idempotent, the first time kept */
+    rc = ctl_run(dsn, NULL, &out, &err, "pause", "mail", NULL);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(strstr(out, "queue mail was already paused (since 20") == out, "%s", out);
+    free(out);
+    free(err);
+    since2 = rt_query1(conn, "SELECT paused_at::text FROM rhino.queues WHERE name = 'mail'");
+    ck_assert_str_eq(since1, since2);
+    free(since1);
+    free(since2);
+
+    /* a queue without jobs can be paused ahead of time; stats shows both */
+    rc = ctl_run(dsn, NULL, &out, &err, "pause", "empty", NULL);
+    ck_assert_int_eq(rc, 0);
+    free(out);
+    free(err);
+    rc = ctl_run(dsn, NULL, &out, &err, "stats", NULL);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(count_lines_with(out, "paused"), 2);
+    ck_assert_int_eq(stats_count(out, "mail", "available"), 1);
+    ck_assert_int_eq(stats_count(out, "empty", "-"), 0);
+    free(out);
+    free(err);
+    rc = ctl_run(dsn, NULL, &out, &err, "stats", "--json", NULL);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(json_lines(out), 2);
+    ck_assert_msg(strstr(out, "{\"queue\":\"empty\",\"state\":null,\"count\":0,\"paused\":true}\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "{\"queue\":\"mail\",\"state\":\"available\",\"count\":1,\"paused\":true}\n") != NULL,
+                  "%s", out);
+    free(out);
+    free(err);
+
+    rc = ctl_run(dsn, NULL, &out, &err, "resume", "mail", NULL);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(out, "resumed queue mail\n");
+    free(out);
+    free(err);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.queues WHERE paused"), 1);
+    rc = ctl_run(dsn, NULL, &out, &err, "resume", "mail", NULL);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(out, "queue mail was not paused\n");
+    free(out);
+    free(err);
+    rc = ctl_run(dsn, NULL, &out, &err, "resume", "never", NULL);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(out, "queue never was not paused\n");
+    free(out);
+    free(err);
+    rc = ctl_run(dsn, NULL, &out, &err, "stats", "--json", NULL);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(strstr(out, "{\"queue\":\"mail\",\"state\":\"available\",\"count\":1,\"paused\":false}\n") != NULL,
+                  "%s", out);
+    PQfinish(conn);
+    free(out);
+    free(err);
+    free(dsn);
+}
+END_TEST
+
+/* ---- top ------------------------------------------------------------------------- */
+
+/* The numbers of the row of queue in a top frame: available .. discarded/1m; 0 if no row. */
+static int
+top_row(const char *frame, const char *queue, long v[6], char *paused, size_t plen)
+{
+    for (const char *line = frame; line && *line;) {
+        char q[256], oldest[32], p[16];
+        double rate;
+
+        if (sscanf(line, "%255s %ld %ld %ld %ld %ld %ld %lf %31s %15s", q, &v[0], &v[1], &v[2], &v[3], &v[4],
+                   &v[5], &rate, oldest, p) == 10 && strcmp(q, queue) == 0) {
+            snprintf(paused, plen, "%s", p);
+            return 1;
+        }
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    return 0;
+}
+
+START_TEST(test_top_once)
+{
+    char   *dsn = rt_db_create_migrated(), *out, *err, paused[16];
+    PGconn *conn = rt_connect(dsn);
+    long    v[6];
+    int     rc;
+
+    rt_exec(conn, "SELECT rhino.enqueue('k', queue => 'mail') FROM generate_series(1, 3)");
+    rt_exec(conn, "SELECT rhino.enqueue('k', queue => 'mail', run_at => now() + interval '1 hour')");
+    rt_exec(conn, "UPDATE rhino.jobs SET run_at = now() - interval '2 minutes' WHERE id = 1");
+    rt_exec(conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+                  "                             run_at, created_at, finished_at)"
+                  " SELECT 100 + g, 'mail', 'k', '{}', CASE WHEN g <= 4 THEN 'completed' ELSE 'discarded' END::rhino.job_state,"
+                  "        0, 1, 25, now(), now(), now() - interval '5 s' FROM generate_series(1, 5) g");
+    rt_exec(conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+                  "                             run_at, created_at, finished_at)"
+                  " VALUES (200, 'mail', 'k', '{}', 'completed', 0, 1, 25, now(), now(), now() - interval '2 min')");
+    rt_exec(conn, "INSERT INTO rhino.queues (name, paused, paused_at) VALUES ('held', true, now())");
+
+    rc = ctl_run(dsn, NULL, &out, &err, "top", "--once", NULL);
+    ck_assert_msg(rc == 0, "top exited %d: %s", rc, err);
+    ck_assert_msg(strncmp(out, "rhino top ", 10) == 0, "%s", out);
+    ck_assert_msg(strchr(out, '\033') == NULL, "ANSI codes in a pipe: %s", out);
+    ck_assert_int_eq(count_lines_with(out, "rhino top "), 1);
+    ck_assert_msg(top_row(out, "mail", v, paused, sizeof(paused)), "no mail row: %s", out);
+    ck_assert_int_eq(v[0], 3);      /* available */
+    ck_assert_int_eq(v[1], 1);      /* scheduled */
+    ck_assert_int_eq(v[2], 0);
+    ck_assert_int_eq(v[3], 0);
+    ck_assert_int_eq(v[4], 4);      /* completed in the last minute: not the one 2 min ago */
+    ck_assert_int_eq(v[5], 1);
+    ck_assert_str_eq(paused, "no");
+    ck_assert_msg(count_lines_with(out, "2m0") == 1, "the oldest available job's age: %s", out);
+    ck_assert_msg(top_row(out, "held", v, paused, sizeof(paused)), "no row for the paused queue: %s", out);
+    ck_assert_str_eq(paused, "yes");
+    ck_assert_msg(strstr(out, "no live workers") != NULL, "%s", out);
+    free(out);
+    free(err);
+
+    /* a wide interval counts the jobs of the last 10 s as throughput: 5 jobs / 10 s */
+    rc = ctl_run(dsn, NULL, &out, &err, "top", "--once", "--interval", "10", NULL);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(count_lines_with(out, " 0.5 ") == 1, "jobs/s: %s", out);
+    PQfinish(conn);
+    free(out);
+    free(err);
+    free(dsn);
+}
+END_TEST
+
+/* Without --once: frames a blank line apart in a pipe; SIGINT and "q" end it with exit 0. */
+START_TEST(test_top_frames)
+{
+    char   *dsn = rt_db_create_migrated(), *env_dsn, *log, *logpath, *out, *err;
+    char   *argv[] = { (char *) rt_env("RHINOCTL_BIN"), (char *) "top", (char *) "--interval", (char *) "0.1", NULL };
+    char   *env[2];
+    pid_t   pid;
+    double  t0;
+    int     rc;
+
+    ck_assert_int_ge(asprintf(&env_dsn, "RHINO_DSN=%s", dsn), 0);
+    env[0] = env_dsn;
+    env[1] = NULL;
+    logpath = rt_write_file("top.log", "");
+    pid = rt_spawn(argv, env, logpath);
+    usleep(700 * 1000);
+    ck_assert_int_eq(rt_wait_exit(pid, 0.01), -1);      /* still refreshing */
+    kill(pid, SIGINT);
+    rc = rt_wait_exit(pid, 5);
+    log = rt_read_file(logpath);
+    ck_assert_msg(rc == 0, "top exited %d after SIGINT: %s", rc, log);
+    ck_assert_msg(count_lines_with(log, "rhino top ") >= 3, "too few frames: %s", log);
+    ck_assert_msg(strstr(log, "workers\n\nrhino top ") != NULL, "frames not a blank line apart: %s", log);
+    free(log);
+    free(logpath);
+
+    /* "q" on stdin */
+    t0 = rt_now();
+    rc = ctl_run(dsn, "q\n", &out, &err, "top", "--interval", "5", NULL);
+    ck_assert_msg(rc == 0, "top exited %d: %s", rc, err);
+    ck_assert_msg(rt_now() - t0 < 4, "q did not quit at once");
+    ck_assert_int_eq(count_lines_with(out, "rhino top "), 1);
+    free(out);
+    free(err);
+    free(env_dsn);
+    free(dsn);
+}
+END_TEST
+
+/* ---- pause against a running rhino ------------------------------------------------- */
+
+/*
+ * A paused queue's jobs are not claimed by a running rhino, a job already
+ * running when its queue is paused finishes, and resume lets the rest run.
+ */
+START_TEST(test_pause_with_daemon)
+{
+    char   *dsn = rt_db_create_migrated(), *ini, *inipath, *logpath, *env_dsn, *out, *err, *log, paused[16];
+    char   *argv[4];
+    char   *env[2];
+    PGconn *conn = rt_connect(dsn);
+    pid_t   pid;
+    long    v[6];
+    int     rc;
+
+    ck_assert_int_ge(asprintf(&ini, "[worker]\nprocesses = 2\nbatch_size = 10\npoll_interval = 0.05\n"
+                                    "queues = default, held, flight\n"
+                                    "[handlers]\npath = %s/test_handlers.so\n"
+                                    "[reaper]\ninterval = 0.1\n", rt_env("RHINO_TEST_HANDLERS")), 0);
+    inipath = rt_write_file("rhino.ini", ini);
+    logpath = rt_write_file("rhino.log", "");
+    ck_assert_int_ge(asprintf(&env_dsn, "RHINO_DSN=%s", dsn), 0);
+    env[0] = env_dsn;
+    env[1] = NULL;
+
+    rc = ctl_run(dsn, NULL, &out, &err, "pause", "held", NULL);
+    ck_assert_msg(rc == 0, "pause exited %d: %s", rc, err);
+    free(out);
+    free(err);
+    rt_exec(conn, "SELECT rhino.enqueue('ok', '{}', 'held') FROM generate_series(1, 10)");
+    rt_exec(conn, "SELECT rhino.enqueue('ok', '{}', 'default') FROM generate_series(1, 10)");
+    rt_exec(conn, "SELECT rhino.enqueue('ok', '{\"ms\": 1500}', 'flight')");
+
+    argv[0] = (char *) rt_env("RHINO_BIN");
+    argv[1] = (char *) "-c";
+    argv[2] = inipath;
+    argv[3] = NULL;
+    pid = rt_spawn(argv, env, logpath);
+    ck_assert_int_gt(pid, 0);
+
+    /* the slow job is running: pause its queue, then add more to it */
+    ck_assert_msg(rt_wait_sql(conn, "SELECT count(*) = 1 FROM rhino.jobs WHERE queue = 'flight' AND state = 'running'",
+                              30), "the flight job never started");
+    rc = ctl_run(dsn, NULL, &out, &err, "pause", "flight", NULL);
+    ck_assert_int_eq(rc, 0);
+    free(out);
+    free(err);
+    rt_exec(conn, "SELECT rhino.enqueue('ok', '{}', 'flight') FROM generate_series(1, 5)");
+
+    ck_assert_msg(rt_wait_sql(conn, "SELECT count(*) = 11 FROM rhino.jobs_done WHERE state = 'completed'"
+                                    "   AND queue IN ('default', 'flight')", 30),
+                  "the default jobs and the in-flight job did not complete");
+    usleep(500 * 1000);     /* ten poll intervals: paused jobs would have been claimed by now */
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs WHERE queue IN ('held', 'flight')"
+                                         "   AND state = 'available' AND attempt = 0"), 15);
+
+    /* top sees the live workers and the paused queues */
+    rc = ctl_run(dsn, NULL, &out, &err, "top", "--once", NULL);
+    ck_assert_msg(rc == 0, "top exited %d: %s", rc, err);
+    ck_assert_msg(top_row(out, "held", v, paused, sizeof(paused)), "no held row: %s", out);
+    ck_assert_int_eq(v[0], 10);
+    ck_assert_str_eq(paused, "yes");
+    ck_assert_msg(strstr(out, "no live workers") == NULL && strstr(out, "WORKERS") != NULL, "%s", out);
+    {
+        const char *hdr = strstr(out, "WORKERS");
+        const char *row = strchr(hdr, '\n') + 1;
+        char        node[256];
+        long        npid = 0, workers = 0;
+
+        ck_assert_int_eq(sscanf(row, "%255s %ld %ld", node, &npid, &workers), 3);
+        ck_assert_int_eq(npid, pid);
+        ck_assert_int_eq(workers, 2);
+    }
+    free(out);
+    free(err);
+
+    rc = ctl_run(dsn, NULL, &out, &err, "resume", "held", NULL);
+    ck_assert_int_eq(rc, 0);
+    free(out);
+    free(err);
+    rc = ctl_run(dsn, NULL, &out, &err, "resume", "flight", NULL);
+    ck_assert_int_eq(rc, 0);
+    free(out);
+    free(err);
+    ck_assert_msg(rt_wait_sql(conn, "SELECT count(*) = 26 FROM rhino.jobs_done WHERE state = 'completed'", 30),
+                  "resumed queues did not run");
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done WHERE attempt <> 1"), 0);
+
+    kill(pid, SIGTERM);
+    rc = rt_wait_exit(pid, 30);
+    log = rt_read_file(logpath);
+    ck_assert_msg(rc == 0, "rhino exited %d after SIGTERM:\n%s", rc, log);
+    ck_assert_msg(strstr(log, "Sanitizer") == NULL && strstr(log, "runtime error:") == NULL, "%s", log);
+    ck_assert_msg(strstr(log, "level=error") == NULL, "rhino logged an error:\n%s", log);
+    free(log);
+    PQfinish(conn);
+    free(ini);
+    free(inipath);
+    free(logpath);
+    free(env_dsn);
+    free(dsn);
+}
+END_TEST
+
 static Suite *
 ctl_suite(void)
 {
@@ -875,6 +1871,31 @@ ctl_suite(void)
     tc = tcase_create("stats");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_stats);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("list_show");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_json_checker);
+    tcase_add_test(tc, test_list);
+    tcase_add_test(tc, test_list_json);
+    tcase_add_test(tc, test_show);
+    tcase_add_test(tc, test_bad_values);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("retry_cancel_purge");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_retry_one);
+    tcase_add_test(tc, test_retry_discarded);
+    tcase_add_test(tc, test_cancel);
+    tcase_add_test(tc, test_purge);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("pause_top");
+    tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, test_pause_resume_cli);
+    tcase_add_test(tc, test_top_once);
+    tcase_add_test(tc, test_top_frames);
+    tcase_add_test(tc, test_pause_with_daemon);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("cli");

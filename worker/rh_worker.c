@@ -52,6 +52,7 @@
 #include "rh_job.h"
 #include "rh_loader.h"
 #include "rh_log.h"
+#include "rh_metrics.h"
 #include "rh_proc.h"
 #include "rh_sql.h"
 #include "rh_worker.h"
@@ -92,6 +93,7 @@ typedef struct {
     const char *state;          /* "completed", "retryable", "discarded" */
     double      delay;          /* retryable: seconds until run_at */
     char       *err;            /* malloc'd, valid UTF-8, or NULL */
+    int         mkey;           /* its (queue, kind) in the metrics table */
 } rh_outcome_t;
 
 typedef struct {
@@ -147,6 +149,8 @@ static struct {
     rh_outcomes_t      pending;         /* finished, not yet sent */
     rh_outcomes_t      inflight;        /* sent, awaiting the sync */
     int64_t            fin_matched;
+    int64_t           *fin_stale_ids;   /* the last finalize's stale job ids, sorted */
+    int                fin_nstale;
     int                fin_failures;    /* consecutive */
 
     double             sent_at[4];      /* per segment kind, for debug timings */
@@ -267,6 +271,7 @@ outcome_add(rh_outcomes_t *l, int64_t id, int attempt, const char *state, double
     l->v[l->n].state = state;
     l->v[l->n].delay = delay;
     l->v[l->n].err = err ? utf8_clean(err) : NULL;
+    l->v[l->n].mkey = -1;
     l->n++;
 }
 
@@ -285,8 +290,100 @@ outcomes_move(rh_outcomes_t *dst, rh_outcomes_t *src)
     for (int i = 0; i < src->n; i++) {
         outcome_add(dst, src->v[i].id, src->v[i].attempt, src->v[i].state, src->v[i].delay, NULL);
         dst->v[dst->n - 1].err = src->v[i].err;
+        dst->v[dst->n - 1].mkey = src->v[i].mkey;
     }
     src->n = 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* metrics                                                                */
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
+
+    return (x > y) - (x < y);
+}
+
+/* Remember the stale ids a finalize returned ("{4,9}" or NULL), sorted. */
+static void
+stale_ids_set(const PGresult *res)
+{
+    const char *s;
+
+    W.fin_nstale = 0;
+    if (PQnfields(res) < 2 || PQntuples(res) == 0 || PQgetisnull(res, 0, 1))
+        return;
+    s = PQgetvalue(res, 0, 1);
+    free(W.fin_stale_ids);
+    W.fin_stale_ids = malloc(sizeof(int64_t) * (strlen(s) / 2 + 1));
+    if (W.fin_stale_ids == NULL)
+        return;
+    for (const char *p = s; *p;) {
+        char *end;
+
+        if (*p == '{' || *p == ',' || *p == '}') {
+            p++;
+            continue;
+        }
+        W.fin_stale_ids[W.fin_nstale++] = strtoll(p, &end, 10);
+        if (end == p)
+            break;
+        p = end;
+    }
+    qsort(W.fin_stale_ids, (size_t) W.fin_nstale, sizeof(int64_t), cmp_i64);
+}
+
+/*
+ * Count the outcomes of l, now committed, per (queue, kind) and state;
+ * those the last finalize named stale (if with_stale) count as stale
+ * instead.  Runs of equal keys are added at once.
+ */
+static void
+count_confirmed(const rh_outcomes_t *l, int with_stale)
+{
+    int             key = -2;
+    rh_counter_id_t what = RH_CNT_COMPLETED;
+    uint64_t        run = 0;
+
+    for (int i = 0; i < l->n; i++) {
+        const rh_outcome_t *o = &l->v[i];
+        rh_counter_id_t     w = o->state[0] == 'c' ? RH_CNT_COMPLETED
+                                : o->state[0] == 'd' ? RH_CNT_DISCARDED : RH_CNT_RETRIED;
+
+        if (with_stale && W.fin_nstale > 0 &&
+            bsearch(&o->id, W.fin_stale_ids, (size_t) W.fin_nstale, sizeof(int64_t), cmp_i64) != NULL)
+            w = RH_CNT_STALE;
+        if (o->mkey != key || w != what) {
+            if (run > 0)
+                rh_metrics_add(key, what, run);
+            key = o->mkey;
+            what = w;
+            run = 0;
+        }
+        run++;
+    }
+    if (run > 0)
+        rh_metrics_add(key, what, run);
+    if (with_stale)
+        W.fin_nstale = 0;
+}
+
+/* Count the rows of a claim per (queue, kind): columns 3 and 4. */
+static void
+count_claimed(const PGresult *res)
+{
+    int n = PQntuples(res), start = 0;
+
+    for (int i = 1; i <= n; i++) {
+        if (i < n && strcmp(PQgetvalue(res, i, 3), PQgetvalue(res, start, 3)) == 0 &&
+            strcmp(PQgetvalue(res, i, 4), PQgetvalue(res, start, 4)) == 0)
+            continue;
+        rh_metrics_add(rh_metrics_key(PQgetvalue(res, start, 3), PQgetvalue(res, start, 4)), RH_CNT_CLAIMED,
+                       (uint64_t) (i - start));
+        start = i;
+    }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -479,12 +576,15 @@ job_from_row(int row, rhino_job *job)
 static int
 call_handler(const rh_handler_t *h, rhino_job *job)
 {
-    int rc;
+    int    rc;
+    double t0;
 
     rh_shm_store(&W.shm->job_attempt, job->attempt);
     rh_shm_store_d(&W.shm->deadline, job->timeout > 0 ? rh_mono_now() + job->timeout : 0.0);
     rh_shm_store(&W.shm->job_id, job->id);
+    t0 = rh_mono_now();
     rc = h->fn(job);
+    rh_metrics_observe(W.slot, RH_HIST_RUN, rh_mono_now() - t0);
     rh_shm_store(&W.shm->job_id, (int64_t) 0);
     rh_shm_store_d(&W.shm->deadline, 0.0);
     return rc;
@@ -495,14 +595,17 @@ static void
 job_outcome(rhino_job *job, int rc, rh_outcomes_t *l)
 {
     const char *err = job->has_error ? job->error : NULL;
+    int         mkey = rh_metrics_key(job->queue, job->kind);
 
     switch (rc) {
     case RHINO_OK:
         outcome_add(l, job->id, job->attempt, "completed", 0, NULL);
+        l->v[l->n - 1].mkey = mkey;
         W.n_done++;
         return;
     case RHINO_DISCARD:
         outcome_add(l, job->id, job->attempt, "discarded", 0, err ? err : "handler returned RHINO_DISCARD");
+        l->v[l->n - 1].mkey = mkey;
         W.n_discard++;
         return;
     case RHINO_RETRY:
@@ -522,11 +625,13 @@ job_outcome(rhino_job *job, int rc, rh_outcomes_t *l)
      */
     if (job->errors + 1 >= job->max_attempts) {
         outcome_add(l, job->id, job->attempt, "discarded", 0, err);
+        l->v[l->n - 1].mkey = mkey;
         W.n_discard++;
     } else {
         double d = rh_backoff_delay(job->attempt, W.cfg->retry_base_delay, W.cfg->retry_max_delay,
                                     rh_rand_unit(&W.rng));
         outcome_add(l, job->id, job->attempt, "retryable", d, err);
+        l->v[l->n - 1].mkey = mkey;
         W.n_retry++;
     }
 }
@@ -660,6 +765,7 @@ tx_find_stale(int start, int end, char *drop)
         if (!mine && !drop[i - start]) {
             drop[i - start] = 1;
             stale++;
+            rh_metrics_add(rh_metrics_key(PQgetvalue(W.cur, i, 3), PQgetvalue(W.cur, i, 4)), RH_CNT_STALE, 1);
         }
     }
     PQclear(res);
@@ -775,6 +881,7 @@ run_tx(int start, int end)
             if (PQresultStatus(res) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(res), "COMMIT") == 0) {
                 PQclear(res);
                 W.n_tx_committed += (uint64_t) tx.n;
+                count_confirmed(&tx, 0);    /* fenced: a stale one would have raised RH409 */
                 break;
             }
             rh_log_error("COMMIT of a transactional batch failed: %s", rh_db_error(W.conn, res));
@@ -886,6 +993,7 @@ on_sync(rh_seg_t seg)
             ev_timer_start(W.loop, &W.timer);
             return;
         }
+        count_confirmed(&W.inflight, 1);    /* replayed finalizes */
         outcomes_clear(&W.inflight);
         batches_clear();        /* handed back by release_mine */
         W.connected = 1;
@@ -903,6 +1011,8 @@ on_sync(rh_seg_t seg)
                 rh_log_warning("%" PRId64 " of %d finalizes were stale (the jobs were rescued and "
                                "claimed again); their outcomes were not recorded", stale, W.inflight.n);
             }
+            rh_metrics_observe(W.slot, RH_HIST_FINALIZE, ev_time() - W.sent_at[seg]);
+            count_confirmed(&W.inflight, 1);
             outcomes_clear(&W.inflight);
             W.fin_failures = 0;
         } else {
@@ -918,6 +1028,8 @@ on_sync(rh_seg_t seg)
     case SEG_CLAIM:
         if (ok && W.claimed) {
             int n = PQntuples(W.claimed);
+            rh_metrics_observe(W.slot, RH_HIST_CLAIM, ev_time() - W.sent_at[seg]);
+            count_claimed(W.claimed);
             if (n > 0) {
                 if (W.cur == NULL) {
                     W.cur = W.claimed;
@@ -942,6 +1054,7 @@ on_sync(rh_seg_t seg)
             rh_log_error("final finalize/release failed; the reaper will hand our jobs back");
             exit(RH_EXIT_ERROR);
         }
+        count_confirmed(&W.inflight, 1);
         rh_log_info("worker drained: %" PRIu64 " claimed, %" PRIu64 " completed, %" PRIu64 " retried, %"
                     PRIu64 " discarded, %" PRIu64 " stale, %" PRIu64 " committed in transactions",
                     W.n_claimed, W.n_done, W.n_retry, W.n_discard, W.n_stale, W.n_tx_committed);
@@ -973,6 +1086,7 @@ on_result(rh_expect_t *e, PGresult *res)
         return;
     case E_FINALIZE:
         W.fin_matched = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+        stale_ids_set(res);
         break;
     case E_REGISTER:
         W.worker_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
