@@ -538,6 +538,7 @@ START_TEST(test_vanished_host_is_rescued)
     pid_t  kids[64];
     int    nkids;
     long   held, workers_db, late, after;
+    int    lost;
     char   sql[1024];
     double t_stop, t_rescued;
     hx_master_t *b;
@@ -572,12 +573,22 @@ START_TEST(test_vanished_host_is_rescued)
         ck_assert_int_eq(kill(kids[i], SIGSTOP), 0);
     }
     t_stop = rt_now();
-    /* the workers rhino.workers knows for host-b are among the children we stopped */
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM rhino.workers w JOIN rhino.nodes n ON n.id = w.node_id"
-             " WHERE n.name = 'host-b' AND w.ended_at IS NULL AND n.pid = %d", (int) b->pid);
+    /* the live workers rhino.workers knows for host-b are all among the children we stopped */
+    {
+        size_t o = (size_t) snprintf(sql, sizeof(sql), "SELECT count(*) FILTER (WHERE w.pid NOT IN (0");
+
+        for (int i = 0; i < nkids; i++)
+            o += (size_t) snprintf(sql + o, sizeof(sql) - o, ",%d", (int) kids[i]);
+        snprintf(sql + o, sizeof(sql) - o, ")) * 1000 + count(*) FROM rhino.workers w JOIN rhino.nodes n"
+                 " ON n.id = w.node_id WHERE n.name = 'host-b' AND w.ended_at IS NULL AND n.pid = %d", (int) b->pid);
+    }
     workers_db = rt_query_long(h.conn, sql);
-    ck_assert_int_eq(workers_db, 2);
-    ck_assert_int_eq(nkids, 3);     /* two workers and the reaper */
+    if (workers_db < 1 || workers_db >= 1000 || nkids < 2)
+        hx_dump_logs(&h);
+    ck_assert_msg(workers_db >= 1 && workers_db < 1000, "host-b's live workers in rhino.workers (%ld, +1000 per"
+                  " pid that is not a child of its master) do not match its %d children", workers_db, nkids);
+    /* statements sent just before the freeze (a claim) still land: let them, then see what it holds */
+    hx_sleep(0.3);
     rt_exec(h.conn, "CREATE TABLE may_repeat AS SELECT j.id FROM rhino.jobs j JOIN rhino.workers w"
                     " ON w.id = j.worker_id JOIN rhino.nodes n ON n.id = w.node_id"
                     " WHERE n.name = 'host-b' AND j.state = 'running'");
@@ -603,8 +614,18 @@ START_TEST(test_vanished_host_is_rescued)
     kill(b->pid, SIGCONT);
     hx_drain(&h, 120);
     hx_sleep(1.5);                 /* let its workers reach their fenced completions */
+    /*
+     * Its late completions are rejected as stale; or, where PostgreSQL ended
+     * a frozen session (idle_in_transaction_session_timeout), the worker
+     * reconnects and replays them, fenced.  Either way nothing is recorded
+     * twice: hx_verify checks the effects.
+     */
     late = hx_stale(b);
-    ck_assert_msg(late > 0, "host-b's late completions were not reported stale (it held %ld jobs)", held);
+    lost = hx_count_in_log(b, "database connection lost");
+    if (late == 0 && lost == 0)
+        hx_dump_logs(&h);
+    ck_assert_msg(late > 0 || lost > 0, "host-b's late completions were neither reported stale nor replayed"
+                  " after a reconnect (it held %ld jobs)", held);
     /* more work: host-b takes part again */
     hx_enqueue(&h, 1200, 0, "{\"ms\": 5}");
     hx_drain(&h, 120);
@@ -612,13 +633,15 @@ START_TEST(test_vanished_host_is_rescued)
              " JOIN rhino.nodes n ON n.id = w.node_id WHERE n.name = 'host-b' AND l.job_id >"
              " (SELECT max(id) - 1200 FROM rhino.jobs_done)");
     after = rt_query_long(h.conn, sql);
-    fprintf(stderr, "HOSTS| after waking: host-b reported %ld stale completion(s), then ran %ld of 600 new"
-            " transactional jobs\n", late, after);
+    fprintf(stderr, "HOSTS| after waking: host-b reported %ld stale completion(s) and %d lost connection(s),"
+            " then ran %ld of 600 new transactional jobs\n", late, lost, after);
     ck_assert_int_gt(after, 0);
     for (int i = 0; i < 3; i++)
         hx_stop(&h, &h.m[i]);
     for (int i = 0; i < nkids; i++)
         hx_untrack(kids[i]);
+    /* fast jobs may run twice only if they were rescued (a later attempt finished them) */
+    rt_exec(h.conn, "INSERT INTO may_repeat SELECT id FROM rhino.jobs_done WHERE attempt > 1");
     hx_verify(&h, 1);
     hx_teardown(&h);
 }

@@ -469,16 +469,16 @@ flush_out(void)
     return 0;
 }
 
-/* The finalize statement's five arrays for the outcomes in l. */
-static int
-send_finalize(rh_outcomes_t *l, rh_seg_t seg)
+/* The finalize statements' six parameters for the outcomes in l; free a[] with params_free(). */
+static void
+finalize_params(const rh_outcomes_t *l, rh_buf_t a[5], const char *params[6])
 {
-    rh_buf_t    a[5] = { { 0 } };
-    const char *params[6];
-    char        tmp[64];
+    char tmp[64];
 
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k < 5; k++) {
+        memset(&a[k], 0, sizeof(a[k]));
         buf_printf(&a[k], "{");
+    }
     for (int i = 0; i < l->n; i++) {
         const rh_outcome_t *o = &l->v[i];
         buf_printf(&a[0], "%s%" PRId64, i ? "," : "", o->id);
@@ -493,9 +493,25 @@ send_finalize(rh_outcomes_t *l, rh_seg_t seg)
         params[k] = a[k].s;
     }
     params[5] = W.cfg->retention_completed > 0 ? "true" : "false";
-    int rc = send_query(RH_STMT_FINALIZE, E_FINALIZE, seg, params);
+}
+
+static void
+params_free(rh_buf_t a[5])
+{
     for (int k = 0; k < 5; k++)
         free(a[k].s);
+}
+
+static int
+send_finalize(rh_outcomes_t *l, rh_seg_t seg)
+{
+    rh_buf_t    a[5];
+    const char *params[6];
+    int         rc;
+
+    finalize_params(l, a, params);
+    rc = send_query(RH_STMT_FINALIZE, E_FINALIZE, seg, params);
+    params_free(a);
     return rc;
 }
 
@@ -701,34 +717,51 @@ tx_cmd(const char *sql)
     return ok ? 0 : -1;
 }
 
+/*
+ * Send the fenced completion and the COMMIT in one flush (pipeline mode,
+ * one Sync), so that the server commits as soon as the completion
+ * succeeds, without waiting on us: a worker frozen between the two would
+ * hold the jobs' row locks, which the rescue skips.  If the completion
+ * fails (RH409), the pipeline skips the COMMIT and the transaction stays
+ * open, aborted.  Returns the completion's result and puts the COMMIT's in
+ * *commit; NULL if the exchange broke (the caller checks the connection).
+ */
 static PGresult *
-tx_finalize(rh_outcomes_t *l)
+tx_finalize_commit(rh_outcomes_t *l, PGresult **commit)
 {
-    rh_buf_t    a[5] = { { 0 } };
+    rh_buf_t    a[5];
     const char *params[6];
-    char        tmp[64];
-    PGresult   *res;
+    PGresult   *fin, *r;
+    int         ok;
 
-    for (int k = 0; k < 5; k++)
-        buf_printf(&a[k], "{");
-    for (int i = 0; i < l->n; i++) {
-        const rh_outcome_t *o = &l->v[i];
-        buf_printf(&a[0], "%s%" PRId64, i ? "," : "", o->id);
-        buf_printf(&a[1], "%s%d", i ? "," : "", o->attempt);
-        buf_printf(&a[2], "%s%s", i ? "," : "", o->state);
-        snprintf(tmp, sizeof(tmp), "%.6f", o->delay);
-        buf_printf(&a[3], "%s%s", i ? "," : "", tmp);
-        buf_array_elem(&a[4], o->err);
+    *commit = NULL;
+    if (!PQenterPipelineMode(W.conn))
+        return NULL;
+    finalize_params(l, a, params);
+    ok = PQsendQueryParams(W.conn, rh_sql(RH_STMT_FINALIZE_TX)->sql, 6, NULL, params, NULL, NULL, 0) &&
+         PQsendQueryParams(W.conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+         PQpipelineSync(W.conn);
+    params_free(a);
+    if (!ok)
+        return NULL;
+    /* results: completion, NULL, COMMIT, NULL, sync */
+    fin = PQgetResult(W.conn);
+    if (fin == NULL || (r = PQgetResult(W.conn)) != NULL) {
+        PQclear(fin);
+        return NULL;
     }
-    for (int k = 0; k < 5; k++) {
-        buf_printf(&a[k], "}");
-        params[k] = a[k].s;
+    *commit = PQgetResult(W.conn);
+    if (*commit == NULL || PQgetResult(W.conn) != NULL ||
+        (r = PQgetResult(W.conn)) == NULL || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+        PQclear(fin);
+        return NULL;
     }
-    params[5] = W.cfg->retention_completed > 0 ? "true" : "false";
-    res = PQexecParams(W.conn, rh_sql(RH_STMT_FINALIZE_TX)->sql, 6, NULL, params, NULL, NULL, 0);
-    for (int k = 0; k < 5; k++)
-        free(a[k].s);
-    return res;
+    PQclear(r);
+    if (!PQexitPipelineMode(W.conn)) {
+        PQclear(fin);
+        return NULL;
+    }
+    return fin;
 }
 
 /*
@@ -794,7 +827,7 @@ run_tx(int start, int end)
     int           n = end - start, stop_at = end, stale;
     char         *drop = calloc((size_t) n, 1);
     rh_outcomes_t tx = { 0 };
-    PGresult     *res;
+    PGresult     *res, *cres;
 
     if (drop == NULL)
         rh_fatal("out of memory");
@@ -866,29 +899,32 @@ run_tx(int start, int end)
             break;
         }
 
-        res = tx_finalize(&tx);
+        /* from the completion's sending until the COMMIT's answer the outcome is ambiguous */
+        W.tx_unknown_start = start;
+        W.tx_unknown_end = stop_at;
+        res = tx_finalize_commit(&tx, &cres);
+        if (res == NULL || PQstatus(W.conn) == CONNECTION_BAD) {
+            PQclear(res);
+            PQclear(cres);
+            goto lost;
+        }
+        W.tx_unknown_end = W.tx_unknown_start = 0;
         if (PQresultStatus(res) == PGRES_TUPLES_OK) {
             PQclear(res);
-            /* from here until COMMIT's answer the outcome is ambiguous */
-            W.tx_unknown_start = start;
-            W.tx_unknown_end = stop_at;
-            res = PQexec(W.conn, "COMMIT");
-            if (PQstatus(W.conn) == CONNECTION_BAD) {
-                PQclear(res);
-                goto lost;
-            }
-            W.tx_unknown_end = W.tx_unknown_start = 0;
-            if (PQresultStatus(res) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(res), "COMMIT") == 0) {
-                PQclear(res);
+            if (PQresultStatus(cres) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(cres), "COMMIT") == 0) {
+                PQclear(cres);
                 W.n_tx_committed += (uint64_t) tx.n;
                 count_confirmed(&tx, 0);    /* fenced: a stale one would have raised RH409 */
                 break;
             }
-            rh_log_error("COMMIT of a transactional batch failed: %s", rh_db_error(W.conn, res));
-            PQclear(res);
+            rh_log_error("COMMIT of a transactional batch failed: %s", rh_db_error(W.conn, cres));
+            PQclear(cres);
+            if (PQtransactionStatus(W.conn) != PQTRANS_IDLE && tx_cmd("ROLLBACK") < 0)
+                goto lost;
         } else {
             const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
+            PQclear(cres);          /* skipped: PGRES_PIPELINE_ABORTED */
             if (code && strcmp(code, "RH409") == 0 && round < 5) {
                 PQclear(res);
                 if (tx_cmd("ROLLBACK") < 0 || (stale = tx_find_stale(start, stop_at, drop)) < 0)
