@@ -90,13 +90,10 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         3 },
 
     /*
-     * Finalize a batch: arrays of (id, attempt, new state, retry delay in
-     * seconds, error).  Completed/discarded rows leave rhino.jobs for
-     * rhino.jobs_done in the same statement (completed ones only if $6, the
-     * retention of completed jobs, is on); retryable rows stay with a new
-     * run_at.  Returns how many rows matched; the rest were stale, and the
-     * second column lists their ids (NULL when none, so the common case
-     * costs nothing) for the worker's per-kind counters.
+     * The pipelined finalize (RH_FINALIZE_CTES above).  Returns how many
+     * rows matched; the rest were stale, and the second column lists their
+     * ids (NULL when none, so the common case costs nothing) for the
+     * worker's per-kind counters.
      */
     [RH_STMT_FINALIZE] = { RH_STMT_FINALIZE, "finalize",
         RH_FINALIZE_CTES
