@@ -764,6 +764,34 @@ tx_finalize_commit(rh_outcomes_t *l, PGresult **commit)
     return fin;
 }
 
+/* The ids of rows [start, end) of the batch in hand as an int8[] literal (malloc'd). */
+static char *
+cur_ids_literal(int start, int end)
+{
+    rh_buf_t ids = { 0 };
+
+    buf_printf(&ids, "{");
+    for (int i = start; i < end; i++)
+        buf_printf(&ids, "%s%s", i > start ? "," : "", PQgetvalue(W.cur, i, 0));
+    buf_printf(&ids, "}");
+    return ids.s;
+}
+
+/*
+ * Is row `row` of the batch in hand still ours, by a RH_STMT_JOB_STATES
+ * result: running, under our worker row, at the attempt we claimed?
+ */
+static int
+still_ours(const PGresult *states, int row)
+{
+    for (int r = 0; r < PQntuples(states); r++)
+        if (strcmp(PQgetvalue(states, r, 0), PQgetvalue(W.cur, row, 0)) == 0)
+            return strcmp(PQgetvalue(states, r, 1), PQgetvalue(W.cur, row, 1)) == 0 &&
+                   strcmp(PQgetvalue(states, r, 2), "running") == 0 &&
+                   strcmp(PQgetvalue(states, r, 3), W.worker_id_s) == 0;
+    return 0;
+}
+
 /*
  * After SQLSTATE RH409: which of the outcomes' jobs are no longer ours?
  * Marks them in `drop` (by index into the group) and returns how many.
@@ -771,31 +799,19 @@ tx_finalize_commit(rh_outcomes_t *l, PGresult **commit)
 static int
 tx_find_stale(int start, int end, char *drop)
 {
-    rh_buf_t    ids = { 0 };
-    const char *p[1];
+    char       *ids = cur_ids_literal(start, end);
+    const char *p[1] = { ids };
     PGresult   *res;
     int         stale = 0;
 
-    buf_printf(&ids, "{");
-    for (int i = start; i < end; i++)
-        buf_printf(&ids, "%s%s", i > start ? "," : "", PQgetvalue(W.cur, i, 0));
-    buf_printf(&ids, "}");
-    p[0] = ids.s;
     res = PQexecParams(W.conn, rh_sql(RH_STMT_JOB_STATES)->sql, 1, NULL, p, NULL, NULL, 0);
-    free(ids.s);
+    free(ids);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         PQclear(res);
         return -1;
     }
     for (int i = start; i < end; i++) {
-        int mine = 0;
-        for (int r = 0; r < PQntuples(res); r++)
-            if (strcmp(PQgetvalue(res, r, 0), PQgetvalue(W.cur, i, 0)) == 0 &&
-                strcmp(PQgetvalue(res, r, 1), PQgetvalue(W.cur, i, 1)) == 0 &&
-                strcmp(PQgetvalue(res, r, 2), "running") == 0 &&
-                strcmp(PQgetvalue(res, r, 3), W.worker_id_s) == 0)
-                mine = 1;
-        if (!mine && !drop[i - start]) {
+        if (!still_ours(res, i) && !drop[i - start]) {
             drop[i - start] = 1;
             stale++;
             rh_metrics_add(rh_metrics_key(PQgetvalue(W.cur, i, 3), PQgetvalue(W.cur, i, 4)), RH_CNT_STALE, 1);
@@ -1132,14 +1148,8 @@ on_result(rh_expect_t *e, PGresult *res)
         int committed = 0, open = 0;
 
         /* not running under our attempt any more = our COMMIT happened */
-        for (int r = 0; r < PQntuples(res); r++) {
-            int ours = strcmp(PQgetvalue(res, r, 2), "running") == 0 &&
-                       strcmp(PQgetvalue(res, r, 3), W.worker_id_s) == 0;
-            for (int i = W.tx_unknown_start; ours && i < W.tx_unknown_end && W.cur; i++)
-                if (strcmp(PQgetvalue(W.cur, i, 0), PQgetvalue(res, r, 0)) == 0 &&
-                    strcmp(PQgetvalue(W.cur, i, 1), PQgetvalue(res, r, 1)) != 0)
-                    ours = 0;
-            if (ours)
+        for (int i = W.tx_unknown_start; i < W.tx_unknown_end && W.cur; i++) {
+            if (still_ours(res, i))
                 open++;
             else
                 committed++;
@@ -1388,17 +1398,12 @@ send_setup(void)
          * each of its jobs stands before anything else touches them.
          */
         if (W.tx_unknown_end > W.tx_unknown_start && W.cur) {
-            rh_buf_t    ids = { 0 };
-            const char *p[1];
+            char       *ids = cur_ids_literal(W.tx_unknown_start, W.tx_unknown_end);
+            const char *p[1] = { ids };
             int         rc;
 
-            buf_printf(&ids, "{");
-            for (int i = W.tx_unknown_start; i < W.tx_unknown_end; i++)
-                buf_printf(&ids, "%s%s", i > W.tx_unknown_start ? "," : "", PQgetvalue(W.cur, i, 0));
-            buf_printf(&ids, "}");
-            p[0] = ids.s;
             rc = send_query(RH_STMT_JOB_STATES, E_JOB_STATES, SEG_SETUP, p);
-            free(ids.s);
+            free(ids);
             if (rc < 0)
                 return;
         }
