@@ -25,6 +25,7 @@
 #include "rh_db.h"
 #include "rh_log.h"
 #include "rh_metrics.h"
+#include "rh_schedule.h"
 
 typedef enum {
     RH_CF_INT,
@@ -50,6 +51,8 @@ typedef struct {
 
 static const rh_cf_key_t rh_config_keys[] = {
     { "database",  "dsn",               RH_CF_STRING,   OFF(dsn),                   "",        0, 0, 0 },
+    { "database",  "listen",            RH_CF_BOOL,     OFF(listen),                "on",      0, 0, 0 },
+    { "database",  "listen_dsn",        RH_CF_STRING,   OFF(listen_dsn),            "",        0, 0, 0 },
     { "worker",    "processes",         RH_CF_INT,      OFF(processes),             "2",       1, RH_MAX_PROCESSES, 0 },
     { "worker",    "batch_size",        RH_CF_INT,      OFF(batch_size),            "1000",    1, RH_MAX_BATCH, 0 },
     { "worker",    "queues",            RH_CF_LIST,     OFF(queues),                "default", 0, 0, OFF(nqueues) },
@@ -355,9 +358,18 @@ rh_config_load(const char *file, rh_config_t *cfg, char *err, size_t errlen)
         int          nk = iniparser_getsecnkeys(d, sec);
         const char **keys;
 
+        /* [schedule NAME]: one section per schedule, not a row of the key table */
+        switch (rh_schedule_config_section(d, sec, cfg, msg, sizeof(msg))) {
+        case 1:
+            continue;
+        case -1:
+            cf_err(err, errlen, "%s: %s", file, msg);
+            iniparser_freedict(d);
+            return -1;
+        }
         if (cf_find(sec, NULL) == NULL) {
             cf_err(err, errlen, "%s: unknown section [%s] (known: database, worker, handlers, retry, "
-                   "reaper, master, retention, log, metrics)", file, sec);
+                   "reaper, master, retention, log, metrics, schedule NAME)", file, sec);
             iniparser_freedict(d);
             return -1;
         }
@@ -399,6 +411,10 @@ rh_config_load(const char *file, rh_config_t *cfg, char *err, size_t errlen)
     if (rh_db_check_dsn(cfg->dsn, msg, sizeof(msg)) < 0) {
         /* at start and at SIGHUP: a DSN libpq cannot parse is refused before any process uses it */
         cf_err(err, errlen, "%s: [database] dsn (or RHINO_DSN): %s", file, msg);
+        return -1;
+    }
+    if (cfg->listen_dsn && cfg->listen_dsn[0] && rh_db_check_dsn(cfg->listen_dsn, msg, sizeof(msg)) < 0) {
+        cf_err(err, errlen, "%s: [database] listen_dsn: %s", file, msg);
         return -1;
     }
     if (cfg->nqueues == 0) {
@@ -448,9 +464,11 @@ rh_config_free(rh_config_t *cfg)
 {
     free(cfg->path);
     free(cfg->dsn);
+    free(cfg->listen_dsn);
     rh_free_list(cfg->queues);
     rh_free_list(cfg->handler_paths);
     free(cfg->node_name);
     free(cfg->metrics_listen);
+    rh_schedule_defs_free(cfg->schedules, cfg->nschedules);
     memset(cfg, 0, sizeof(*cfg));
 }

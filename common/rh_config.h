@@ -12,6 +12,8 @@ typedef struct rh_config {
 
     /* [database] */
     char    *dsn;                   /* after RHINO_DSN; "" = libpq's defaults */
+    int      listen;                /* the master LISTENs for new jobs (rh_listen.c) */
+    char    *listen_dsn;            /* its own DSN ("" = dsn): behind PgBouncer, the server's */
 
     /* [worker] */
     int      processes;
@@ -50,6 +52,10 @@ typedef struct rh_config {
 
     /* [metrics] */
     char    *metrics_listen;        /* HOST:PORT of GET /metrics; "" = off */
+
+    /* [schedule NAME] sections (rh_schedule.c): upserted into rhino.schedules by the reaper */
+    struct rh_schedule_def *schedules;
+    int      nschedules;
 } rh_config_t;
 
 /*

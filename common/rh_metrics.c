@@ -339,6 +339,11 @@ rh_metrics_render(const rh_metrics_gauges_t *g, size_t *len)
     header(&o, "rhino_jobs_rescued_total", "counter",
            "Running jobs of dead or lease-expired workers made available again by this node's reaper.");
     out_printf(&o, "rhino_jobs_rescued_total %" PRIu64 "\n", LOAD(&rh_metrics->rescued));
+    header(&o, "rhino_db_round_trips_total", "counter",
+           "Rounds the workers sent to the database (a finalize and a claim travel in one).");
+    out_printf(&o, "rhino_db_round_trips_total %" PRIu64 "\n", LOAD(&rh_metrics->round_trips));
+    header(&o, "rhino_wakeups_total", "counter", "Idle workers woken by a new-job notification.");
+    out_printf(&o, "rhino_wakeups_total %" PRIu64 "\n", LOAD(&rh_metrics->wakeups));
 
     /* the (queue, kind) table, equal names merged (see rh_metrics_key) */
     for (int i = 0; i <= RH_METRIC_KEYS; i++) {

@@ -71,6 +71,10 @@ typedef struct {
     uint64_t        timeouts;       /* workers killed because a handler passed its deadline */
     /* written by the reaper */
     uint64_t        rescued;        /* jobs made available again after their worker died */
+    /* written by the workers */
+    uint64_t        round_trips;    /* rounds sent to the database, each one network round trip */
+    /* written by the master */
+    uint64_t        wakeups;        /* idle workers woken by a notification */
     uint32_t        qseq;
     int             nqueues;
     double          qupdated;       /* rh_mono_now() of the last refresh; 0 = never */

@@ -13,6 +13,7 @@ typedef struct {
 
 extern const rh_migration_t rh_migrations[];
 extern const int            rh_nmigrations;
+extern const int            rh_schema_latest;   /* the highest version */
 
 /*
  * Apply every migration newer than the database's version, each in its own

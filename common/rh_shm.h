@@ -25,6 +25,7 @@ typedef struct {
     int     min_live;
     int     stopped;            /* seen stopped (SIGSTOP): its lease is not renewed */
     int     ready;              /* written by the worker once connected and registered */
+    int     idle;               /* the worker waits for work: the master may wake it (SIGUSR1) */
     int64_t job_id;
     int     job_attempt;
     double  deadline;           /* 0 = no deadline */

@@ -18,27 +18,47 @@
 #include "rh_sql.h"
 
 /*
+ * The columns that travel unchanged with a job from rhino.jobs into
+ * rhino.jobs_done (schema version 2), unqualified and qualified by j.
+ */
+#define RH_CARRIED   "unique_key, concurrency_key, timeout, cancel_requested_at"
+#define RH_CARRIED_J "j.unique_key, j.concurrency_key, j.timeout, j.cancel_requested_at"
+
+/*
  * Finalize a batch: arrays of (id, attempt, new state, retry delay in
  * seconds, error).  Completed/discarded rows leave rhino.jobs for
  * rhino.jobs_done in the same statement (completed ones only if $6, the
  * retention of completed jobs, is on); retryable rows stay with a new
  * run_at.  The final SELECT of each variant counts the rows that matched;
  * the rest were stale.
+ *
+ * The fence compares j.state with f.cur, a column of the materialized CTE
+ * that is always 'running', instead of with the literal.  With the literal,
+ * `state = 'running'` is a restriction on rhino.jobs alone: the planner
+ * estimates it from statistics taken when few or no jobs were running (one
+ * row), matches it to the jobs_running partial index, and builds a nested
+ * loop that rescans all 1000 rows of f for each running job: a million
+ * comparisons and 0.5 to 4 s per batch (measured: a 100k drain ran at 1.6k
+ * jobs/s).  As a join clause it is not a restriction, so the plan walks f
+ * and probes the primary key once per job (10 ms per 1000; 22-40k jobs/s).
  */
 #define RH_FINALIZE_CTES \
-        "WITH f AS (" \
-        "  SELECT * FROM unnest($1::bigint[], $2::int[], $3::rhino.job_state[], $4::float8[], $5::text[])" \
-        "    AS f(id, attempt, state, delay, err))," \
+        "WITH f AS MATERIALIZED (" \
+        "  SELECT *, 'running'::rhino.job_state AS cur" \
+        "    FROM unnest($1::bigint[], $2::int[], $3::rhino.job_state[], $4::float8[], $5::text[])" \
+        "      AS f(id, attempt, state, delay, err))," \
         " d AS (" \
         "  DELETE FROM rhino.jobs j USING f" \
-        "   WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = 'running'" \
+        "   WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur" \
         "     AND f.state IN ('completed', 'discarded')" \
         "  RETURNING j.id, j.queue, j.kind, j.payload, f.state, j.priority, j.attempt, j.max_attempts," \
         "            j.run_at, j.created_at, j.attempted_at, j.crash_count," \
-        "            j.errors + (f.state = 'discarded')::int, coalesce(f.err, j.last_error) AS last_error)," \
+        "            j.errors + (f.state = 'discarded')::int, coalesce(f.err, j.last_error) AS last_error," \
+        "            " RH_CARRIED_J ")," \
         " h AS (" \
         "  INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts," \
-        "                               run_at, created_at, attempted_at, crash_count, errors, last_error)" \
+        "                               run_at, created_at, attempted_at, crash_count, errors, last_error," \
+        "                               " RH_CARRIED ")" \
         "  SELECT * FROM d WHERE d.state <> 'completed' OR $6::bool)," \
         " r AS (" \
         "  UPDATE rhino.jobs j" \
@@ -46,7 +66,7 @@
         "         run_at = now() + make_interval(secs => f.delay)," \
         "         last_error = f.err, worker_id = NULL, errors = j.errors + 1" \
         "    FROM f" \
-        "   WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = 'running'" \
+        "   WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur" \
         "     AND f.state = 'retryable'" \
         "  RETURNING j.id)"
 
@@ -123,10 +143,12 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * not run, and attempt k was issued only to us, who give it up.
      */
     [RH_STMT_RELEASE] = { RH_STMT_RELEASE, "release",
-        "UPDATE rhino.jobs j"
+        "WITH f AS MATERIALIZED ("
+        "  SELECT *, 'running'::rhino.job_state AS cur FROM unnest($1::bigint[], $2::int[]) AS f(id, attempt))"
+        " UPDATE rhino.jobs j"
         "   SET state = 'available', attempt = j.attempt - 1, worker_id = NULL"
-        "  FROM unnest($1::bigint[], $2::int[]) AS f(id, attempt)"
-        " WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = 'running'",
+        "  FROM f"
+        " WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur",   /* f.cur: see RH_FINALIZE_CTES */
         2 },
 
     /*
@@ -185,16 +207,19 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * $5 * 2^crashes seconds, capped at $6, jittered.  Fenced by attempt.
      */
     [RH_STMT_CRASHED] = { RH_STMT_CRASHED, "crashed",
-        "WITH r AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[]) AS r(id, attempt, why)),"
+        "WITH r AS MATERIALIZED (SELECT *, 'running'::rhino.job_state AS cur"
+        "                          FROM unnest($1::bigint[], $2::int[], $3::text[]) AS r(id, attempt, why)),"
         " q AS ("
         "  DELETE FROM rhino.jobs j USING r"
-        "   WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = 'running' AND j.crash_count + 1 >= $4"
+        "   WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = r.cur AND j.crash_count + 1 >= $4"
         "  RETURNING j.id, j.queue, j.kind, j.payload, 'discarded'::rhino.job_state, j.priority, j.attempt,"
         "            j.max_attempts, j.run_at, j.created_at, j.attempted_at, j.crash_count + 1, j.errors,"
-        "            'quarantined after ' || (j.crash_count + 1) || ' crash(es); last: ' || r.why),"
+        "            'quarantined after ' || (j.crash_count + 1) || ' crash(es); last: ' || r.why,"
+        "            " RH_CARRIED_J "),"
         " h AS ("
         "  INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
-        "                               run_at, created_at, attempted_at, crash_count, errors, last_error)"
+        "                               run_at, created_at, attempted_at, crash_count, errors, last_error,"
+        "                               " RH_CARRIED ")"
         "  SELECT * FROM q),"
         " u AS ("
         "  UPDATE rhino.jobs j"
@@ -203,7 +228,7 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "                  $5::float8 * power(2, least(j.crash_count, 30))) * (0.5 + random() / 2)),"
         "         last_error = 'crash ' || (j.crash_count + 1) || ' of ' || $4 || ': ' || r.why"
         "    FROM r"
-        "   WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = 'running' AND j.crash_count + 1 < $4"
+        "   WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = r.cur AND j.crash_count + 1 < $4"
         "  RETURNING j.id)"
         " SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM u)",
         6 },
@@ -249,12 +274,20 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "  WHERE j.id = dead.id AND j.attempt = dead.attempt AND j.state = 'running'",
         0 },
 
+    /*
+     * Due scheduled and retryable jobs become available, and the idle
+     * workers of every host are woken once per queue (rh_listen.c) instead of
+     * finding them at their next poll.  One row per queue woken.
+     */
     [RH_STMT_PROMOTE] = { RH_STMT_PROMOTE, "promote",
-        "UPDATE rhino.jobs j SET state = 'available'"
-        "  FROM (SELECT id FROM rhino.jobs"
-        "         WHERE state IN ('scheduled', 'retryable') AND run_at <= now()"
-        "         ORDER BY run_at LIMIT 10000 FOR UPDATE SKIP LOCKED) due"
-        " WHERE j.id = due.id",
+        "WITH p AS ("
+        "  UPDATE rhino.jobs j SET state = 'available'"
+        "    FROM (SELECT id FROM rhino.jobs"
+        "           WHERE state IN ('scheduled', 'retryable') AND run_at <= now()"
+        "           ORDER BY run_at LIMIT 10000 FOR UPDATE SKIP LOCKED) due"
+        "   WHERE j.id = due.id"
+        "  RETURNING j.queue)"
+        " SELECT pg_notify('rhino_jobs', q.queue) FROM (SELECT DISTINCT queue FROM p) q",
         0 },
 
     /* Small batches, SKIP LOCKED: several hosts' reapers may prune at once. */
@@ -286,9 +319,21 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "  FROM rhino.jobs WHERE state = 'available' GROUP BY queue",
         0 },
 
+    /*
+     * rhinoctl enqueue: the id, and whether it is an existing job (a live
+     * one with the same unique key $7, or the one of $8's throttle window).
+     */
+    /*
+     * The master's wake-up channel (master/rh_listen.c).  Sent with
+     * PQsendQuery, the one statement that is not parameterized: it has no
+     * parameter, and LISTEN takes none.
+     */
+    [RH_STMT_LISTEN] = { RH_STMT_LISTEN, "listen", "LISTEN rhino_jobs", 0 },
+
     [RH_STMT_ENQUEUE] = { RH_STMT_ENQUEUE, "enqueue",
-        "SELECT rhino.enqueue($1, $2::jsonb, $3, coalesce($4::timestamptz, now()), $5::int, $6::int)",
-        6 },
+        "SELECT id, existing FROM rhino.enqueue_job($1, $2::jsonb, $3, coalesce($4::timestamptz, now()),"
+        "                                           $5::int, $6::int, NULL, $7, $8::interval, $9)",
+        9 },
 
     /*
      * Jobs per queue and state, and whether the queue is paused; a paused
@@ -319,7 +364,7 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         2 },
 
     [RH_STMT_CTL_COPY] = { RH_STMT_CTL_COPY, "ctl_copy",
-        "COPY rhino.jobs (kind, queue, payload, priority, max_attempts, run_at, state) FROM STDIN",
+        "COPY rhino.jobs (kind, queue, payload, priority, max_attempts, run_at, state, concurrency_key) FROM STDIN",
         0 },
 
     /*
@@ -371,11 +416,12 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "           FOR UPDATE SKIP LOCKED) s"
         "   WHERE d.id = s.id"
         "  RETURNING d.id, d.queue, d.kind, d.payload, d.priority, d.attempt, d.max_attempts,"
-        "            d.created_at, d.attempted_at, d.last_error)"
+        "            d.created_at, d.attempted_at, d.last_error, d.unique_key, d.concurrency_key, d.timeout)"
         " INSERT INTO rhino.jobs (id, queue, kind, payload, state, priority, attempt, errors, max_attempts,"
-        "                         run_at, created_at, attempted_at, crash_count, last_error)"
+        "                         run_at, created_at, attempted_at, crash_count, last_error,"
+        "                         unique_key, concurrency_key, timeout)"
         " SELECT id, queue, kind, payload, 'available', priority, attempt, 0, max_attempts,"
-        "        now(), created_at, attempted_at, 0, last_error FROM m",
+        "        now(), created_at, attempted_at, 0, last_error, unique_key, concurrency_key, timeout FROM m",
         6 },
 
     /*
@@ -389,11 +435,11 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "WITH c AS ("
         "  DELETE FROM rhino.jobs WHERE id = $1::bigint AND state IN ('available', 'scheduled', 'retryable')"
         "  RETURNING id, queue, kind, payload, priority, attempt, errors, max_attempts, run_at, created_at,"
-        "            attempted_at, crash_count, last_error)"
+        "            attempted_at, crash_count, last_error, " RH_CARRIED ")"
         " INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, errors, max_attempts,"
-        "                              run_at, created_at, attempted_at, crash_count, last_error)"
+        "                              run_at, created_at, attempted_at, crash_count, last_error, " RH_CARRIED ")"
         " SELECT id, queue, kind, payload, 'cancelled', priority, attempt, errors, max_attempts, run_at,"
-        "        created_at, attempted_at, crash_count, last_error FROM c"
+        "        created_at, attempted_at, crash_count, last_error, " RH_CARRIED " FROM c"
         " RETURNING id",
         1 },
 
@@ -468,6 +514,150 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         " WHERE w.ended_at IS NULL AND w.lease_until > now()"
         " GROUP BY n.id ORDER BY n.name, n.id",
         0 },
+
+    /* ---- periodic jobs (common/rh_schedule.c, sql/004_cron.sql) ---- */
+
+    /*
+     * Create or change a schedule (rhinoctl schedule; the reaper, for the
+     * [schedule NAME] sections of its config, with $10 = 'config'): says
+     * created, changed or unchanged.  rhino.schedule() validates everything, the
+     * cron expression included, and keeps an unchanged expression's place.
+     */
+    [RH_STMT_SCHEDULE_UPSERT] = { RH_STMT_SCHEDULE_UPSERT, "schedule_upsert",
+        "SELECT rhino.schedule($1, $2, $3, coalesce($4::jsonb, '{}'), coalesce($5, 'default'),"
+        "                      coalesce($6::int, 0), coalesce($7::int, 25), $8::float8,"
+        "                      coalesce($9, 'latest'), $10)",
+        10 },
+
+    /* Config schedules that the config just applied ($1, a text[]) does not have. */
+    [RH_STMT_SCHEDULE_ORPHANS] = { RH_STMT_SCHEDULE_ORPHANS, "schedule_orphans",
+        "SELECT name FROM rhino.schedules WHERE source = 'config' AND name <> ALL ($1::text[]) ORDER BY name",
+        1 },
+
+    /*
+     * The schedules due at $1 (NULL: now()), at most $2: those whose next
+     * fire time has come, and new or changed ones (next_fire_at NULL).  The
+     * clock is the database's, returned as whole epoch seconds with
+     * fired_until (floored, as the fire statement compares it), so that every host computes the
+     * same fire times.  Parked rows (next_fire_at = infinity) never come.
+     */
+    [RH_STMT_SCHEDULES_DUE] = { RH_STMT_SCHEDULES_DUE, "schedules_due",
+        "SELECT s.name, s.cron, s.missed, floor(extract(epoch FROM s.fired_until))::bigint, n.now"
+        "  FROM (SELECT floor(extract(epoch FROM coalesce($1::timestamptz, now())))::bigint AS now) n"
+        "  JOIN rhino.schedules s ON s.next_fire_at IS NULL OR s.next_fire_at <= to_timestamp(n.now)"
+        " ORDER BY s.next_fire_at NULLS FIRST, s.name"
+        " LIMIT $2::int",
+        2 },
+
+    /*
+     * Fire one schedule ($1, whose expression the reaper read as $2): move
+     * fired_until from $3 to $4 and next_fire_at to $5 (epoch seconds) only
+     * if fired_until is still $3 -- a compare-and-set: under READ COMMITTED a
+     * second host's UPDATE waits for the first and then re-checks the row,
+     * finds fired_until moved, and matches nothing.  Then one fire row per
+     * fire time in $6 (epoch seconds), ON CONFLICT DO NOTHING on (schedule,
+     * fire_time), and a job only for each fire row that was new: the job ids
+     * are drawn in the fire rows' INSERT so that the two stay linked.  The
+     * job's run_at is its fire time.  Returns whether the schedule matched,
+     * how many jobs were enqueued, and the newest job's id.
+     */
+    [RH_STMT_SCHEDULE_FIRE] = { RH_STMT_SCHEDULE_FIRE, "schedule_fire",
+        "WITH s AS ("
+        "  UPDATE rhino.schedules s"
+        "     SET fired_until = to_timestamp($4::bigint), next_fire_at = to_timestamp($5::bigint), error = NULL"
+        "   WHERE s.name = $1 AND s.cron = $2 AND floor(extract(epoch FROM s.fired_until))::bigint = $3::bigint"
+        "  RETURNING s.name, s.kind, s.payload, s.queue, s.priority, s.max_attempts, s.timeout),"
+        " f AS ("
+        "  INSERT INTO rhino.schedule_fires (schedule_name, fire_time, job_id)"
+        "  SELECT s.name, to_timestamp(t.t), nextval(pg_get_serial_sequence('rhino.jobs', 'id'))"
+        "    FROM s CROSS JOIN unnest($6::bigint[]) AS t(t)"
+        "  ON CONFLICT DO NOTHING"
+        "  RETURNING fire_time, job_id),"
+        " j AS ("
+        "  INSERT INTO rhino.jobs (id, kind, payload, queue, priority, max_attempts, timeout, run_at, state)"
+        "  SELECT f.job_id, s.kind, s.payload, s.queue, s.priority, s.max_attempts, s.timeout, f.fire_time,"
+        "         'available'"
+        "    FROM f CROSS JOIN s"
+        "  RETURNING id)"
+        " SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM j), (SELECT max(id) FROM j)",
+        6 },
+
+    /*
+     * A schedule this rhino cannot parse (a newer schema's grammar): record
+     * why and park it (next_fire_at = infinity) until rhino.schedule()
+     * changes it.  A row comes back only the first time, to log once.
+     */
+    [RH_STMT_SCHEDULE_INVALID] = { RH_STMT_SCHEDULE_INVALID, "schedule_invalid",
+        "UPDATE rhino.schedules SET error = $3, next_fire_at = 'infinity'"
+        " WHERE name = $1 AND cron = $2 AND error IS DISTINCT FROM $3"
+        " RETURNING name",
+        3 },
+
+    /*
+     * Fire rows older than $1 seconds, in small batches (SKIP LOCKED: several
+     * hosts may prune at once).  The newest row of each schedule stays: it
+     * is what rhinoctl schedules shows as the last fire.
+     */
+    [RH_STMT_SCHEDULE_PRUNE] = { RH_STMT_SCHEDULE_PRUNE, "schedule_prune",
+        "DELETE FROM rhino.schedule_fires f"
+        " USING (SELECT o.schedule_name, o.fire_time FROM rhino.schedule_fires o"
+        "         WHERE o.fire_time < now() - make_interval(secs => $1::float8)"
+        "           AND EXISTS (SELECT 1 FROM rhino.schedule_fires n"
+        "                        WHERE n.schedule_name = o.schedule_name AND n.fire_time > o.fire_time)"
+        "         LIMIT 5000 FOR UPDATE SKIP LOCKED) old"
+        " WHERE f.schedule_name = old.schedule_name AND f.fire_time = old.fire_time",
+        1 },
+
+    /*
+     * rhinoctl schedules: every schedule with its last fire (the newest fire
+     * row: a backward step along the primary key) and the database's clock
+     * in epoch seconds, from which rhinoctl computes the next fire time.
+     */
+    [RH_STMT_CTL_SCHEDULES] = { RH_STMT_CTL_SCHEDULES, "ctl_schedules",
+        "SELECT s.name, s.cron, s.kind, s.queue, s.missed, s.source, s.priority, s.max_attempts, s.timeout,"
+        "       " RH_ISO("l.fire_time") " AS last_fire, l.job_id AS last_job_id, s.error, s.payload,"
+        "       extract(epoch FROM s.fired_until)::bigint, floor(extract(epoch FROM now()))::bigint"
+        "  FROM rhino.schedules s"
+        "  LEFT JOIN LATERAL (SELECT f.fire_time, f.job_id FROM rhino.schedule_fires f"
+        "                      WHERE f.schedule_name = s.name ORDER BY f.fire_time DESC LIMIT 1) l ON true"
+        " ORDER BY s.name",
+        0 },
+
+    [RH_STMT_CTL_UNSCHEDULE] = { RH_STMT_CTL_UNSCHEDULE, "ctl_unschedule",
+        "SELECT rhino.unschedule($1)",
+        1 },
+
+    /* ---- unique jobs, throttle windows, wake-ups (sql/003_unique.sql) ---- */
+
+    /*
+     * The reaper, with the history: forget throttle windows that have
+     * expired.  Small batches, SKIP LOCKED: an enqueue holding a window's
+     * row (it is renewing it) is left alone, and several hosts may prune.
+     */
+    [RH_STMT_UNIQUE_PRUNE] = { RH_STMT_UNIQUE_PRUNE, "unique_prune",
+        "DELETE FROM rhino.unique_windows w"
+        " USING (SELECT unique_key FROM rhino.unique_windows WHERE expires_at <= now()"
+        "         LIMIT 5000 FOR UPDATE SKIP LOCKED) old"
+        " WHERE w.unique_key = old.unique_key",
+        0 },
+
+    /*
+     * rhinoctl enqueue --bulk: wake the daemons listening for the queue, in
+     * the transaction of the COPY (delivered at its commit, and not at all
+     * if it rolls back), as rhino.enqueue does for each job it adds.
+     */
+    [RH_STMT_CTL_NOTIFY] = { RH_STMT_CTL_NOTIFY, "ctl_notify",
+        "SELECT pg_notify('rhino_jobs', $1)",
+        1 },
+
+    /*
+     * rhinoctl enqueue --unique-for: a duration in PostgreSQL's interval
+     * syntax ('90 s', '1 minute', '2h', '30' = seconds), as seconds; parsed
+     * by the server like --run-at's '+10 min'.
+     */
+    [RH_STMT_CTL_DURATION] = { RH_STMT_CTL_DURATION, "ctl_duration",
+        "SELECT extract(epoch FROM $1::interval)::float8",
+        1 },
 };
 
 const rh_stmt_t *

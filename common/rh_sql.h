@@ -2,8 +2,13 @@
 #ifndef RH_SQL_H
 #define RH_SQL_H
 
-/* The schema version this build expects (highest sql/NNN_*.sql). */
-#define RH_SCHEMA_VERSION 1
+/*
+ * The schema version this build expects: the highest sql/NNN_*.sql, written
+ * by sql/embed.sh into the generated migration table, so that adding a
+ * migration file is the whole of a schema change.
+ */
+extern const int rh_schema_latest;
+#define RH_SCHEMA_VERSION rh_schema_latest
 
 typedef enum {
     /* worker */
@@ -29,6 +34,8 @@ typedef enum {
     RH_STMT_PRUNE,
     RH_STMT_GC_NODES,
     RH_STMT_QUEUE_DEPTH,
+    /* master */
+    RH_STMT_LISTEN,
     /* rhinoctl */
     RH_STMT_ENQUEUE,
     RH_STMT_STATS,
@@ -43,6 +50,19 @@ typedef enum {
     RH_STMT_CTL_PURGE,
     RH_STMT_CTL_TOP_QUEUES,
     RH_STMT_CTL_TOP_NODES,
+    /* periodic jobs (common/rh_schedule.c; rhinoctl schedule, schedules, unschedule) */
+    RH_STMT_SCHEDULE_UPSERT,
+    RH_STMT_SCHEDULE_ORPHANS,
+    RH_STMT_SCHEDULES_DUE,
+    RH_STMT_SCHEDULE_FIRE,
+    RH_STMT_SCHEDULE_INVALID,
+    RH_STMT_SCHEDULE_PRUNE,
+    RH_STMT_CTL_SCHEDULES,
+    RH_STMT_CTL_UNSCHEDULE,
+    /* unique jobs, throttle windows, wake-ups (sql/003_unique.sql; reaper, rhinoctl enqueue) */
+    RH_STMT_UNIQUE_PRUNE,
+    RH_STMT_CTL_NOTIFY,
+    RH_STMT_CTL_DURATION,
     RH_STMT__COUNT
 } rh_stmt_id_t;
 

@@ -31,6 +31,8 @@
 #include "rh_config.h"
 #include "rh_db.h"
 #include "rh_migrate.h"
+#include "rh_cron.h"
+#include "rh_schedule.h"
 #include "rh_sql.h"
 
 #define CTL_EXIT_OK     0
@@ -82,6 +84,10 @@ typedef enum {
     CTL_OPT_FINISHED_BEFORE,
     CTL_OPT_INTERVAL,
     CTL_OPT_ONCE,
+    CTL_OPT_UNIQUE_KEY,
+    CTL_OPT_UNIQUE_FOR,
+    CTL_OPT_CONCURRENCY_KEY,
+    CTL_OPT_MISSED,
     CTL_OPT__END
 } ctl_opt_t;
 
@@ -97,6 +103,9 @@ typedef struct {
     const char *priority;
     const char *max_attempts;
     int         bulk;
+    const char *unique_key;
+    const char *unique_for;
+    const char *concurrency_key;
     /* stats, list, show */
     int         json;
     /* list, retry --discarded */
@@ -110,6 +119,9 @@ typedef struct {
     /* top */
     double      interval;
     int         once;
+    /* schedule: --payload=JSON (list's --payload takes no value), --missed */
+    const char *payload_json;
+    const char *missed;
 } ctl_opts_t;
 
 static const struct option ctl_long_options[] = {
@@ -125,11 +137,15 @@ static const struct option ctl_long_options[] = {
     { "kind",            required_argument, NULL, CTL_OPT_KIND },
     { "state",           required_argument, NULL, CTL_OPT_STATE },
     { "limit",           required_argument, NULL, CTL_OPT_LIMIT },
-    { "payload",         no_argument,       NULL, CTL_OPT_PAYLOAD },
+    { "payload",         optional_argument, NULL, CTL_OPT_PAYLOAD },
     { "discarded",       no_argument,       NULL, CTL_OPT_DISCARDED },
     { "finished-before", required_argument, NULL, CTL_OPT_FINISHED_BEFORE },
     { "interval",        required_argument, NULL, CTL_OPT_INTERVAL },
     { "once",            no_argument,       NULL, CTL_OPT_ONCE },
+    { "unique-key",      required_argument, NULL, CTL_OPT_UNIQUE_KEY },
+    { "unique-for",      required_argument, NULL, CTL_OPT_UNIQUE_FOR },
+    { "concurrency-key", required_argument, NULL, CTL_OPT_CONCURRENCY_KEY },
+    { "missed",          required_argument, NULL, CTL_OPT_MISSED },
     { NULL, 0, NULL, 0 }
 };
 
@@ -161,6 +177,11 @@ ctl_usage(FILE *f)
           "                         delete finished jobs from the history\n"
           "  top [--interval S] [--once]\n"
           "                         live view of queues and workers; q or Ctrl-C quits\n"
+          "  schedule NAME CRON KIND [--payload JSON] [--queue Q] [--priority P]\n"
+          "           [--max-attempts N] [--missed latest|all|none]\n"
+          "                         create or change a periodic job (CRON in UTC)\n"
+          "  schedules [--json]     the schedules, their next and last fire times\n"
+          "  unschedule NAME        remove a schedule (the jobs it enqueued stay)\n"
           "\n"
           "Enqueue options:\n"
           "  --queue Q              queue name (default: default)\n"
@@ -169,15 +190,23 @@ ctl_usage(FILE *f)
           "  --priority P           -32768..32767, lower runs first (default: 0)\n"
           "  --max-attempts N       attempts before the job is discarded, at least 1 (default: 25)\n"
           "  --bulk                 read the payloads from stdin (blank lines are skipped)\n"
+          "  --unique-key K         no second live job with key K: print the live one's id\n"
+          "                         and \"existing\" instead (not with --bulk)\n"
+          "  --unique-for D         with --unique-key: at most one job with key K per period D\n"
+          "                         ('90 s', '1 minute', '2 hours'), finished or not\n"
+          "  --concurrency-key K    the job's key for per-key concurrency limits\n"
           "\n"
           "Other options:\n"
-          "  --json                 one JSON object per line (stats, list, show)\n"
+          "  --json                 one JSON object per line (stats, list, show; enqueue:\n"
+          "                         {\"id\":N,\"existing\":false})\n"
           "  --state S              available, scheduled, running, retryable, completed,\n"
           "                         discarded or cancelled (list)\n"
           "  --payload              include the payload (list; it may hold personal data)\n"
           "  --finished-before T    a timestamp, or an interval from now ('-7 days') (purge)\n"
           "  --interval S           seconds between frames, default 1 (top)\n"
           "  --once                 print one frame and exit (top)\n"
+          "  --missed P             fires missed while no rhino ran: latest (default: the\n"
+          "                         newest one), all (each, the newest 1000), none (schedule)\n"
           "\n"
           "General options:\n"
           "  -c, --config FILE      take [database] dsn from this rhino.ini\n"
@@ -415,12 +444,45 @@ ctl_resolve_time(PGconn *conn, const char *what, const char *opt, const char *sp
     return 0;
 }
 
+/*
+ * --unique-for: the duration as the server parses intervals ('90 s',
+ * '1 minute', '2 hours'), checked before the enqueue so that a bad one is
+ * named as the option.  0 or -1 (reported).
+ */
+static int
+ctl_check_duration(PGconn *conn, const char *opt, const char *spec)
+{
+    const char *params[1] = { spec };
+    PGresult   *res;
+    double      secs;
+
+    res = PQexecParams(conn, rh_sql(RH_STMT_CTL_DURATION)->sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ctl_err("enqueue: %s: %s", opt, ctl_pgmsg(conn, res));
+        PQclear(res);
+        return -1;
+    }
+    secs = strtod(PQgetvalue(res, 0, 0), NULL);
+    PQclear(res);
+    if (!(secs > 0)) {
+        ctl_err("enqueue: %s: \"%s\" is not longer than 0 (a duration: '90 s', '1 minute', '2 hours')", opt, spec);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Prints the id; with --unique-key also "new" or "existing" (a live job
+ * with the key, or the job of the key's --unique-for window), and with
+ * --json both as an object.  Without a key the output stays the bare id
+ * that scripts read.
+ */
 static int
 ctl_enqueue_one(PGconn *conn, const ctl_opts_t *o, const char *kind, const char *json)
 {
-    const char *params[6];
+    const char *params[9];
     char        ts[64];
-    int         future;
+    int         future, existing;
     PGresult   *res;
 
     params[0] = kind;
@@ -429,12 +491,17 @@ ctl_enqueue_one(PGconn *conn, const ctl_opts_t *o, const char *kind, const char 
     params[3] = o->run_at;
     params[4] = o->priority;
     params[5] = o->max_attempts;
+    params[6] = o->unique_key;
+    params[7] = o->unique_for;
+    params[8] = o->concurrency_key;
     /* an interval needs the server's now(); an absolute time goes straight in */
     if (o->run_at != NULL && ctl_is_relative(o->run_at)) {
         if (ctl_resolve_time(conn, "enqueue", "--run-at", o->run_at, ts, sizeof(ts), &future) < 0)
             return CTL_EXIT_ERROR;
         params[3] = ts;
     }
+    if (o->unique_for != NULL && ctl_check_duration(conn, "--unique-for", o->unique_for) < 0)
+        return CTL_EXIT_ERROR;
     res = PQexecParams(conn, rh_sql(RH_STMT_ENQUEUE)->sql, rh_sql(RH_STMT_ENQUEUE)->nparams,
                        NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
@@ -442,7 +509,13 @@ ctl_enqueue_one(PGconn *conn, const ctl_opts_t *o, const char *kind, const char 
         PQclear(res);
         return CTL_EXIT_ERROR;
     }
-    printf("%s\n", PQgetvalue(res, 0, 0));
+    existing = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+    if (o->json)
+        printf("{\"id\":%s,\"existing\":%s}\n", PQgetvalue(res, 0, 0), existing ? "true" : "false");
+    else if (o->unique_key != NULL)
+        printf("%s %s\n", PQgetvalue(res, 0, 0), existing ? "existing" : "new");
+    else
+        printf("%s\n", PQgetvalue(res, 0, 0));
     PQclear(res);
     return CTL_EXIT_OK;
 }
@@ -603,15 +676,17 @@ ctl_is_blank(const char *s, size_t n)
 /*
  * enqueue --bulk: one COPY for all of stdin, so that it is one statement,
  * all or nothing, and fast.  Every row shares kind, queue, priority,
- * max_attempts, run_at and state, resolved once before the COPY; only the
- * payload varies.
+ * max_attempts, run_at, state and concurrency key, resolved once before the
+ * COPY; only the payload varies.  The COPY and the wake-up of the queue's
+ * listeners (one NOTIFY, if the jobs are due now) share one transaction, so
+ * the daemons hear of the jobs when they commit and not before.
  */
 static int
 ctl_enqueue_bulk(PGconn *conn, const ctl_opts_t *o, const char *kind)
 {
     ctl_buf_t   row_head = { 0 }, row_tail = { 0 }, buf = { 0 };
     ctl_skips_t skips = { 0 };
-    char        ts[64], *line = NULL;
+    char        ts[64], count[32] = "", *line = NULL;
     size_t      linecap = 0;
     ssize_t     n;
     long        lineno = 0;
@@ -621,7 +696,7 @@ ctl_enqueue_bulk(PGconn *conn, const ctl_opts_t *o, const char *kind)
     if (ctl_resolve_time(conn, "enqueue --bulk", "--run-at", o->run_at, ts, sizeof(ts), &future) < 0)
         return CTL_EXIT_ERROR;
 
-    /* "kind\tqueue\t" PAYLOAD "\tpriority\tmax_attempts\trun_at\tstate\n" */
+    /* "kind\tqueue\t" PAYLOAD "\tpriority\tmax_attempts\trun_at\tstate\tconcurrency_key\n" */
     if (ctl_buf_copy_escaped(&row_head, kind, strlen(kind)) < 0 ||
         ctl_buf_add(&row_head, "\t", 1) < 0 ||
         ctl_buf_copy_escaped(&row_head, o->queue ? o->queue : CTL_DEFAULT_QUEUE,
@@ -630,13 +705,27 @@ ctl_enqueue_bulk(PGconn *conn, const ctl_opts_t *o, const char *kind)
         goto oom;
     {
         char tail[160];
-        int  tn = snprintf(tail, sizeof(tail), "\t%s\t%s\t%s\t%s\n",
+        int  tn = snprintf(tail, sizeof(tail), "\t%s\t%s\t%s\t%s\t",
                            o->priority ? o->priority : CTL_DEFAULT_PRIORITY,
                            o->max_attempts ? o->max_attempts : CTL_DEFAULT_MAX_ATTEMPTS,
                            ts, future ? "scheduled" : "available");
         if (tn < 0 || (size_t) tn >= sizeof(tail) || ctl_buf_add(&row_tail, tail, (size_t) tn) < 0)
             goto oom;
+        if (o->concurrency_key != NULL
+            ? ctl_buf_copy_escaped(&row_tail, o->concurrency_key, strlen(o->concurrency_key)) < 0
+            : ctl_buf_add(&row_tail, "\\N", 2) < 0)
+            goto oom;
+        if (ctl_buf_add(&row_tail, "\n", 1) < 0)
+            goto oom;
     }
+
+    res = PQexec(conn, "BEGIN");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        ctl_err("enqueue --bulk: %s", ctl_pgmsg(conn, res));
+        PQclear(res);
+        goto out;
+    }
+    PQclear(res);
 
     res = PQexec(conn, rh_sql(RH_STMT_CTL_COPY)->sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
@@ -689,17 +778,36 @@ ctl_enqueue_bulk(PGconn *conn, const ctl_opts_t *o, const char *kind)
     in_copy = 0;
 
     res = PQgetResult(conn);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
         ctl_report_copy_error(conn, res, &skips);
-        PQclear(res);
-    } else {
-        printf("enqueued %s jobs\n", PQcmdTuples(res));
-        PQclear(res);
-        rc = CTL_EXIT_OK;
-    }
+    else
+        snprintf(count, sizeof(count), "%s", PQcmdTuples(res));
+    PQclear(res);
     /* drain to the end of the command */
     while ((res = PQgetResult(conn)) != NULL)
         PQclear(res);
+    if (count[0] == '\0')
+        goto out;               /* the server rolls the transaction back when we disconnect */
+    if (!future && strcmp(count, "0") != 0) {
+        const char *np[1] = { o->queue ? o->queue : CTL_DEFAULT_QUEUE };
+
+        res = PQexecParams(conn, rh_sql(RH_STMT_CTL_NOTIFY)->sql, 1, NULL, np, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            ctl_err("enqueue --bulk: %s", ctl_pgmsg(conn, res));
+            PQclear(res);
+            goto out;
+        }
+        PQclear(res);
+    }
+    res = PQexec(conn, "COMMIT");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK || strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+        ctl_err("enqueue --bulk: COMMIT failed: %s", ctl_pgmsg(conn, res));
+        PQclear(res);
+        goto out;
+    }
+    PQclear(res);
+    printf("enqueued %s jobs\n", count);
+    rc = CTL_EXIT_OK;
     goto out;
 
 oom:
@@ -1427,6 +1535,181 @@ ctl_top(PGconn *conn, const ctl_opts_t *o)
     return rc;
 }
 
+/* ---- schedules ------------------------------------------------------------------ */
+
+/*
+ * rhinoctl schedule NAME CRON KIND [JSON]: create or change a schedule
+ * through rhino.schedule(), which validates everything again and keeps an
+ * unchanged expression's place in time.  The payload is the fourth word or
+ * --payload=JSON ("--payload JSON" is the same to getopt: a fourth word).
+ */
+static int
+ctl_schedule(PGconn *conn, const ctl_opts_t *o, char **args, int nargs)
+{
+    const char *payload = o->payload_json ? o->payload_json : (nargs == 4 ? args[3] : NULL);
+    const char *p[10] = { args[0], args[1], args[2], payload, o->queue, o->priority, o->max_attempts,
+                          NULL, o->missed, "sql" };
+    PGresult   *res;
+    rh_cron_t   c;
+    int64_t     next;
+    char        err[512], at[32] = "never", state[16];
+
+    res = PQexecParams(conn, rh_sql(RH_STMT_SCHEDULE_UPSERT)->sql, rh_sql(RH_STMT_SCHEDULE_UPSERT)->nparams,
+                       NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        ctl_err("schedule: %s", ctl_pgmsg(conn, res));
+        PQclear(res);
+        return CTL_EXIT_ERROR;
+    }
+    snprintf(state, sizeof(state), "%s", PQgetvalue(res, 0, 0));     /* created, changed, unchanged */
+    PQclear(res);
+    if (rh_cron_parse(args[1], &c, err, sizeof(err)) == 0 && rh_cron_next(&c, (int64_t) time(NULL), &next) == 0)
+        rh_cron_format(next, at, sizeof(at));
+    printf("schedule %s %s: \"%s\" enqueues %s on queue %s; next fire at %s\n", args[0], state, args[1], args[2],
+           o->queue ? o->queue : "default", at);
+    return CTL_EXIT_OK;
+}
+
+static int
+ctl_unschedule(PGconn *conn, const char *name)
+{
+    const char *p[1] = { name };
+    PGresult   *res;
+    int         found;
+
+    res = PQexecParams(conn, rh_sql(RH_STMT_CTL_UNSCHEDULE)->sql, 1, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        ctl_err("unschedule: %s", ctl_pgmsg(conn, res));
+        PQclear(res);
+        return CTL_EXIT_ERROR;
+    }
+    found = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (!found) {
+        ctl_err("unschedule: no schedule %s", name);
+        return CTL_EXIT_ERROR;
+    }
+    printf("unscheduled %s\n", name);
+    return CTL_EXIT_OK;
+}
+
+/*
+ * rhinoctl schedules: one row per schedule.  The next fire time is computed
+ * here from the expression and the database's clock (so it is right even
+ * with no rhino running); the last one is the newest fire row.
+ */
+static int
+ctl_schedules(PGconn *conn, const ctl_opts_t *o)
+{
+    static const char *const head[] = { "NAME", "CRON", "KIND", "QUEUE", "MISSED", "NEXT_FIRE", "LAST_FIRE",
+                                        "SOURCE", "ERROR" };
+    enum { NCOL = 9 };
+    PGresult *res;
+    int       rows, width[NCOL], any_error = 0;
+    char    (*next)[64];
+
+    res = PQexecParams(conn, rh_sql(RH_STMT_CTL_SCHEDULES)->sql, 0, NULL, NULL, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ctl_err("schedules: %s", ctl_pgmsg(conn, res));
+        PQclear(res);
+        return CTL_EXIT_ERROR;
+    }
+    rows = PQntuples(res);
+    next = ctl_xmalloc(sizeof(*next) * (size_t) (rows ? rows : 1));
+    for (int r = 0; r < rows; r++) {
+        rh_cron_t c;
+        int64_t   after = strtoll(PQgetvalue(res, r, 14), NULL, 10), until = strtoll(PQgetvalue(res, r, 13), NULL, 10);
+        int64_t   t;
+        char      err[512];
+
+        strcpy(next[r], "-");
+        if (rh_cron_parse(PQgetvalue(res, r, 1), &c, err, sizeof(err)) == 0 &&
+            rh_cron_next(&c, until > after ? until : after, &t) == 0)
+            rh_cron_format(t, next[r], sizeof(next[r]));
+        any_error |= !PQgetisnull(res, r, 11);
+    }
+
+    if (o->json) {
+        /* the result's columns by name, and the computed next fire */
+        static const int order[] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, -1, 9, 10, 11, 12 };
+
+        for (int r = 0; r < rows; r++) {
+            putchar('{');
+            for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+                int col = order[i];
+
+                if (i > 0)
+                    putchar(',');
+                if (col < 0) {
+                    fputs("\"next_fire\":", stdout);
+                    if (strcmp(next[r], "-") == 0)
+                        fputs("null", stdout);
+                    else
+                        ctl_json_string(stdout, next[r]);
+                    continue;
+                }
+                ctl_json_string(stdout, PQfname(res, col));
+                putchar(':');
+                if (PQgetisnull(res, r, col))
+                    fputs("null", stdout);
+                else if (col == 6 || col == 7 || col == 8 || col == 10 || col == 12)
+                    fputs(PQgetvalue(res, r, col), stdout);        /* numbers, and the payload's JSON */
+                else
+                    ctl_json_string(stdout, PQgetvalue(res, r, col));
+            }
+            fputs("}\n", stdout);
+        }
+        free(next);
+        PQclear(res);
+        return CTL_EXIT_OK;
+    }
+
+    for (int i = 0; i < NCOL; i++)
+        width[i] = (int) strlen(head[i]);
+    for (int r = 0; r < rows; r++) {
+        static const int cols[] = { 0, 1, 2, 3, 4, -1, 9, 5, 11 };
+
+        for (int i = 0; i < NCOL; i++) {
+            int w = cols[i] < 0 ? (int) strlen(next[r]) : (int) ctl_utf8_len(PQgetvalue(res, r, cols[i]));
+
+            if (cols[i] == 9 && !PQgetisnull(res, r, 9))
+                w = 20;         /* shown to the second */
+            width[i] = w > width[i] ? w : width[i];
+        }
+    }
+    for (int r = -1; r < rows; r++) {
+        static const int cols[] = { 0, 1, 2, 3, 4, -1, 9, 5, 11 };
+        int              ncol = any_error ? NCOL : NCOL - 1;
+
+        for (int i = 0; i < ncol; i++) {
+            char        cut[32];
+            const char *v;
+
+            if (r < 0)
+                v = head[i];
+            else if (cols[i] < 0)
+                v = next[r];
+            else if (PQgetisnull(res, r, cols[i]))
+                v = "-";
+            else
+                v = PQgetvalue(res, r, cols[i]);
+            if (r >= 0 && cols[i] == 9 && !PQgetisnull(res, r, 9)) {
+                snprintf(cut, sizeof(cut), "%.19sZ", v);      /* 2030-01-01T03:00:00.000000Z -> ...:00Z */
+                v = cut;
+            }
+            if (i + 1 < ncol) {
+                ctl_pad(v, width[i]);
+                fputs("  ", stdout);
+            } else {
+                puts(v);
+            }
+        }
+    }
+    free(next);
+    PQclear(res);
+    return CTL_EXIT_OK;
+}
+
 /* ---- the command line ------------------------------------------------------------ */
 
 typedef enum {
@@ -1440,7 +1723,10 @@ typedef enum {
     CTL_CMD_PAUSE,
     CTL_CMD_RESUME,
     CTL_CMD_PURGE,
-    CTL_CMD_TOP
+    CTL_CMD_TOP,
+    CTL_CMD_SCHEDULE,
+    CTL_CMD_SCHEDULES,
+    CTL_CMD_UNSCHEDULE
 } ctl_cmd_id_t;
 
 /* A command: the options it takes and how many words follow it. */
@@ -1453,7 +1739,8 @@ typedef struct {
 } ctl_cmd_t;
 
 #define CTL_ENQUEUE_OPTS (CTL_F(CTL_OPT_QUEUE) | CTL_F(CTL_OPT_RUN_AT) | CTL_F(CTL_OPT_PRIORITY) | \
-                          CTL_F(CTL_OPT_MAX_ATTEMPTS) | CTL_F(CTL_OPT_BULK))
+                          CTL_F(CTL_OPT_MAX_ATTEMPTS) | CTL_F(CTL_OPT_BULK) | CTL_F(CTL_OPT_UNIQUE_KEY) | \
+                          CTL_F(CTL_OPT_UNIQUE_FOR) | CTL_F(CTL_OPT_CONCURRENCY_KEY) | CTL_F(CTL_OPT_JSON))
 
 static const ctl_cmd_t ctl_cmds[] = {
     { "migrate", CTL_CMD_MIGRATE, 0,                                             0, 0, NULL },
@@ -1469,6 +1756,11 @@ static const ctl_cmd_t ctl_cmds[] = {
     { "resume",  CTL_CMD_RESUME,  0,                                             1, 1, "the QUEUE" },
     { "purge",   CTL_CMD_PURGE,   CTL_F(CTL_OPT_FINISHED_BEFORE),                0, 0, NULL },
     { "top",     CTL_CMD_TOP,     CTL_F(CTL_OPT_INTERVAL) | CTL_F(CTL_OPT_ONCE), 0, 0, NULL },
+    { "schedule", CTL_CMD_SCHEDULE, CTL_F(CTL_OPT_PAYLOAD) | CTL_F(CTL_OPT_QUEUE) | CTL_F(CTL_OPT_PRIORITY) |
+                                    CTL_F(CTL_OPT_MAX_ATTEMPTS) | CTL_F(CTL_OPT_MISSED), 3, 4,
+                                    "NAME, CRON and KIND" },
+    { "schedules", CTL_CMD_SCHEDULES, CTL_F(CTL_OPT_JSON),                       0, 0, NULL },
+    { "unschedule", CTL_CMD_UNSCHEDULE, 0,                                       1, 1, "the schedule's NAME" },
 };
 
 /* "--queue" for CTL_OPT_QUEUE: the long option's name, from the table getopt uses. */
@@ -1526,8 +1818,22 @@ ctl_check_command(const ctl_cmd_t *cmd, ctl_opts_t *o, char **args, int nargs)
         if (ctl_check_name("enqueue: KIND", args[0]) != 0 ||
             (o->queue != NULL && ctl_check_name("--queue", o->queue) != 0))
             return CTL_EXIT_USAGE;
+        if (o->bulk && o->unique_key != NULL)
+            return ctl_usage_err("enqueue: --unique-key does not apply to --bulk (every line would share the key)");
+        if (o->bulk && o->json)
+            return ctl_usage_err("enqueue: --json does not apply to --bulk (it prints a count, not ids)");
+        if (o->unique_for != NULL && o->unique_key == NULL)
+            return ctl_usage_err("enqueue: --unique-for needs --unique-key (the window is per key)");
+        if (o->unique_key != NULL && (ctl_utf8_len(o->unique_key) < 1 || ctl_utf8_len(o->unique_key) > 512))
+            return ctl_value_err("--unique-key: must be 1 to 512 characters long");
+        if (o->unique_for != NULL && *o->unique_for == '\0')
+            return ctl_value_err("--unique-for: empty (a duration: '90 s', '1 minute', '2 hours')");
+        if (o->concurrency_key != NULL && *o->concurrency_key == '\0')
+            return ctl_value_err("--concurrency-key: empty");
         break;
     case CTL_CMD_LIST:
+        if (o->payload_json != NULL)
+            return ctl_usage_err("list: --payload takes no value (it says: show the payloads)");
         if ((o->queue != NULL && ctl_check_name("--queue", o->queue) != 0) ||
             (o->kind != NULL && ctl_check_name("--kind", o->kind) != 0))
             return CTL_EXIT_USAGE;
@@ -1558,6 +1864,23 @@ ctl_check_command(const ctl_cmd_t *cmd, ctl_opts_t *o, char **args, int nargs)
     case CTL_CMD_PAUSE:
     case CTL_CMD_RESUME:
         return ctl_check_name(cmd->id == CTL_CMD_PAUSE ? "pause: QUEUE" : "resume: QUEUE", args[0]);
+    case CTL_CMD_SCHEDULE: {
+        rh_cron_t c;
+        char      err[512];
+
+        if (o->payload && o->payload_json == NULL && nargs < 4)
+            return ctl_usage_err("schedule: --payload needs a JSON value");
+        if (o->payload_json != NULL && nargs == 4)
+            return ctl_usage_err("schedule: two payloads (--payload and \"%s\")", args[3]);
+        if (ctl_check_name("schedule: NAME", args[0]) != 0 || ctl_check_name("schedule: KIND", args[2]) != 0 ||
+            (o->queue != NULL && ctl_check_name("--queue", o->queue) != 0))
+            return CTL_EXIT_USAGE;
+        if (rh_cron_parse(args[1], &c, err, sizeof(err)) < 0)
+            return ctl_value_err("schedule: %s", err);
+        break;
+    }
+    case CTL_CMD_UNSCHEDULE:
+        return ctl_check_name("unschedule: NAME", args[0]);
     case CTL_CMD_PURGE:
         if (o->finished_before == NULL)
             return ctl_usage_err("purge: --finished-before is missing (say which jobs: '-7 days', "
@@ -1631,6 +1954,7 @@ main(int argc, char **argv)
             break;
         case CTL_OPT_PAYLOAD:
             o.payload = 1;
+            o.payload_json = optarg;        /* --payload=JSON (schedule) */
             break;
         case CTL_OPT_DISCARDED:
             o.discarded = 1;
@@ -1647,8 +1971,22 @@ main(int argc, char **argv)
                 return ctl_value_err("--interval: \"%s\" is not a number of seconds from 0.1 to 3600", optarg);
             break;
         }
+        case CTL_OPT_MISSED:
+            if (rh_schedule_parse_missed(optarg) < 0)
+                return ctl_value_err("--missed: \"%s\" is not one of latest, all, none", optarg);
+            o.missed = optarg;
+            break;
         case CTL_OPT_ONCE:
             o.once = 1;
+            break;
+        case CTL_OPT_UNIQUE_KEY:
+            o.unique_key = optarg;
+            break;
+        case CTL_OPT_UNIQUE_FOR:
+            o.unique_for = optarg;
+            break;
+        case CTL_OPT_CONCURRENCY_KEY:
+            o.concurrency_key = optarg;
             break;
         default:
             fputc('\n', stderr);
@@ -1708,6 +2046,15 @@ main(int argc, char **argv)
             break;
         case CTL_CMD_TOP:
             rc = ctl_top(conn, &o);
+            break;
+        case CTL_CMD_SCHEDULE:
+            rc = ctl_schedule(conn, &o, args, nargs);
+            break;
+        case CTL_CMD_SCHEDULES:
+            rc = ctl_schedules(conn, &o);
+            break;
+        case CTL_CMD_UNSCHEDULE:
+            rc = ctl_unschedule(conn, args[0]);
             break;
         default:
             rc = CTL_EXIT_ERROR;

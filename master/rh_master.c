@@ -52,6 +52,7 @@
 #include "rh_db.h"
 #include "rh_loader.h"
 #include "rh_http.h"
+#include "rh_listen.h"
 #include "rh_log.h"
 #include "rh_master.h"
 #include "rh_metrics.h"
@@ -91,6 +92,7 @@ static struct {
     struct ev_loop *loop;
     rh_proc_t       workers[RH_MAX_PROCESSES];
     int             nslots;     /* slots ever used (shm range) */
+    int             wake_next;  /* round-robin start of wake_idle() */
     rh_proc_t       reaper;
     int             epoch;
     int             rolling;
@@ -129,6 +131,7 @@ child_init(void)
     ev_child_stop(M.loop, &M.child);
     ev_timer_stop(M.loop, &M.watchdog);
     rh_http_child();
+    rh_listen_child();
     ev_loop_destroy(M.loop);
     M.loop = NULL;
     signal(SIGTERM, SIG_DFL);
@@ -195,6 +198,7 @@ spawn(rh_proc_t *p)
     if (p->role == RH_ROLE_WORKER) {
         /* publish the generation before fork: see rh_shm.h */
         rh_shm_store(&M.shm->slot[p->slot].ready, 0);
+        rh_shm_store(&M.shm->slot[p->slot].idle, 0);     /* no SIGUSR1 before its handler is set */
         p->generation++;
         rh_shm_store(&M.shm->slot[p->slot].generation, p->generation);
         rh_shm_store(&M.shm->slot[p->slot].min_live, p->generation);
@@ -515,6 +519,7 @@ on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     free(old);
     M.epoch++;
     rh_http_reconfigure(M.cfg->metrics_listen);
+    rh_listen_reconfigure(M.cfg);
 
     /* fewer processes: retire the surplus slots; more: start the new ones */
     for (int i = M.cfg->processes; i < oldn; i++) {
@@ -699,6 +704,43 @@ register_node(void)
     return 0;
 }
 
+/*
+ * A notification said that queue (NULL: any) has new jobs.  Wake one idle
+ * worker, round-robin, so that a trickle of single jobs does not stampede
+ * every worker into an empty claim; a worker that finds a full batch claims
+ * again at once anyway.  Taking `idle` back to 0 with an exchange makes the
+ * wake-up ours: the next notification goes to another worker.
+ */
+static void
+wake_idle(const char *queue)
+{
+    int n = queue ? 1 : M.nslots;
+
+    if (M.state != M_RUNNING)
+        return;
+    if (queue) {
+        int ours = 0;
+
+        for (int i = 0; i < M.cfg->nqueues && !ours; i++)
+            ours = strcmp(M.cfg->queues[i], queue) == 0;
+        if (!ours)
+            return;
+    }
+    for (int k = 0; k < M.nslots && n > 0; k++) {
+        int            i = (M.wake_next + k) % M.nslots;
+        rh_shm_slot_t *s = &M.shm->slot[i];
+
+        if (M.workers[i].pid <= 0 || M.workers[i].stopping)
+            continue;
+        if (!__atomic_exchange_n(&s->idle, 0, __ATOMIC_ACQ_REL))
+            continue;
+        if (kill(M.workers[i].pid, SIGUSR1) == 0 && rh_metrics)
+            __atomic_fetch_add(&rh_metrics->wakeups, 1, __ATOMIC_RELAXED);
+        M.wake_next = i + 1;
+        n--;
+    }
+}
+
 int
 rh_master_run(rh_config_t *cfg)
 {
@@ -730,6 +772,7 @@ rh_master_run(rh_config_t *cfg)
     rh_notify_init();
     if (rh_http_start(M.loop, cfg->metrics_listen, metrics_gauges) < 0)
         return 1;
+    rh_listen_start(M.loop, cfg, wake_idle);
     ev_signal_init(&M.sig_term, on_term, SIGTERM);
     ev_signal_start(M.loop, &M.sig_term);
     ev_signal_init(&M.sig_int, on_term, SIGINT);
@@ -765,6 +808,7 @@ rh_master_run(rh_config_t *cfg)
 
     ev_run(M.loop, 0);
     rh_http_stop();
+    rh_listen_stop();
 
     rh_log_info("rhino stopped (exit code %d)", M.exit_code);
     return M.exit_code;

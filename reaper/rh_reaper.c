@@ -12,7 +12,10 @@
  *   4. rescue: running jobs of ended workers, and of workers whose lease
  *      ran out (on any host), become available again, fenced by attempt;
  *   5. promote: scheduled and retryable jobs that are due become available;
- *   6. every minute: prune finished jobs past [retention], forget old nodes.
+ *   6. periodic jobs: fire the cron schedules that are due, each fire time
+ *      exactly once however many hosts run (rh_schedule.c);
+ *   7. every minute: prune finished jobs past [retention] and old schedule
+ *      fire rows, forget old nodes.
  *
  * Every statement is safe to run from several hosts at once (SKIP LOCKED,
  * fenced updates), so no leader election is needed.  The master sends
@@ -23,6 +26,7 @@
 #include "config.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +41,7 @@
 #include "rh_metrics.h"
 #include "rh_proc.h"
 #include "rh_reaper.h"
+#include "rh_schedule.h"
 #include "rh_sql.h"
 
 static struct {
@@ -50,6 +55,7 @@ static struct {
     ev_signal          sig_term, sig_usr1;
     double             last_renew, last_prune, last_depth;
     double             reconnect_delay;
+    int                schedules_synced;    /* the config's [schedule] sections are in the table */
 } R;
 
 /* Run one statement; returns the result (caller clears) or NULL after logging. */
@@ -273,6 +279,11 @@ pass(void)
     if (n > 0)
         rh_log_warning("rescued %d job(s) of dead workers", n);
     r_exec_count(RH_STMT_PROMOTE, NULL);
+    /* periodic jobs: config schedules once per reaper (it restarts on SIGHUP), then what is due */
+    if (!R.schedules_synced && rh_schedule_sync(R.conn, R.cfg) == 0)
+        R.schedules_synced = 1;
+    if ((n = rh_schedule_tick(R.conn, NULL)) > 0)
+        rh_log_debug("enqueued %d scheduled job(s)", n);
 
     if (now - R.last_prune >= 60) {
         char        c[32], d[32];
@@ -287,6 +298,13 @@ pass(void)
             total += n;
         if (total > 0)
             rh_log_info("pruned %d finished job(s) past retention", total);
+        /* fire rows live as long as the history of the jobs they made (at least an hour) */
+        for (int i = 0; i < 20 && rh_schedule_prune(R.conn, fmax(3600, fmax(R.cfg->retention_completed,
+                                                                              R.cfg->retention_discarded))) > 0; i++)
+            ;
+        /* expired throttle windows (rhino.enqueue unique_for): nothing reads them any more */
+        for (int i = 0; i < 20 && r_exec_count(RH_STMT_UNIQUE_PRUNE, NULL) > 0; i++)
+            ;
         r_exec_count(RH_STMT_GC_NODES, NULL);
     }
     if (R.cfg->metrics_listen && R.cfg->metrics_listen[0] && now - R.last_depth >= RH_DEPTH_INTERVAL) {

@@ -165,6 +165,7 @@ static struct {
 } W;
 
 static volatile sig_atomic_t w_stop;
+static volatile sig_atomic_t w_nudged;     /* SIGUSR1: the master heard of new jobs */
 
 static void w_step(void);
 static void w_broken(const char *why);
@@ -1289,8 +1290,12 @@ w_step(void)
                 return;
             sent = 1;
         }
-        if (sent && flush_out() < 0)
-            return;
+        if (sent) {
+            if (rh_metrics)
+                __atomic_fetch_add(&rh_metrics->round_trips, 1, __ATOMIC_RELAXED);
+            if (flush_out() < 0)
+                return;
+        }
 
         /* the round is on its way: run the batch in hand meanwhile */
         if (W.cur) {
@@ -1301,9 +1306,13 @@ w_step(void)
             return;
         }
         if (!sent && !ev_is_active(&W.timer)) {
-            /* idle: look again after poll_interval */
+            /*
+             * Idle: look again after poll_interval, or sooner when the
+             * master, told by a notification, wakes us (SIGUSR1, on_wake).
+             */
             ev_timer_set(&W.timer, W.cfg->poll_interval, 0);
             ev_timer_start(W.loop, &W.timer);
+            rh_shm_store(&W.shm->idle, 1);
         }
         return;
     }
@@ -1344,6 +1353,7 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     W.claim_due = 1;
+    rh_shm_store(&W.shm->idle, 0);
     w_step();
 }
 
@@ -1354,8 +1364,23 @@ on_wake(struct ev_loop *loop, ev_async *w, int revents)
         rh_log_info("stopping while disconnected; nothing to finalize");
         exit(RH_EXIT_OK);
     }
+    if (w_nudged) {
+        w_nudged = 0;
+        rh_shm_store(&W.shm->idle, 0);
+        if (W.next == NULL)
+            W.claim_due = 1;    /* new jobs: claim now instead of at the next poll */
+    }
     ev_timer_stop(W.loop, &W.timer);
     w_step();
+}
+
+/* SIGUSR1 from the master (wake_idle): only a flag and a wake-up, as in on_signal. */
+static void
+on_nudge(int sig)
+{
+    (void) sig;
+    w_nudged = 1;
+    ev_async_send(W.loop, &W.wake);
 }
 
 static void
@@ -1567,6 +1592,8 @@ rh_worker_main(const rh_config_t *cfg, int slot, int generation, int64_t node_id
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_nudge;
+    sigaction(SIGUSR1, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGPIPE, &sa, NULL);

@@ -1,0 +1,56 @@
+/*
+ * rb_load.h - putting jobs into the queue the ways applications do: one
+ * COPY (rhinoctl enqueue --bulk's statement), many clients calling
+ * rhino.enqueue() in transactions, and a steady trickle at a fixed rate.
+ */
+#ifndef RB_LOAD_H
+#define RB_LOAD_H
+
+#include <stdint.h>
+#include <libpq-fe.h>
+
+/*
+ * n jobs {"n": i} of kind into queue, with Rhino's COPY statement
+ * (RH_STMT_CTL_COPY) in one transaction.  Returns the seconds from BEGIN
+ * to the COMMIT's return; *first_id and *last_id get the ids the jobs got.
+ * label: the progress bar's, or NULL for none.
+ */
+double rb_load_copy(PGconn *conn, const char *queue, const char *kind, long long n, const char *label,
+                    long long *first_id, long long *last_id);
+
+typedef struct {
+    const char *dsn;
+    const char *queue;
+    const char *kind;
+    long long   n;          /* jobs in all */
+    int         clients;    /* connections, one thread each */
+    int         tx;         /* rhino.enqueue() calls per transaction */
+    int         pipeline;   /* send a transaction's calls in one flush (libpq pipeline mode) */
+} rb_sql_load_t;
+
+/* The clients connect first; the time runs from when all start to when the last committed. */
+double rb_load_sql(const rb_sql_load_t *l);
+
+typedef struct {
+    const char *dsn;
+    const char *queue;
+    double      rate;       /* jobs per second */
+    double      seconds;
+    int         clients;    /* connections that take turns; one enqueue is one autocommit call */
+} rb_trickle_t;
+
+typedef struct {
+    long long sent;
+    long long late;         /* sent more than 1 ms after their scheduled time (no client was free) */
+    double    elapsed;      /* seconds from the first scheduled send to the last return */
+    int64_t   t0_us;        /* CLOCK_REALTIME of the first scheduled send */
+} rb_trickle_result_t;
+
+/*
+ * One bench.stamp job every 1/rate s on an absolute schedule (a slow call
+ * does not lower the rate), payload {"t": <CLOCK_REALTIME us just before the
+ * call>, "i": i}.
+ */
+void rb_load_trickle(const rb_trickle_t *t, rb_trickle_result_t *out);
+
+#endif
