@@ -29,6 +29,8 @@
 
 /* How often the harness asks whether rhino is done: the peers' benchmarks poll every 10 ms too. */
 #define RB_POLL 0.01
+/* Seconds without any job finishing after which a drain is declared stuck. */
+#define RB_STALL 60
 
 /* ---- printing -------------------------------------------------------------- */
 
@@ -293,7 +295,8 @@ wait_done(rb_opts_t *o, rb_rhino_t *r, long long first, long long last, long lon
     const char *qp[1] = { o->queue };
     char        lo[32], hi[32];
     const char *rp[2] = { lo, hi };
-    double      deadline = rb_mono() + o->timeout;
+    double      deadline = rb_mono() + o->timeout, moved = rb_mono();
+    long long   seen = -1;
 
     snprintf(lo, sizeof(lo), "%lld", first);
     snprintf(hi, sizeof(hi), "%lld", last);
@@ -314,8 +317,26 @@ wait_done(rb_opts_t *o, rb_rhino_t *r, long long first, long long last, long lon
         PQclear(res);
         rb_rhino_alive(r);
         rb_check_interrupt();
-        if (t > deadline)
-            rb_die("%s: not done after %.0f s (--timeout); rhino's log is %s", label, o->timeout, r->log);
+        if (t > deadline) {
+            char what[128];
+
+            snprintf(what, sizeof(what), "%s: not done after %.0f s (--timeout)", label, o->timeout);
+            rb_rhino_fail(r, what);
+        }
+        /*
+         * A rhino that runs but finishes nothing (a claim that keeps
+         * failing, say) is not worth --timeout's wait: give up after a
+         * minute without a single job finished, with its log.
+         */
+        if (maxid != seen) {
+            seen = maxid;
+            moved = t;
+        } else if (o->retention > 0 && t - moved > RB_STALL) {
+            char what[128];
+
+            snprintf(what, sizeof(what), "%s: no job finished for %.0f s", label, (double) RB_STALL);
+            rb_rhino_fail(r, what);
+        }
         /* the history's newest id says roughly how far the drain got (the claim goes in id order) */
         if (o->retention > 0 && maxid >= first) {
             long long n = maxid - first + 1;
@@ -669,7 +690,7 @@ rb_mode_trickle(rb_opts_t *o)
         rb_load_trickle(&t, &tr);
 
         deadline = rb_mono() + o->timeout;
-        while (!(rb_pg_int(o->conn, RB_SQL_KIND_DONE, kp))) {
+        while (!rb_pg_bool(o->conn, RB_SQL_KIND_DONE, kp)) {
             rb_rhino_alive(&r);
             rb_check_interrupt();
             if (rb_mono() > deadline)

@@ -277,6 +277,16 @@ rb_pg_int(PGconn *conn, rb_sql_id_t id, const char *const *params)
     return v;
 }
 
+int
+rb_pg_bool(PGconn *conn, rb_sql_id_t id, const char *const *params)
+{
+    PGresult *res = rb_pg_run(conn, id, params);
+    int       v = PQntuples(res) > 0 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+
+    PQclear(res);
+    return v;
+}
+
 double
 rb_pg_float(PGconn *conn, rb_sql_id_t id, const char *const *params)
 {

@@ -54,6 +54,7 @@ PGconn     *rb_pg_connect(const char *dsn);
 PGresult   *rb_pg_run(PGconn *conn, rb_sql_id_t id, const char *const *params);
 void        rb_pg_do(PGconn *conn, rb_sql_id_t id, const char *const *params);       /* result discarded */
 long long   rb_pg_int(PGconn *conn, rb_sql_id_t id, const char *const *params);      /* first column, 0 if NULL */
+int         rb_pg_bool(PGconn *conn, rb_sql_id_t id, const char *const *params);     /* first column is true */
 double      rb_pg_float(PGconn *conn, rb_sql_id_t id, const char *const *params);
 /* Run it; 0, or -1 with PostgreSQL's message in err (for statements that may be refused, like CHECKPOINT). */
 int         rb_pg_try(PGconn *conn, rb_sql_id_t id, const char *const *params, char *err, size_t errlen);

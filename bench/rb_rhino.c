@@ -395,6 +395,28 @@ log_tail(const char *path, char *out, size_t size)
     snprintf(out, size, "%s", p);
 }
 
+/* Whether the file contains needle (a log is small: read whole). */
+static int
+log_has(const char *path, const char *needle)
+{
+    FILE    *fp = fopen(path, "r");
+    rb_buf_t b = { 0 };
+    char     chunk[8192];
+    size_t   n;
+    int      found;
+
+    if (fp == NULL)
+        return 0;
+    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+        rb_buf_add(&b, chunk, n);
+    fclose(fp);
+    found = b.data != NULL && strstr(b.data, needle) != NULL;
+    rb_buf_free(&b);
+    return found;
+}
+
+static void die_with_log(rb_rhino_t *r, const char *what) __attribute__((noreturn));
+
 static void
 die_with_log(rb_rhino_t *r, const char *what)
 {
@@ -402,6 +424,12 @@ die_with_log(rb_rhino_t *r, const char *what)
 
     log_tail(r->log, tail, sizeof(tail));
     rb_die("%s; the end of its log (%s):\n%s", what, r->log, tail[0] ? tail : "(empty)\n");
+}
+
+void
+rb_rhino_fail(rb_rhino_t *r, const char *what)
+{
+    die_with_log(r, what);
 }
 
 /* rhino -t: the config and the handlers checked, once per run. */
@@ -585,6 +613,12 @@ rb_rhino_stop(rb_rhino_t *r, double timeout)
         snprintf(what, sizeof(what), "rhino exited %d after SIGTERM", r->status);
         die_with_log(r, what);
     }
+    /*
+     * A sanitizer build reports from inside a worker, which the master
+     * simply restarts: the measurement would go on, its numbers wrong.
+     */
+    if (log_has(r->log, "Sanitizer") || log_has(r->log, "runtime error:"))
+        die_with_log(r, "a sanitizer reported from inside rhino");
 }
 
 void

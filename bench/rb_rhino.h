@@ -51,6 +51,8 @@ void        rb_tmpdir_keep(int keep);
  * reported as such and not as a measurement that never ends.
  */
 void      rb_rhino_start(rb_rhino_t *r, const rb_rhino_conf_t *c);
+/* Dies with what, and the end of rhino's log. */
+void      rb_rhino_fail(rb_rhino_t *r, const char *what) __attribute__((noreturn));
 /* Dies with the end of rhino's log if rhino has exited. */
 void      rb_rhino_alive(rb_rhino_t *r);
 /* Wait until `workers` workers of this rhino are registered (they claim from then on). */

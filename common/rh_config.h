@@ -22,6 +22,7 @@ typedef struct rh_config {
     int      nqueues;
     double   poll_interval;         /* seconds between claims when idle */
     double   job_timeout;           /* default handler deadline; 0 = none */
+    double   cancel_grace;          /* a cancelled running handler's time to stop before its worker is killed */
     int      max_crashes;           /* crashes of one job before it is discarded */
 
     /* [handlers] */

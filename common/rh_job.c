@@ -45,3 +45,16 @@ rhino_job_conn(rhino_job *job)
 {
     return job->conn;
 }
+
+int
+rhino_job_snooze(rhino_job *job, double seconds)
+{
+    job->snooze = seconds > 0 ? seconds : 0;
+    return RHINO_SNOOZE;
+}
+
+int
+rhino_job_cancelled(const rhino_job *job)
+{
+    return job->slot != NULL && job->id != 0 && rh_shm_load(&job->slot->cancel_job) == job->id;
+}

@@ -22,6 +22,7 @@ struct rhino_job {
     int         errors;         /* failed runs before this one */
     rh_shm_slot_t *slot;        /* where the deadline lives; NULL outside a worker */
     struct pg_conn *conn;       /* transactional handlers only */
+    double      snooze;         /* seconds, set by rhino_job_snooze(); < 0 = not called */
 };
 
 #endif

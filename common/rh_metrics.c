@@ -299,6 +299,7 @@ static const struct {
                            "Jobs committed as discarded by a worker (RHINO_DISCARD or max_attempts)." },
     [RH_CNT_STALE] = { "rhino_finalizes_stale_total",
                        "Outcomes rejected because the job had been rescued and claimed again." },
+    [RH_CNT_SNOOZED] = { "rhino_jobs_snoozed_total", "Runs committed as snoozed (RHINO_SNOOZE)." },
 };
 
 static const struct {

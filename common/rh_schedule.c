@@ -536,6 +536,27 @@ fires_literal(const rh_schedule_plan_t *plan)
     return s;
 }
 
+/*
+ * A due schedule this rhino cannot fire: rhino.cron_check() let it into the
+ * table, so this rhino's parser disagrees with the schema's (an older rhino
+ * on a newer schema), or someone moved fired_until to the far past or
+ * future.  Record why, say so once, and park the row until rhino.schedule()
+ * changes it.  0, or -1 on a database error.
+ */
+static int
+park(PGconn *conn, const char *name, const char *cron, const char *why)
+{
+    const char *p[3] = { name, cron, why };
+    PGresult   *res = s_exec(conn, RH_STMT_SCHEDULE_INVALID, p, name);
+
+    if (res == NULL)
+        return -1;
+    if (PQntuples(res) > 0)
+        rh_log_warning("schedule %s is not fired: %s", name, why);
+    PQclear(res);
+    return 0;
+}
+
 /* One due schedule; jobs enqueued, or -1 on a database error. */
 static int
 fire_one(PGconn *conn, const char *name, const char *cron, const char *missed_s, int64_t fired_until,
@@ -547,28 +568,20 @@ fire_one(PGconn *conn, const char *name, const char *cron, const char *missed_s,
     int                 missed = rh_schedule_parse_missed(missed_s), n;
     PGresult           *res;
 
-    if (rh_cron_parse(cron, &c, err, sizeof(err)) < 0 || missed < 0) {
-        /*
-         * rhino.cron_check() let it into the table, so this rhino's parser
-         * disagrees with the schema's (an older rhino on a newer schema):
-         * say so once, and park the row until someone changes it.
-         */
-        const char *p[3] = { name, cron, missed < 0 ? "unknown missed policy" : err };
-
-        res = s_exec(conn, RH_STMT_SCHEDULE_INVALID, p, name);
-        if (res == NULL)
-            return -1;
-        if (PQntuples(res) > 0)
-            rh_log_warning("schedule %s is not fired: %s", name, p[2]);
-        PQclear(res);
-        return 0;
+    if (missed < 0) {
+        snprintf(err, sizeof(err), "unknown missed policy \"%s\"", missed_s);
+        return park(conn, name, cron, err);
     }
+    if (rh_cron_parse(cron, &c, err, sizeof(err)) < 0)
+        return park(conn, name, cron, err);
     plan = malloc(sizeof(*plan));
     if (plan == NULL)
         return -1;
     if (rh_schedule_plan(&c, (rh_missed_t) missed, fired_until, now, plan) < 0) {
         free(plan);
-        return 0;               /* no fire time before the year 9999 */
+        snprintf(err, sizeof(err), "no fire time within %d years of its fired_until (or past the year 9999)",
+                 RH_CRON_HORIZON_YEARS);
+        return park(conn, name, cron, err);
     }
     fires = fires_literal(plan);
     if (fires == NULL) {

@@ -26,9 +26,19 @@ typedef struct {
     int     stopped;            /* seen stopped (SIGSTOP): its lease is not renewed */
     int     ready;              /* written by the worker once connected and registered */
     int     idle;               /* the worker waits for work: the master may wake it (SIGUSR1) */
+    int     limited;            /* written by the reaper: a queue of [worker] queues has limits, so
+                                   the worker claims with RH_STMT_CLAIM_LIMITED (reaper/rh_limits.c) */
     int64_t job_id;
     int     job_attempt;
     double  deadline;           /* 0 = no deadline */
+    /*
+     * Written by the reaper: the running job whose cancellation was asked
+     * for (rhino.cancel), and when it first saw it (rh_mono_now).  The
+     * handler reads it (rhino_job_cancelled); the master stops the worker
+     * once [worker] cancel_grace has passed and the job still runs.
+     */
+    int64_t cancel_job;
+    double  cancel_at;
 } rh_shm_slot_t;
 
 /* A worker died while a handler ran: the master reports the job to the reaper. */
@@ -39,6 +49,7 @@ typedef struct {
 } rh_shm_report_t;
 
 #define RH_SHM_REPORTS 1024
+#define RH_SHM_CANCELS 256
 
 typedef struct {
     int             stopping;       /* the master is shutting down for good */
@@ -48,6 +59,13 @@ typedef struct {
     uint32_t        report_head;
     uint32_t        report_tail;
     rh_shm_report_t reports[RH_SHM_REPORTS];
+    /*
+     * Written by the reaper: jobs whose cancellation was asked for while
+     * claimed by a worker of this node but not started; a worker skips them
+     * (a ring, newest at cancel_head - 1).
+     */
+    uint32_t        cancel_head;
+    int64_t         cancel_ids[RH_SHM_CANCELS];
     /* the reaper's readiness: 0 when (re)started, 1 after its first pass on a live connection */
     int             reaper_ready;
     /* counters and histograms for GET /metrics (rh_metrics.h) */

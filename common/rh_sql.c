@@ -29,8 +29,12 @@
  * seconds, error).  Completed/discarded rows leave rhino.jobs for
  * rhino.jobs_done in the same statement (completed ones only if $6, the
  * retention of completed jobs, is on); retryable rows stay with a new
- * run_at.  The final SELECT of each variant counts the rows that matched;
- * the rest were stale.
+ * run_at; 'scheduled' is a snooze (RHINO_SNOOZE): the job runs again after
+ * the delay, its error count untouched.  A job whose cancellation was
+ * requested while it ran (rhino.cancel) is never retried or snoozed: unless
+ * it completed, it goes to the history as cancelled.  Every failure is also
+ * kept in rhino.job_errors.  The final SELECT of each variant counts the
+ * rows that matched; the rest were stale.
  *
  * The fence compares j.state with f.cur, a column of the materialized CTE
  * that is always 'running', instead of with the literal.  With the literal,
@@ -50,10 +54,14 @@
         " d AS (" \
         "  DELETE FROM rhino.jobs j USING f" \
         "   WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur" \
-        "     AND f.state IN ('completed', 'discarded')" \
-        "  RETURNING j.id, j.queue, j.kind, j.payload, f.state, j.priority, j.attempt, j.max_attempts," \
-        "            j.run_at, j.created_at, j.attempted_at, j.crash_count," \
-        "            j.errors + (f.state = 'discarded')::int, coalesce(f.err, j.last_error) AS last_error," \
+        "     AND (f.state IN ('completed', 'discarded') OR j.cancel_requested_at IS NOT NULL)" \
+        "  RETURNING j.id, j.queue, j.kind, j.payload," \
+        "            CASE WHEN f.state = 'completed' OR j.cancel_requested_at IS NULL THEN f.state" \
+        "                 ELSE 'cancelled' END AS state," \
+        "            j.priority, j.attempt, j.max_attempts, j.run_at, j.created_at, j.attempted_at, j.crash_count," \
+        "            j.errors + (f.state IN ('discarded', 'retryable'))::int," \
+        "            coalesce(f.err, CASE WHEN f.state <> 'completed' AND j.cancel_requested_at IS NOT NULL" \
+        "                                 THEN 'cancelled while running' END, j.last_error) AS last_error," \
         "            " RH_CARRIED_J ")," \
         " h AS (" \
         "  INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts," \
@@ -67,8 +75,22 @@
         "         last_error = f.err, worker_id = NULL, errors = j.errors + 1" \
         "    FROM f" \
         "   WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur" \
-        "     AND f.state = 'retryable'" \
-        "  RETURNING j.id)"
+        "     AND f.state = 'retryable' AND j.cancel_requested_at IS NULL" \
+        "  RETURNING j.id)," \
+        " s AS (" \
+        "  UPDATE rhino.jobs j" \
+        "     SET state = CASE WHEN f.delay > 0 THEN 'scheduled' ELSE 'available' END::rhino.job_state," \
+        "         run_at = now() + make_interval(secs => f.delay), worker_id = NULL" \
+        "    FROM f" \
+        "   WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur" \
+        "     AND f.state = 'scheduled' AND j.cancel_requested_at IS NULL" \
+        "  RETURNING j.id)," \
+        " e AS (" \
+        "  INSERT INTO rhino.job_errors (job_id, attempt, kind, error)" \
+        "  SELECT f.id, f.attempt, 'error', f.err FROM f" \
+        "   WHERE f.state IN ('retryable', 'discarded')" \
+        "     AND f.id IN (SELECT id FROM d UNION ALL SELECT id FROM r)" \
+        "  ON CONFLICT DO NOTHING)"
 
 /*
  * A timestamptz as ISO 8601 in UTC ("2030-01-01T12:00:00.000000Z"), the same
@@ -87,12 +109,15 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * still be live: a worker that the reaper declared dead claims nothing.
      * Paused queues (rhino.queues, rhinoctl pause) drop out of the list
      * first: one primary key lookup per queue per claim, not one per row.
+     * Queues with limits drop out in the same lookup: they are claimed only
+     * by RH_STMT_CLAIM_LIMITED (below, queue limits), which workers send
+     * instead of this one while the reaper sees such a queue among theirs.
      */
     [RH_STMT_CLAIM] = { RH_STMT_CLAIM, "claim",
         "WITH c AS MATERIALIZED ("
         "  SELECT j.id FROM (SELECT u.name FROM unnest($1::text[]) AS u(name)"
         "                     WHERE NOT EXISTS (SELECT 1 FROM rhino.queues p"
-        "                                        WHERE p.name = u.name AND p.paused)) AS q(name)"
+        "                                        WHERE p.name = u.name AND (p.paused OR p.limited))) AS q(name)"
         "  CROSS JOIN LATERAL ("
         "    SELECT id, priority, run_at FROM rhino.jobs"
         "     WHERE state = 'available' AND queue = q.name AND run_at <= now()"
@@ -118,8 +143,9 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
     [RH_STMT_FINALIZE] = { RH_STMT_FINALIZE, "finalize",
         RH_FINALIZE_CTES
         " SELECT m.n, CASE WHEN m.n < (SELECT count(*) FROM f)"
-        "                  THEN ARRAY(SELECT id FROM f EXCEPT SELECT id FROM d EXCEPT SELECT id FROM r) END"
-        "   FROM (SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM r) AS n) m",
+        "                  THEN ARRAY(SELECT id FROM f EXCEPT SELECT id FROM d EXCEPT SELECT id FROM r"
+        "                             EXCEPT SELECT id FROM s) END"
+        "   FROM (SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM r) + (SELECT count(*) FROM s) AS n) m",
         6 },
 
     /*
@@ -129,8 +155,43 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      */
     [RH_STMT_FINALIZE_TX] = { RH_STMT_FINALIZE_TX, "finalize_tx",
         RH_FINALIZE_CTES
-        " SELECT rhino.stale_attempt((SELECT count(*) FROM f), (SELECT count(*) FROM d) + (SELECT count(*) FROM r))",
+        " SELECT rhino.stale_attempt((SELECT count(*) FROM f),"
+        "                            (SELECT count(*) FROM d) + (SELECT count(*) FROM r) + (SELECT count(*) FROM s))",
         6 },
+
+    /*
+     * The common case, a batch whose every job completed: two arrays to
+     * parse instead of five, no retry branch.  _DONE forgets the jobs
+     * ([retention] completed = 0); _DONE_KEEP moves them to the history.
+     * Measured on a 100k drain against the general statement: 30 instead of
+     * 36 us of database CPU per job without history.
+     */
+    [RH_STMT_FINALIZE_DONE] = { RH_STMT_FINALIZE_DONE, "finalize_done",
+        "WITH f AS MATERIALIZED ("
+        "  SELECT *, 'running'::rhino.job_state AS cur FROM unnest($1::bigint[], $2::int[]) AS f(id, attempt)),"
+        " d AS (DELETE FROM rhino.jobs j USING f"
+        "        WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur RETURNING j.id)"
+        " SELECT m.n, CASE WHEN m.n < (SELECT count(*) FROM f)"
+        "                  THEN ARRAY(SELECT id FROM f EXCEPT SELECT id FROM d) END"
+        "   FROM (SELECT count(*) AS n FROM d) m",
+        2 },
+
+    [RH_STMT_FINALIZE_DONE_KEEP] = { RH_STMT_FINALIZE_DONE_KEEP, "finalize_done_keep",
+        "WITH f AS MATERIALIZED ("
+        "  SELECT *, 'running'::rhino.job_state AS cur FROM unnest($1::bigint[], $2::int[]) AS f(id, attempt)),"
+        " d AS (DELETE FROM rhino.jobs j USING f"
+        "        WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur"
+        "        RETURNING j.id, j.queue, j.kind, j.payload, 'completed'::rhino.job_state, j.priority, j.attempt,"
+        "                  j.max_attempts, j.run_at, j.created_at, j.attempted_at, j.crash_count, j.errors,"
+        "                  j.last_error, " RH_CARRIED_J "),"
+        " h AS (INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+        "                                    run_at, created_at, attempted_at, crash_count, errors, last_error,"
+        "                                    " RH_CARRIED ")"
+        "       SELECT * FROM d)"
+        " SELECT m.n, CASE WHEN m.n < (SELECT count(*) FROM f)"
+        "                  THEN ARRAY(SELECT id FROM f EXCEPT SELECT id FROM d) END"
+        "   FROM (SELECT count(*) AS n FROM d) m",
+        2 },
 
     /* Where a job stands now: after an ambiguous commit, or a stale-attempt error. */
     [RH_STMT_JOB_STATES] = { RH_STMT_JOB_STATES, "job_states",
@@ -211,10 +272,16 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "                          FROM unnest($1::bigint[], $2::int[], $3::text[]) AS r(id, attempt, why)),"
         " q AS ("
         "  DELETE FROM rhino.jobs j USING r"
-        "   WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = r.cur AND j.crash_count + 1 >= $4"
-        "  RETURNING j.id, j.queue, j.kind, j.payload, 'discarded'::rhino.job_state, j.priority, j.attempt,"
+        "   WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = r.cur"
+        "     AND (j.crash_count + 1 >= $4 OR j.cancel_requested_at IS NOT NULL)"
+        "  RETURNING j.id, j.queue, j.kind, j.payload,"
+        "            CASE WHEN j.cancel_requested_at IS NULL THEN 'discarded' ELSE 'cancelled' END::rhino.job_state"
+        "              AS state,"
+        "            j.priority, j.attempt,"
         "            j.max_attempts, j.run_at, j.created_at, j.attempted_at, j.crash_count + 1, j.errors,"
-        "            'quarantined after ' || (j.crash_count + 1) || ' crash(es); last: ' || r.why,"
+        "            CASE WHEN j.cancel_requested_at IS NULL"
+        "                 THEN 'quarantined after ' || (j.crash_count + 1) || ' crash(es); last: ' || r.why"
+        "                 ELSE 'cancelled while running; the worker was stopped: ' || r.why END,"
         "            " RH_CARRIED_J "),"
         " h AS ("
         "  INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
@@ -229,8 +296,15 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "         last_error = 'crash ' || (j.crash_count + 1) || ' of ' || $4 || ': ' || r.why"
         "    FROM r"
         "   WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = r.cur AND j.crash_count + 1 < $4"
-        "  RETURNING j.id)"
-        " SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM u)",
+        "     AND j.cancel_requested_at IS NULL"
+        "  RETURNING j.id),"
+        " e AS ("
+        "  INSERT INTO rhino.job_errors (job_id, attempt, kind, error)"
+        "  SELECT r.id, r.attempt, 'crash', r.why FROM r"
+        "   WHERE r.id IN (SELECT id FROM q UNION ALL SELECT id FROM u)"
+        "  ON CONFLICT DO NOTHING)"
+        " SELECT (SELECT count(*) FROM q WHERE state = 'discarded'), (SELECT count(*) FROM u),"
+        "        (SELECT count(*) FROM q WHERE state = 'cancelled')",
         6 },
 
     [RH_STMT_NODE_STOP] = { RH_STMT_NODE_STOP, "node_stop",
@@ -260,18 +334,34 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * re-claimed meanwhile is left alone.  The attempt stays consumed.
      */
     [RH_STMT_RESCUE] = { RH_STMT_RESCUE, "rescue",
-        "WITH dead AS ("
-        "  SELECT j.id, j.attempt FROM rhino.jobs j"
+        "WITH dead AS MATERIALIZED ("
+        "  SELECT j.id, j.attempt, j.cancel_requested_at IS NOT NULL AS cancel FROM rhino.jobs j"
         "    LEFT JOIN rhino.workers w ON w.id = j.worker_id"
         "   WHERE j.state = 'running'"
         "     AND (w.id IS NULL OR w.ended_at IS NOT NULL OR w.lease_until < now())"
         "   LIMIT 10000"
-        "   FOR UPDATE OF j SKIP LOCKED)"
-        " UPDATE rhino.jobs j"
-        "    SET state = 'available', worker_id = NULL,"
-        "        last_error = 'worker died during attempt ' || j.attempt"
-        "   FROM dead"
-        "  WHERE j.id = dead.id AND j.attempt = dead.attempt AND j.state = 'running'",
+        "   FOR UPDATE OF j SKIP LOCKED),"
+        " u AS ("
+        "  UPDATE rhino.jobs j"
+        "     SET state = 'available', worker_id = NULL,"
+        "         last_error = 'worker died during attempt ' || j.attempt"
+        "    FROM dead"
+        "   WHERE j.id = dead.id AND j.attempt = dead.attempt AND j.state = 'running' AND NOT dead.cancel"
+        "  RETURNING j.id),"
+        /* a job whose cancellation was asked for is not run again */
+        " c AS ("
+        "  DELETE FROM rhino.jobs j USING dead"
+        "   WHERE j.id = dead.id AND j.attempt = dead.attempt AND j.state = 'running' AND dead.cancel"
+        "  RETURNING j.id, j.queue, j.kind, j.payload, 'cancelled'::rhino.job_state, j.priority, j.attempt,"
+        "            j.max_attempts, j.run_at, j.created_at, j.attempted_at, j.crash_count, j.errors,"
+        "            'cancelled while running; its worker died during attempt ' || j.attempt,"
+        "            " RH_CARRIED_J "),"
+        " h AS ("
+        "  INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+        "                               run_at, created_at, attempted_at, crash_count, errors, last_error,"
+        "                               " RH_CARRIED ")"
+        "  SELECT * FROM c)"
+        " SELECT id FROM u UNION ALL SELECT id FROM c",
         0 },
 
     /*
@@ -279,6 +369,18 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * workers of every host are woken once per queue (rh_listen.c) instead of
      * finding them at their next poll.  One row per queue woken.
      */
+    /*
+     * Running jobs of this node ($1) whose cancellation was asked for
+     * (rhino.cancel), with the slot and generation of their worker, for the
+     * master to flag (rhino_job_cancelled) and, after the grace period, to
+     * stop.  Read through the tiny jobs_cancel_requested index.
+     */
+    [RH_STMT_CANCEL_REQUESTS] = { RH_STMT_CANCEL_REQUESTS, "cancel_requests",
+        "SELECT j.id, j.attempt, w.slot, w.generation"
+        "  FROM rhino.jobs j JOIN rhino.workers w ON w.id = j.worker_id"
+        " WHERE j.cancel_requested_at IS NOT NULL AND j.state = 'running' AND w.node_id = $1",
+        1 },
+
     [RH_STMT_PROMOTE] = { RH_STMT_PROMOTE, "promote",
         "WITH p AS ("
         "  UPDATE rhino.jobs j SET state = 'available'"
@@ -412,6 +514,9 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "             AND finished_at <= $5::timestamptz"
         "             AND ($1::bigint IS NULL OR id = $1) AND ($2::text IS NULL OR queue = $2)"
         "             AND ($3::text IS NULL OR kind = $3)"
+        /* a unique key that a newer live job holds stays in the history */
+        "             AND (unique_key IS NULL OR NOT EXISTS (SELECT 1 FROM rhino.jobs l"
+        "                                                     WHERE l.unique_key = jobs_done.unique_key))"
         "           ORDER BY finished_at LIMIT $6::int"
         "           FOR UPDATE SKIP LOCKED) s"
         "   WHERE d.id = s.id"
@@ -425,22 +530,11 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         6 },
 
     /*
-     * rhinoctl cancel: a job that has not started moves to the history as
-     * cancelled.  A running job is left alone (no row returned): its worker
-     * would not know.  Racing a claim is safe: the claim skips the row we
-     * lock, and if the claim locked it first our DELETE re-reads it as
-     * running and matches nothing.
+     * rhinoctl cancel: rhino.cancel() (sql/002_job_columns.sql) says what
+     * it did: cancelled, cancel_requested (running), a final state, or NULL.
      */
     [RH_STMT_CTL_CANCEL] = { RH_STMT_CTL_CANCEL, "ctl_cancel",
-        "WITH c AS ("
-        "  DELETE FROM rhino.jobs WHERE id = $1::bigint AND state IN ('available', 'scheduled', 'retryable')"
-        "  RETURNING id, queue, kind, payload, priority, attempt, errors, max_attempts, run_at, created_at,"
-        "            attempted_at, crash_count, last_error, " RH_CARRIED ")"
-        " INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, errors, max_attempts,"
-        "                              run_at, created_at, attempted_at, crash_count, last_error, " RH_CARRIED ")"
-        " SELECT id, queue, kind, payload, 'cancelled', priority, attempt, errors, max_attempts, run_at,"
-        "        created_at, attempted_at, crash_count, last_error, " RH_CARRIED " FROM c"
-        " RETURNING id",
+        "SELECT rhino.cancel($1::bigint)",
         1 },
 
     /* rhinoctl pause: was it paused before, and since when it is. */
@@ -538,8 +632,9 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * The schedules due at $1 (NULL: now()), at most $2: those whose next
      * fire time has come, and new or changed ones (next_fire_at NULL).  The
      * clock is the database's, returned as whole epoch seconds with
-     * fired_until (floored, as the fire statement compares it), so that every host computes the
-     * same fire times.  Parked rows (next_fire_at = infinity) never come.
+     * fired_until (floored, as the fire statement compares it), so that
+     * every host computes the same fire times.  Parked rows (next_fire_at =
+     * infinity) never come.
      */
     [RH_STMT_SCHEDULES_DUE] = { RH_STMT_SCHEDULES_DUE, "schedules_due",
         "SELECT s.name, s.cron, s.missed, floor(extract(epoch FROM s.fired_until))::bigint, n.now"
@@ -657,6 +752,138 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      */
     [RH_STMT_CTL_DURATION] = { RH_STMT_CTL_DURATION, "ctl_duration",
         "SELECT extract(epoch FROM $1::interval)::float8",
+        1 },
+
+    /* ---- queue limits and priority aging (sql/005_limits.sql) ---------------------- */
+
+    /*
+     * RH_STMT_CLAIM for workers that serve a queue with limits (the reaper
+     * tells them, RH_STMT_LIMITS_FLAG): rhino.claim_limited() claims what the
+     * limited queues among $1 admit, counting and locking per queue, then the
+     * unlimited queues fill the rest of the batch exactly as RH_STMT_CLAIM
+     * does.  Limited first, so that a deep unlimited queue sharing the
+     * workers cannot take every batch.  A separate statement because even a
+     * never-executed function scan costs planning and an InitPlan per claim,
+     * measured at +0.2 ms on a 10-job claim, which unlimited queues must not
+     * pay.
+     */
+    [RH_STMT_CLAIM_LIMITED] = { RH_STMT_CLAIM_LIMITED, "claim_limited",
+        "WITH l AS MATERIALIZED ("
+        "  SELECT * FROM rhino.claim_limited($1::text[], $2::int, $3::bigint)),"
+        " c AS MATERIALIZED ("
+        "  SELECT j.id FROM (SELECT u.name FROM unnest($1::text[]) AS u(name)"
+        "                     WHERE NOT EXISTS (SELECT 1 FROM rhino.queues p"
+        "                                        WHERE p.name = u.name AND (p.paused OR p.limited))) AS q(name)"
+        "  CROSS JOIN LATERAL ("
+        "    SELECT id, priority, run_at FROM rhino.jobs"
+        "     WHERE state = 'available' AND queue = q.name AND run_at <= now()"
+        "     ORDER BY priority, run_at, id"
+        "     LIMIT $2"
+        "     FOR UPDATE SKIP LOCKED) j"
+        "  WHERE EXISTS (SELECT 1 FROM rhino.workers w"
+        "                 WHERE w.id = $3 AND w.ended_at IS NULL AND w.lease_until > now())"
+        "  ORDER BY j.priority, j.run_at, j.id"
+        "  LIMIT greatest($2 - (SELECT count(*) FROM l), 0)),"
+        " u AS ("
+        "  UPDATE rhino.jobs j"
+        "     SET state = 'running', attempt = j.attempt + 1, attempted_at = now(), worker_id = $3"
+        "    FROM c WHERE j.id = c.id"
+        "  RETURNING j.id, j.attempt, j.max_attempts, j.queue, j.kind, j.payload::text, j.timeout, j.errors)"
+        " SELECT * FROM l UNION ALL SELECT * FROM u",
+        3 },
+
+    /* Does any of the queues $1 have limits (and is not paused)?  The reaper, every pass. */
+    [RH_STMT_LIMITS_FLAG] = { RH_STMT_LIMITS_FLAG, "limits_flag",
+        "SELECT EXISTS (SELECT 1 FROM rhino.queues WHERE name = ANY ($1::text[]) AND limited AND NOT paused)",
+        1 },
+
+    /*
+     * Priority aging, every reaper pass.  A queue's tick comes once per its
+     * `aging` interval, taken by exactly one reaper of any host (the
+     * queue_state row, SKIP LOCKED: a claim holding it delays the tick to the
+     * next pass, never blocks the reaper).  At each tick every waiting job of
+     * the queue that has waited at least one interval and whose priority is
+     * worse than the best waiting one moves one level up; so a job that
+     * waited n intervals has risen about n levels, and none rises past the
+     * best waiting priority.  Jobs being claimed are skipped (SKIP LOCKED).
+     * Returns how many jobs moved.
+     */
+    [RH_STMT_AGE] = { RH_STMT_AGE, "age",
+        "WITH t AS ("
+        "  UPDATE rhino.queue_state s SET aged_at = now()"
+        "    FROM (SELECT st.name, q.aging FROM rhino.queue_state st JOIN rhino.queues q ON q.name = st.name"
+        "           WHERE q.aging IS NOT NULL AND NOT q.paused"
+        "             AND (st.aged_at IS NULL OR st.aged_at <= now() - q.aging)"
+        "           FOR UPDATE OF st SKIP LOCKED) d"
+        "   WHERE s.name = d.name"
+        "  RETURNING s.name, d.aging),"
+        " a AS ("
+        "  SELECT r.id FROM t"
+        "   CROSS JOIN LATERAL (SELECT min(priority) AS top FROM rhino.jobs"
+        "                        WHERE state = 'available' AND queue = t.name) m"
+        "   CROSS JOIN LATERAL (SELECT id FROM rhino.jobs"
+        "                        WHERE state = 'available' AND queue = t.name AND priority > m.top"
+        "                          AND run_at <= now() - t.aging"
+        "                        FOR UPDATE SKIP LOCKED) r)"
+        " UPDATE rhino.jobs j SET priority = j.priority - 1 FROM a WHERE j.id = a.id AND j.state = 'available'",
+        0 },
+
+    /*
+     * Forget the per-key token buckets that have refilled completely (a key
+     * without a row has a full bucket), and those of queues without a key
+     * rate.  Safe beside a claim: a claim that read a full bucket writes its
+     * row anew, and a bucket a claim has just written is not full.
+     */
+    [RH_STMT_LIMITS_PRUNE] = { RH_STMT_LIMITS_PRUNE, "limits_prune",
+        "DELETE FROM rhino.queue_key_state b"
+        " USING rhino.queues q"
+        " WHERE q.name = b.queue"
+        "   AND (q.key_rate IS NULL"
+        "        OR b.refilled_at + make_interval(secs => (q.key_burst - least(b.tokens, q.key_burst)) / q.key_rate)"
+        "           <= now())",
+        0 },
+
+    /*
+     * rhinoctl queue NAME --max-running N ...: $2..$9 are the new max_running,
+     * max_running_per_node, per_key_max, rate, burst, key_rate, key_burst and
+     * aging (seconds), each NULL to keep the current value or 'none' to
+     * remove it.  A new rate without a burst gets the default burst.
+     */
+    [RH_STMT_CTL_QUEUE_SET] = { RH_STMT_CTL_QUEUE_SET, "ctl_queue_set",
+        "SELECT (rhino.queue_config($1,"
+        "   max_running => CASE WHEN $2::text IS NULL THEN q.max_running WHEN $2 <> 'none' THEN $2::int END,"
+        "   max_running_per_node => CASE WHEN $3::text IS NULL THEN q.max_running_per_node"
+        "                                WHEN $3 <> 'none' THEN $3::int END,"
+        "   per_key_max => CASE WHEN $4::text IS NULL THEN q.per_key_max WHEN $4 <> 'none' THEN $4::int END,"
+        "   rate => CASE WHEN $5::text IS NULL THEN q.rate WHEN $5 <> 'none' THEN $5::float8 END,"
+        "   burst => CASE WHEN $6::text IS NOT NULL THEN CASE WHEN $6 <> 'none' THEN $6::int END"
+        "                 WHEN $5::text IS NULL THEN q.burst END,"
+        "   key_rate => CASE WHEN $7::text IS NULL THEN q.key_rate WHEN $7 <> 'none' THEN $7::float8 END,"
+        "   key_burst => CASE WHEN $8::text IS NOT NULL THEN CASE WHEN $8 <> 'none' THEN $8::int END"
+        "                     WHEN $7::text IS NULL THEN q.key_burst END,"
+        "   aging => CASE WHEN $9::text IS NULL THEN q.aging"
+        "                 WHEN $9 <> 'none' THEN make_interval(secs => $9::float8) END)).name"
+        "  FROM (SELECT 1) AS one LEFT JOIN rhino.queues q ON q.name = $1",
+        9 },
+
+    /*
+     * The limits and aging of queue $1, or of every queue that has some
+     * ($1 NULL), with how many of its jobs run now; the last column is the
+     * same as one JSON object, for rhinoctl stats --json.
+     */
+    [RH_STMT_CTL_QUEUES] = { RH_STMT_CTL_QUEUES, "ctl_queues",
+        "SELECT q.name AS queue, q.paused, q.max_running, q.max_running_per_node, q.per_key_max,"
+        "       q.rate, q.burst, q.key_rate, q.key_burst, extract(epoch FROM q.aging)::float8 AS aging,"
+        "       r.running,"
+        "       json_build_object('max_running', q.max_running, 'max_running_per_node', q.max_running_per_node,"
+        "                         'per_key_max', q.per_key_max, 'rate', q.rate, 'burst', q.burst,"
+        "                         'key_rate', q.key_rate, 'key_burst', q.key_burst,"
+        "                         'aging', extract(epoch FROM q.aging)::float8, 'running', r.running) AS limits"
+        "  FROM rhino.queues q"
+        " CROSS JOIN LATERAL (SELECT count(*) AS running FROM rhino.jobs j"
+        "                      WHERE j.queue = q.name AND j.state = 'running') r"
+        " WHERE CASE WHEN $1::text IS NULL THEN q.limited OR q.aging IS NOT NULL ELSE q.name = $1 END"
+        " ORDER BY q.name",
         1 },
 };
 

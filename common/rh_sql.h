@@ -15,6 +15,8 @@ typedef enum {
     RH_STMT_CLAIM = 0,
     RH_STMT_FINALIZE,
     RH_STMT_FINALIZE_TX,
+    RH_STMT_FINALIZE_DONE,
+    RH_STMT_FINALIZE_DONE_KEEP,
     RH_STMT_JOB_STATES,
     RH_STMT_RELEASE,
     RH_STMT_RELEASE_MINE,
@@ -34,6 +36,7 @@ typedef enum {
     RH_STMT_PRUNE,
     RH_STMT_GC_NODES,
     RH_STMT_QUEUE_DEPTH,
+    RH_STMT_CANCEL_REQUESTS,
     /* master */
     RH_STMT_LISTEN,
     /* rhinoctl */
@@ -63,6 +66,13 @@ typedef enum {
     RH_STMT_UNIQUE_PRUNE,
     RH_STMT_CTL_NOTIFY,
     RH_STMT_CTL_DURATION,
+    /* queue limits and priority aging (sql/005_limits.sql; worker, reaper/rh_limits.c, rhinoctl queue) */
+    RH_STMT_CLAIM_LIMITED,
+    RH_STMT_LIMITS_FLAG,
+    RH_STMT_AGE,
+    RH_STMT_LIMITS_PRUNE,
+    RH_STMT_CTL_QUEUE_SET,
+    RH_STMT_CTL_QUEUES,
     RH_STMT__COUNT
 } rh_stmt_id_t;
 

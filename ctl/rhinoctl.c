@@ -88,15 +88,32 @@ typedef enum {
     CTL_OPT_UNIQUE_FOR,
     CTL_OPT_CONCURRENCY_KEY,
     CTL_OPT_MISSED,
+    /* rhinoctl queue: contiguous, in the order of RH_STMT_CTL_QUEUE_SET's $2..$9 */
+    CTL_OPT_MAX_RUNNING,
+    CTL_OPT_PER_NODE,
+    CTL_OPT_PER_KEY,
+    CTL_OPT_RATE,
+    CTL_OPT_BURST,
+    CTL_OPT_KEY_RATE,
+    CTL_OPT_KEY_BURST,
+    CTL_OPT_AGING,
     CTL_OPT__END
 } ctl_opt_t;
 
 /* One bit per command option, to check the options given against the command's. */
 #define CTL_F(opt) (1u << ((opt) - CTL_OPT_QUEUE))
+_Static_assert(CTL_OPT__END - CTL_OPT_QUEUE <= 32, "more options than bits in ctl_opts_t.given");
+
+/* rhinoctl queue's settings: CTL_OPT_MAX_RUNNING .. CTL_OPT_AGING */
+#define CTL_QSET_N      (CTL_OPT_AGING - CTL_OPT_MAX_RUNNING + 1)
+#define CTL_QSET_OPTS   (((1u << CTL_QSET_N) - 1) << (CTL_OPT_MAX_RUNNING - CTL_OPT_QUEUE))
 
 typedef struct {
     const char *config_file;
     unsigned    given;          /* CTL_F bits of the options on the command line */
+    /* queue: the new settings as sent ("none" removes one), NULL = keep; aging in seconds */
+    const char *qset[CTL_QSET_N];
+    char        aging_s[32];
     /* enqueue; NULL = not given, so that the SQL's defaults apply */
     const char *queue;
     const char *run_at;
@@ -146,6 +163,14 @@ static const struct option ctl_long_options[] = {
     { "unique-for",      required_argument, NULL, CTL_OPT_UNIQUE_FOR },
     { "concurrency-key", required_argument, NULL, CTL_OPT_CONCURRENCY_KEY },
     { "missed",          required_argument, NULL, CTL_OPT_MISSED },
+    { "max-running",     required_argument, NULL, CTL_OPT_MAX_RUNNING },
+    { "per-node",        required_argument, NULL, CTL_OPT_PER_NODE },
+    { "per-key",         required_argument, NULL, CTL_OPT_PER_KEY },
+    { "rate",            required_argument, NULL, CTL_OPT_RATE },
+    { "burst",           required_argument, NULL, CTL_OPT_BURST },
+    { "key-rate",        required_argument, NULL, CTL_OPT_KEY_RATE },
+    { "key-burst",       required_argument, NULL, CTL_OPT_KEY_BURST },
+    { "aging",           required_argument, NULL, CTL_OPT_AGING },
     { NULL, 0, NULL, 0 }
 };
 
@@ -182,6 +207,8 @@ ctl_usage(FILE *f)
           "                         create or change a periodic job (CRON in UTC)\n"
           "  schedules [--json]     the schedules, their next and last fire times\n"
           "  unschedule NAME        remove a schedule (the jobs it enqueued stay)\n"
+          "  queue QUEUE [LIMITS] [--json]\n"
+          "                         set or show a queue's limits and priority aging\n"
           "\n"
           "Enqueue options:\n"
           "  --queue Q              queue name (default: default)\n"
@@ -202,11 +229,23 @@ ctl_usage(FILE *f)
           "  --state S              available, scheduled, running, retryable, completed,\n"
           "                         discarded or cancelled (list)\n"
           "  --payload              include the payload (list; it may hold personal data)\n"
+          "  --payload JSON         schedule: the jobs' payload (default {})\n"
           "  --finished-before T    a timestamp, or an interval from now ('-7 days') (purge)\n"
           "  --interval S           seconds between frames, default 1 (top)\n"
           "  --once                 print one frame and exit (top)\n"
           "  --missed P             fires missed while no rhino ran: latest (default: the\n"
           "                         newest one), all (each, the newest 1000), none (schedule)\n"
+          "\n"
+          "Queue options (each N, R or D may be \"none\": remove that setting; the others stay):\n"
+          "  --max-running N        at most N jobs of the queue run at once, all hosts together\n"
+          "  --per-node N           at most N at once on each host (rhino master)\n"
+          "  --per-key N            at most N at once with one --concurrency-key\n"
+          "  --rate R               at most R jobs per second start (a token bucket)\n"
+          "  --burst N              ... and at most N at once after a pause (default: R)\n"
+          "  --key-rate R           the same per --concurrency-key\n"
+          "  --key-burst N          (default: R)\n"
+          "  --aging D              every D, jobs that waited D move one priority up\n"
+          "                         (D: 30, 30s, 500ms, 5m, 2h, 1d)\n"
           "\n"
           "General options:\n"
           "  -c, --config FILE      take [database] dsn from this rhino.ini\n"
@@ -921,10 +960,189 @@ ctl_stats_row(int wq, const char *queue, int ws, const char *state, int wc, cons
     printf("  %-*s  %*s%s\n", ws, state, wc, count, paused ? "  paused" : "");
 }
 
+/* ---- queue limits and aging (sql/005_limits.sql) ------------------------------ */
+
+static void ctl_duration(char *buf, size_t len, double s);     /* with top, below */
+
+/*
+ * One value of rhinoctl queue, checked before anything reaches the database:
+ * "none", or a whole number from 1 (--max-running, --per-node, --per-key,
+ * --burst, --key-burst), a rate in jobs per second (--rate, --key-rate), a
+ * duration (--aging, kept in seconds).  0, or the exit code of a usage
+ * error (reported).
+ */
+static int
+ctl_queue_option(ctl_opts_t *o, int opt, const char *v)
+{
+    const char *name = ctl_long_options[0].name;
+    int         i = opt - CTL_OPT_MAX_RUNNING;
+    char       *end;
+    double      d;
+
+    for (const struct option *lo = ctl_long_options; lo->name != NULL; lo++)
+        if (lo->val == opt)
+            name = lo->name;
+    if (strcmp(v, "none") == 0) {
+        o->qset[i] = v;
+        return 0;
+    }
+    switch (opt) {
+    case CTL_OPT_RATE:
+    case CTL_OPT_KEY_RATE:
+        errno = 0;
+        d = strtod(v, &end);
+        if (errno != 0 || end == v || *end != '\0' || isspace((unsigned char) *v) || !isfinite(d) ||
+            !(d > 0 && d <= 1000000))
+            return ctl_value_err("--%s: \"%s\" is not a number of jobs per second above 0 and at most 1000000"
+                                 " (or none)", name, v);
+        break;
+    case CTL_OPT_AGING: {
+        static const struct { const char *unit; double secs; } units[] = {
+            { "", 1 }, { "s", 1 }, { "ms", 0.001 }, { "m", 60 }, { "min", 60 }, { "h", 3600 }, { "d", 86400 },
+        };
+        double secs = -1;
+
+        errno = 0;
+        d = strtod(v, &end);
+        if (errno == 0 && end != v && !isspace((unsigned char) *v) && isfinite(d))
+            for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++)
+                if (strcmp(end, units[u].unit) == 0)
+                    secs = d * units[u].secs;
+        if (!(secs >= 0.001 && secs <= 366.0 * 86400))
+            return ctl_value_err("--aging: \"%s\" is not a duration from 1ms to 366d such as 30, 30s, 500ms, "
+                                 "5m, 2h, 1d (or none)", v);
+        snprintf(o->aging_s, sizeof(o->aging_s), "%.6f", secs);
+        o->qset[i] = o->aging_s;
+        return 0;
+    }
+    default:
+        if (ctl_parse_long(v, 1, INT_MAX) < 0)
+            return ctl_value_err("--%s: \"%s\" is not a whole number from 1 to %d (or none)", name, v, INT_MAX);
+        break;
+    }
+    o->qset[i] = v;
+    return 0;
+}
+
+/* RH_STMT_CTL_QUEUES for queue (NULL: every queue with limits or aging); NULL after reporting. */
+static PGresult *
+ctl_queues_fetch(PGconn *conn, const char *what, const char *queue)
+{
+    const char *p[1] = { queue };
+    PGresult   *res = PQexecParams(conn, rh_sql(RH_STMT_CTL_QUEUES)->sql, 1, NULL, p, NULL, NULL, 0);
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ctl_err("%s: %s", what, ctl_pgmsg(conn, res));
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
+/* A cell of the limits table: "-" for NULL, rates as "10/s", aging as a duration. */
+static void
+ctl_limits_cell(char *buf, size_t len, const PGresult *res, int row, int col)
+{
+    const char *v = PQgetvalue(res, row, col);
+    const char *name = PQfname(res, col);
+
+    if (PQgetisnull(res, row, col))
+        snprintf(buf, len, "-");
+    else if (strcmp(name, "rate") == 0 || strcmp(name, "key_rate") == 0)
+        snprintf(buf, len, "%g/s", strtod(v, NULL));
+    else if (strcmp(name, "aging") == 0)
+        ctl_duration(buf, len, strtod(v, NULL));
+    else
+        snprintf(buf, len, "%s", v);
+}
+
+/* The rows of RH_STMT_CTL_QUEUES as a table, one queue per line. */
+static void
+ctl_limits_table(const PGresult *res)
+{
+    /* the result's columns 2..10, then running (11) */
+    static const struct { const char *head; int col; } cols[] = {
+        { "RUNNING", 10 }, { "MAX", 2 }, { "PER NODE", 3 }, { "PER KEY", 4 }, { "RATE", 5 }, { "BURST", 6 },
+        { "KEY RATE", 7 }, { "KEY BURST", 8 }, { "AGING", 9 },
+    };
+    int  wq = 5, rows = PQntuples(res);
+    char cell[64];
+
+    for (int r = 0; r < rows; r++) {
+        int l = (int) ctl_utf8_len(PQgetvalue(res, r, 0));
+        wq = l > wq ? l : wq;
+    }
+    ctl_pad("QUEUE", wq);
+    for (size_t c = 0; c < sizeof(cols) / sizeof(cols[0]); c++)
+        printf("  %*s", (int) strlen(cols[c].head) > 7 ? (int) strlen(cols[c].head) : 7, cols[c].head);
+    putchar('\n');
+    for (int r = 0; r < rows; r++) {
+        ctl_pad(PQgetvalue(res, r, 0), wq);
+        for (size_t c = 0; c < sizeof(cols) / sizeof(cols[0]); c++) {
+            ctl_limits_cell(cell, sizeof(cell), res, r, cols[c].col);
+            printf("  %*s", (int) strlen(cols[c].head) > 7 ? (int) strlen(cols[c].head) : 7, cell);
+        }
+        printf("%s\n", strcmp(PQgetvalue(res, r, 1), "t") == 0 ? "  paused" : "");
+    }
+}
+
+/* The row of queue in a RH_STMT_CTL_QUEUES result, or -1. */
+static int
+ctl_limits_row(const PGresult *res, const char *queue)
+{
+    for (int r = 0; res != NULL && r < PQntuples(res); r++)
+        if (strcmp(PQgetvalue(res, r, 0), queue) == 0)
+            return r;
+    return -1;
+}
+
+/*
+ * rhinoctl queue QUEUE [--max-running N ...]: change the settings given
+ * (RH_STMT_CTL_QUEUE_SET keeps the others), then show the queue's.
+ */
+static int
+ctl_queue(PGconn *conn, const ctl_opts_t *o, const char *queue)
+{
+    PGresult *res;
+    int       any = 0, set = 0;
+
+    for (int i = 0; i < CTL_QSET_N; i++)
+        any |= o->qset[i] != NULL;
+    if (any) {
+        const char *p[1 + CTL_QSET_N];
+
+        p[0] = queue;
+        for (int i = 0; i < CTL_QSET_N; i++)
+            p[1 + i] = o->qset[i];
+        res = PQexecParams(conn, rh_sql(RH_STMT_CTL_QUEUE_SET)->sql, rh_sql(RH_STMT_CTL_QUEUE_SET)->nparams,
+                           NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            ctl_err("queue: %s", ctl_pgmsg(conn, res));
+            PQclear(res);
+            return CTL_EXIT_ERROR;
+        }
+        PQclear(res);
+    }
+    if ((res = ctl_queues_fetch(conn, "queue", queue)) == NULL)
+        return CTL_EXIT_ERROR;
+    if (o->json) {
+        ctl_json_row(stdout, res, 0, PQnfields(res) - 1);
+    } else {
+        for (int c = 2; c <= 9; c++)
+            set |= !PQgetisnull(res, 0, c);
+        if (set)
+            ctl_limits_table(res);
+        else
+            printf("queue %s has no limits and no aging (%s running)\n", queue, PQgetvalue(res, 0, 10));
+    }
+    PQclear(res);
+    return CTL_EXIT_OK;
+}
+
 static int
 ctl_stats(PGconn *conn, const ctl_opts_t *o)
 {
-    PGresult *res;
+    PGresult *res, *lim;
     int       rows, wq = 5, ws, wc = 5;
     int64_t   total = 0;
     char      tbuf[32];
@@ -936,6 +1154,11 @@ ctl_stats(PGconn *conn, const ctl_opts_t *o)
         return CTL_EXIT_ERROR;
     }
     rows = PQntuples(res);
+    /* queues with limits or aging: a table below, or a "limits" key in their JSON rows */
+    if ((lim = ctl_queues_fetch(conn, "stats", NULL)) == NULL) {
+        PQclear(res);
+        return CTL_EXIT_ERROR;
+    }
 
     if (o->json) {
         for (int i = 0; i < rows; i++) {
@@ -946,10 +1169,29 @@ ctl_stats(PGconn *conn, const ctl_opts_t *o)
                 fputs("null", stdout);
             else
                 ctl_json_string(stdout, PQgetvalue(res, i, 1));
-            printf(",\"count\":%s,\"paused\":%s}\n", PQgetvalue(res, i, 2),
+            printf(",\"count\":%s,\"paused\":%s", PQgetvalue(res, i, 2),
                    strcmp(PQgetvalue(res, i, 3), "t") == 0 ? "true" : "false");
+            int r = ctl_limits_row(lim, PQgetvalue(res, i, 0));
+
+            if (r >= 0)
+                printf(",\"limits\":%s", PQgetvalue(lim, r, PQnfields(lim) - 1));
+            fputs("}\n", stdout);
+        }
+        /* a queue with limits but no jobs: one row with a NULL state, as for a paused one */
+        for (int r = 0; r < PQntuples(lim); r++) {
+            int seen = 0;
+
+            for (int i = 0; i < rows && !seen; i++)
+                seen = strcmp(PQgetvalue(res, i, 0), PQgetvalue(lim, r, 0)) == 0;
+            if (seen)
+                continue;
+            fputs("{\"queue\":", stdout);
+            ctl_json_string(stdout, PQgetvalue(lim, r, 0));
+            printf(",\"state\":null,\"count\":0,\"paused\":%s,\"limits\":%s}\n",
+                   strcmp(PQgetvalue(lim, r, 1), "t") == 0 ? "true" : "false", PQgetvalue(lim, r, PQnfields(lim) - 1));
         }
         PQclear(res);
+        PQclear(lim);
         return CTL_EXIT_OK;
     }
 
@@ -967,7 +1209,12 @@ ctl_stats(PGconn *conn, const ctl_opts_t *o)
         ctl_stats_row(wq, PQgetvalue(res, i, 0), ws, PQgetisnull(res, i, 1) ? "-" : PQgetvalue(res, i, 1),
                       wc, PQgetvalue(res, i, 2), strcmp(PQgetvalue(res, i, 3), "t") == 0);
     ctl_stats_row(wq, "total", ws, "", wc, tbuf, 0);
+    if (PQntuples(lim) > 0) {
+        putchar('\n');
+        ctl_limits_table(lim);
+    }
     PQclear(res);
+    PQclear(lim);
     return CTL_EXIT_OK;
 }
 
@@ -1256,34 +1503,31 @@ ctl_cancel(PGconn *conn, const char *id)
 {
     const char *params[1] = { id }, *state;
     PGresult   *res;
-    int         n;
+    int         rc;
 
     res = PQexecParams(conn, rh_sql(RH_STMT_CTL_CANCEL)->sql, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         ctl_err("cancel: %s", ctl_pgmsg(conn, res));
         PQclear(res);
         return CTL_EXIT_ERROR;
     }
-    n = PQntuples(res);
-    PQclear(res);
-    if (n == 1) {
+    state = PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0);
+    rc = CTL_EXIT_OK;
+    if (strcmp(state, "cancelled") == 0)
         printf("cancelled job %s\n", id);
-        return CTL_EXIT_OK;
-    }
-    state = ctl_job_state(conn, "cancel", id);
-    if (state == NULL)
-        return CTL_EXIT_ERROR;
-    if (*state == '\0')
+    else if (strcmp(state, "cancel_requested") == 0)
+        printf("job %s is running: cancellation requested; its handler is told and its worker stopped "
+               "if the handler does not return within [worker] cancel_grace; it will not be retried\n", id);
+    else if (*state == '\0') {
         ctl_err("cancel: no job %s", id);
-    else if (strcmp(state, "running") == 0)
-        ctl_err("cancel: job %s is running; cancelling running jobs is not supported yet "
-                "(it will finish, or fail and be retried)", id);
-    else if (strcmp(state, "completed") == 0 || strcmp(state, "discarded") == 0 ||
-             strcmp(state, "cancelled") == 0)
-        ctl_err("cancel: job %s is already %s", id, state);
-    else
-        ctl_err("cancel: job %s changed while cancelling (now %s); try again", id, state);
-    return CTL_EXIT_ERROR;
+        rc = CTL_EXIT_ERROR;
+    } else {
+        /* "already completed", "already discarded", "already cancelled" */
+        ctl_err("cancel: job %s is %s", id, state);
+        rc = CTL_EXIT_ERROR;
+    }
+    PQclear(res);
+    return rc;
 }
 
 static int
@@ -1652,6 +1896,8 @@ ctl_schedules(PGconn *conn, const ctl_opts_t *o)
                 putchar(':');
                 if (PQgetisnull(res, r, col))
                     fputs("null", stdout);
+                else if (col == 8 && isalpha((unsigned char) PQgetvalue(res, r, col)[0]))
+                    ctl_json_string(stdout, PQgetvalue(res, r, col));     /* Infinity has no JSON number */
                 else if (col == 6 || col == 7 || col == 8 || col == 10 || col == 12)
                     fputs(PQgetvalue(res, r, col), stdout);        /* numbers, and the payload's JSON */
                 else
@@ -1726,7 +1972,8 @@ typedef enum {
     CTL_CMD_TOP,
     CTL_CMD_SCHEDULE,
     CTL_CMD_SCHEDULES,
-    CTL_CMD_UNSCHEDULE
+    CTL_CMD_UNSCHEDULE,
+    CTL_CMD_QUEUE
 } ctl_cmd_id_t;
 
 /* A command: the options it takes and how many words follow it. */
@@ -1761,6 +2008,7 @@ static const ctl_cmd_t ctl_cmds[] = {
                                     "NAME, CRON and KIND" },
     { "schedules", CTL_CMD_SCHEDULES, CTL_F(CTL_OPT_JSON),                       0, 0, NULL },
     { "unschedule", CTL_CMD_UNSCHEDULE, 0,                                       1, 1, "the schedule's NAME" },
+    { "queue",   CTL_CMD_QUEUE,   CTL_QSET_OPTS | CTL_F(CTL_OPT_JSON),           1, 1, "the QUEUE" },
 };
 
 /* "--queue" for CTL_OPT_QUEUE: the long option's name, from the table getopt uses. */
@@ -1881,6 +2129,8 @@ ctl_check_command(const ctl_cmd_t *cmd, ctl_opts_t *o, char **args, int nargs)
     }
     case CTL_CMD_UNSCHEDULE:
         return ctl_check_name("unschedule: NAME", args[0]);
+    case CTL_CMD_QUEUE:
+        return ctl_check_name("queue: QUEUE", args[0]);
     case CTL_CMD_PURGE:
         if (o->finished_before == NULL)
             return ctl_usage_err("purge: --finished-before is missing (say which jobs: '-7 days', "
@@ -1988,6 +2238,17 @@ main(int argc, char **argv)
         case CTL_OPT_CONCURRENCY_KEY:
             o.concurrency_key = optarg;
             break;
+        case CTL_OPT_MAX_RUNNING:
+        case CTL_OPT_PER_NODE:
+        case CTL_OPT_PER_KEY:
+        case CTL_OPT_RATE:
+        case CTL_OPT_BURST:
+        case CTL_OPT_KEY_RATE:
+        case CTL_OPT_KEY_BURST:
+        case CTL_OPT_AGING:
+            if ((rc = ctl_queue_option(&o, c, optarg)) != 0)
+                return rc;
+            break;
         default:
             fputc('\n', stderr);
             ctl_usage(stderr);
@@ -2055,6 +2316,9 @@ main(int argc, char **argv)
             break;
         case CTL_CMD_UNSCHEDULE:
             rc = ctl_unschedule(conn, args[0]);
+            break;
+        case CTL_CMD_QUEUE:
+            rc = ctl_queue(conn, &o, args[0]);
             break;
         default:
             rc = CTL_EXIT_ERROR;

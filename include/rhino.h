@@ -45,6 +45,7 @@ extern "C" {
 #define RHINO_OK      0   /* done: the job becomes 'completed' */
 #define RHINO_RETRY   1   /* failed: retried with backoff until max_attempts */
 #define RHINO_DISCARD 2   /* failed for good: the job becomes 'discarded' now */
+#define RHINO_SNOOZE  3   /* not now: run again after the delay of rhino_job_snooze(), no error counted */
 
 typedef struct rhino_job rhino_job;
 typedef int (*rhino_handler_fn)(rhino_job *job);
@@ -97,6 +98,23 @@ void        rhino_job_extend(rhino_job *job, double seconds);
  * SAVEPOINT) and the job is retried.  Returns NULL for other handlers.
  */
 struct pg_conn *rhino_job_conn(rhino_job *job);
+
+/*
+ * Snooze: `return rhino_job_snooze(job, 30);` runs the job again in 30
+ * seconds (0 = as soon as a worker is free) without counting an error
+ * against max_attempts.  Returns RHINO_SNOOZE.  Returning RHINO_SNOOZE
+ * without calling it snoozes for 1 second.
+ */
+int         rhino_job_snooze(rhino_job *job, double seconds);
+
+/*
+ * Non-zero once someone asked to cancel this running job (rhinoctl cancel,
+ * SELECT rhino.cancel(id)).  A long handler should look now and then, stop
+ * and return; the job then ends 'cancelled' (unless the handler returns
+ * RHINO_OK) and is never retried.  A handler that does not stop within
+ * [worker] cancel_grace seconds has its worker killed.
+ */
+int         rhino_job_cancelled(const rhino_job *job);
 
 #define RHINO_CAT_(a, b) a##b
 #define RHINO_CAT(a, b)  RHINO_CAT_(a, b)

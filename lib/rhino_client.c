@@ -110,7 +110,7 @@ rhc_check_conn(PGconn *conn, const char *fn, rhino_error *err)
     case PQTRANS_INTRANS:
         return 0;
     case PQTRANS_INERROR:
-        rhc_fail(err, "25P02", "%s: the connection's transaction has failed; roll it back first", fn);
+        rhc_fail(err, NULL, "%s: the connection's transaction has failed; roll it back first", fn);
         return -1;
     case PQTRANS_ACTIVE:
         rhc_fail(err, NULL, "%s: a command is still in progress on the connection; read its results first", fn);
@@ -303,13 +303,18 @@ rhc_add_elem(rhc_buf_t *b, const char *s)
 
 /* ---- one job ------------------------------------------------------------- */
 
-/* Text of the numeric options, NULL where the SQL's default applies. */
+/* Text of the numeric options. */
 typedef struct {
     char run_at[RHC_TS_LEN], priority[16], max_attempts[16], timeout[64], unique_for[64];
 } rhc_nums_t;
 
+/*
+ * The ten arguments of rhino.enqueue_job as text, in its order, NULL where
+ * an option was left at zero so that the SQL's default applies.  The
+ * pointers point into t, o and the caller's strings.
+ */
 static void
-rhc_nums(const rhino_enqueue_opts *o, rhc_nums_t *t, const char *p[5])
+rhc_args(const char *kind, const char *payload, const rhino_enqueue_opts *o, rhc_nums_t *t, const char *v[10])
 {
     if (o->run_at != NULL)
         rhc_fmt_time(t->run_at, sizeof(t->run_at), *o->run_at);
@@ -317,11 +322,16 @@ rhc_nums(const rhino_enqueue_opts *o, rhc_nums_t *t, const char *p[5])
     snprintf(t->max_attempts, sizeof(t->max_attempts), "%d", o->max_attempts);
     snprintf(t->timeout, sizeof(t->timeout), "%.17g", o->timeout);
     snprintf(t->unique_for, sizeof(t->unique_for), "%.17g", o->unique_for);
-    p[0] = o->run_at != NULL ? t->run_at : NULL;
-    p[1] = t->priority;
-    p[2] = o->max_attempts > 0 ? t->max_attempts : NULL;
-    p[3] = o->timeout > 0 ? t->timeout : NULL;
-    p[4] = o->unique_for > 0 ? t->unique_for : NULL;
+    v[0] = kind;
+    v[1] = payload ? payload : "{}";
+    v[2] = o->queue;
+    v[3] = o->run_at != NULL ? t->run_at : NULL;
+    v[4] = t->priority;
+    v[5] = o->max_attempts > 0 ? t->max_attempts : NULL;
+    v[6] = o->timeout > 0 ? t->timeout : NULL;
+    v[7] = o->unique_key;
+    v[8] = o->unique_for > 0 ? t->unique_for : NULL;
+    v[9] = o->concurrency_key;
 }
 
 int
@@ -332,23 +342,13 @@ rhino_enqueue(PGconn *conn, const char *kind, const char *payload, const rhino_e
     static const rhino_enqueue_opts defaults;
     const rhino_enqueue_opts *o = opts ? opts : &defaults;
     const rhc_stmt_t         *st = rhino_client_sql(RHC_STMT_ENQUEUE);
-    const char               *params[10], *num[5];
+    const char               *params[10];
     rhc_nums_t                t;
     PGresult                 *res;
 
     if (rhc_check_conn(conn, fn, err) < 0 || rhc_check_job(fn, "", kind, payload, o, err) < 0)
         return -1;
-    rhc_nums(o, &t, num);
-    params[0] = kind;
-    params[1] = payload ? payload : "{}";
-    params[2] = o->queue;
-    params[3] = num[0];
-    params[4] = num[1];
-    params[5] = num[2];
-    params[6] = num[3];
-    params[7] = o->unique_key;
-    params[8] = num[4];
-    params[9] = o->concurrency_key;
+    rhc_args(kind, payload, o, &t, params);
     res = PQexecParams(conn, st->sql, st->nparams, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         rhc_fail_pg(err, fn, NULL, conn, res);
@@ -380,22 +380,10 @@ rhc_many_unnest(PGconn *conn, const rhino_job_spec *jobs, size_t n, int64_t *ids
     for (int a = 0; a < 10; a++)
         rhc_add(&arr[a], "{", 1);
     for (size_t i = 0; i < n; i++) {
-        const rhino_enqueue_opts *o = &jobs[i].opts;
-        const char               *num[5];
-        const char               *v[10];
-        rhc_nums_t                t;
+        const char *v[10];
+        rhc_nums_t  t;
 
-        rhc_nums(o, &t, num);
-        v[0] = jobs[i].kind;
-        v[1] = jobs[i].payload ? jobs[i].payload : "{}";
-        v[2] = o->queue;
-        v[3] = num[0];
-        v[4] = num[1];
-        v[5] = num[2];
-        v[6] = num[3];
-        v[7] = o->unique_key;
-        v[8] = num[4];
-        v[9] = o->concurrency_key;
+        rhc_args(jobs[i].kind, jobs[i].payload, &jobs[i].opts, &t, v);
         for (int a = 0; a < 10; a++) {
             if (i > 0)
                 rhc_add(&arr[a], ",", 1);
@@ -565,10 +553,6 @@ rhc_many_copy(PGconn *conn, const rhino_job_spec *jobs, size_t n, int64_t *ids, 
         const rhc_stmt_t *st = rhino_client_sql(RHC_STMT_PREPARE_COPY);
         const char       *params[1] = { nbuf };
 
-        if (n > (size_t) INT_MAX) {
-            rhc_fail(err, NULL, "%s: more than %d jobs in one call", fn, INT_MAX);
-            return -1;
-        }
         snprintf(nbuf, sizeof(nbuf), "%zu", want_ids ? n : (size_t) 0);
         res = PQexecParams(conn, st->sql, st->nparams, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) < 1 ||
@@ -711,6 +695,11 @@ rhino_enqueue_many(PGconn *conn, const rhino_job_spec *jobs, size_t n, int64_t *
         return 0;
     if (jobs == NULL) {
         rhc_fail(err, NULL, "%s: jobs is NULL", fn);
+        return -1;
+    }
+    if (n > (size_t) INT_MAX) {
+        /* result rows are counted in int */
+        rhc_fail(err, NULL, "%s: more than %d jobs in one call; split them", fn, INT_MAX);
         return -1;
     }
     if (rhc_check_conn(conn, fn, err) < 0)

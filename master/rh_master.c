@@ -72,7 +72,7 @@ typedef struct {
     double    started;
     double    backoff;          /* next respawn delay if it dies young */
     int       stopping;         /* we sent it SIGTERM */
-    int       timed_out;        /* we killed it: its handler passed the deadline */
+    int       timed_out;        /* we killed it: 1 its handler passed the deadline, 2 ignored a cancel */
     int       retire;           /* do not respawn (slot removed by a reload) */
     ev_timer  respawn;
     double    died_at;          /* when it last exited (for the systemd watchdog's health check) */
@@ -199,6 +199,7 @@ spawn(rh_proc_t *p)
         /* publish the generation before fork: see rh_shm.h */
         rh_shm_store(&M.shm->slot[p->slot].ready, 0);
         rh_shm_store(&M.shm->slot[p->slot].idle, 0);     /* no SIGUSR1 before its handler is set */
+        rh_shm_store(&M.shm->slot[p->slot].cancel_job, (int64_t) 0);
         p->generation++;
         rh_shm_store(&M.shm->slot[p->slot].generation, p->generation);
         rh_shm_store(&M.shm->slot[p->slot].min_live, p->generation);
@@ -217,7 +218,7 @@ spawn(rh_proc_t *p)
     if (pid == 0) {
         child_init();
         if (p->role == RH_ROLE_WORKER)
-            rh_worker_main(M.cfg, p->slot, p->generation, M.node_id, &M.shm->slot[p->slot]);
+            rh_worker_main(M.cfg, p->slot, p->generation, M.node_id, M.shm);
         rh_reaper_main(M.cfg, M.node_id, M.shm);
     }
     p->pid = pid;
@@ -370,7 +371,9 @@ on_child(struct ev_loop *loop, ev_child *w, int revents)
             if (h - rh_shm_load(&M.shm->report_tail) < RH_SHM_REPORTS) {
                 r->job_id = job;
                 r->attempt = rh_shm_load(&sl->job_attempt);
-                if (p->timed_out)
+                if (p->timed_out == 2)
+                    snprintf(r->why, sizeof(r->why), "the handler did not stop within [worker] cancel_grace");
+                else if (p->timed_out)
                     snprintf(r->why, sizeof(r->why), "timeout: the handler passed its deadline");
                 else
                     snprintf(r->why, sizeof(r->why), "the worker %s while the handler ran", how);
@@ -639,6 +642,16 @@ on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
         if (p->pid == 0 || p->timed_out)
             continue;
         d = rh_shm_load_d(&sl->deadline);
+        if (rh_shm_load(&sl->cancel_job) != 0 && rh_shm_load(&sl->cancel_job) == rh_shm_load(&sl->job_id) &&
+            now - rh_shm_load_d(&sl->cancel_at) > M.cfg->cancel_grace) {
+            /* reported as a crash; the crash statement ends a cancelled job as cancelled */
+            rh_log_warning("%s: job %" PRId64 " was cancelled and its handler still runs after %.0f s "
+                           "([worker] cancel_grace); killing the worker",
+                           proc_name(p, name, sizeof(name)), rh_shm_load(&sl->job_id), M.cfg->cancel_grace);
+            p->timed_out = 2;
+            kill(p->pid, SIGKILL);
+            continue;
+        }
         if (d > 0 && now > d && rh_shm_load(&sl->job_id) != 0) {
             rh_log_error("%s: job %" PRId64 " (attempt %d) passed its deadline by %.1f s; killing the worker",
                          proc_name(p, name, sizeof(name)), rh_shm_load(&sl->job_id),

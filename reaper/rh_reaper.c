@@ -37,6 +37,7 @@
 #include <libpq-fe.h>
 
 #include "rh_db.h"
+#include "rh_limits.h"
 #include "rh_log.h"
 #include "rh_metrics.h"
 #include "rh_proc.h"
@@ -169,7 +170,9 @@ record_crashes(uint32_t head)
         res = r_exec(RH_STMT_CRASHED, p);
         if (res == NULL)
             return;             /* retried next pass; the job stays running until then */
-        if (atoi(PQgetvalue(res, 0, 0)) > 0)
+        if (atoi(PQgetvalue(res, 0, 2)) > 0)
+            rh_log_info("job %" PRId64 " cancelled: its worker was stopped while it ran (%s)", r->job_id, r->why);
+        else if (atoi(PQgetvalue(res, 0, 0)) > 0)
             rh_log_error("job %" PRId64 " discarded: it crashed its worker %d time(s) ([worker] max_crashes)",
                          r->job_id, R.cfg->max_crashes);
         else if (atoi(PQgetvalue(res, 0, 1)) > 0)
@@ -260,6 +263,53 @@ queue_depth(void)
     PQclear(res);
 }
 
+/*
+ * Cancellations of running jobs (rhino.cancel): tell the slot whose handler
+ * runs the job (the handler sees rhino_job_cancelled(), the master stops
+ * the worker after [worker] cancel_grace), or, for a job claimed but not
+ * started, put it in the ring that workers check before starting a job.
+ * Polled each pass: half a second is quick enough to stop a job, and it
+ * works with [database] listen = off and behind PgBouncer.
+ */
+static void
+cancel_requests(void)
+{
+    const char *p[1] = { R.node_s };
+    PGresult   *res = r_exec(RH_STMT_CANCEL_REQUESTS, p);
+
+    if (res == NULL)
+        return;
+    for (int r = 0; r < PQntuples(res); r++) {
+        int64_t        id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
+        int            slot = atoi(PQgetvalue(res, r, 2));
+        int            gen = atoi(PQgetvalue(res, r, 3));
+        rh_shm_slot_t *sl;
+        uint32_t       head;
+        int            seen = 0;
+
+        if (slot < 0 || slot >= RH_MAX_PROCESSES)
+            continue;
+        sl = &R.shm->slot[slot];
+        if (rh_shm_load(&sl->generation) == gen && rh_shm_load(&sl->job_id) == id) {
+            if (rh_shm_load(&sl->cancel_job) != id) {
+                rh_shm_store_d(&sl->cancel_at, rh_mono_now());
+                rh_shm_store(&sl->cancel_job, id);
+                rh_log_info("job %" PRId64 ": cancellation requested; its handler is told, and its worker "
+                            "stopped if it still runs in %.0f s", id, R.cfg->cancel_grace);
+            }
+            continue;
+        }
+        head = rh_shm_load(&R.shm->cancel_head);
+        for (uint32_t k = 0; k < RH_SHM_CANCELS && k < head && !seen; k++)
+            seen = rh_shm_load(&R.shm->cancel_ids[(head - 1 - k) % RH_SHM_CANCELS]) == id;
+        if (!seen) {
+            rh_shm_store(&R.shm->cancel_ids[head % RH_SHM_CANCELS], id);
+            rh_shm_store(&R.shm->cancel_head, head + 1);
+        }
+    }
+    PQclear(res);
+}
+
 static void
 pass(void)
 {
@@ -273,12 +323,15 @@ pass(void)
     if (now - R.last_renew >= R.cfg->lease / 3)
         renew_leases();
     reconcile();
+    cancel_requests();
     n = r_exec_count(RH_STMT_RESCUE, NULL);
     if (n > 0 && rh_metrics)
         __atomic_fetch_add(&rh_metrics->rescued, (uint64_t) n, __ATOMIC_RELAXED);
     if (n > 0)
         rh_log_warning("rescued %d job(s) of dead workers", n);
     r_exec_count(RH_STMT_PROMOTE, NULL);
+    /* queue limits: the workers' limited flag, aging ticks, token buckets (rh_limits.c) */
+    rh_limits_pass(R.conn, R.cfg, R.shm, now);
     /* periodic jobs: config schedules once per reaper (it restarts on SIGHUP), then what is due */
     if (!R.schedules_synced && rh_schedule_sync(R.conn, R.cfg) == 0)
         R.schedules_synced = 1;

@@ -43,3 +43,65 @@ CREATE OR REPLACE VIEW rhino.all_jobs AS
            created_at, attempted_at, finished_at, last_error, NULL::bigint, crash_count, timeout, errors,
            unique_key, concurrency_key, cancel_requested_at
       FROM rhino.jobs_done;
+
+-- The reaper's watch for cancellations of running jobs: only the few rows
+-- with a request are in this index, so the claim and the finalize, whose
+-- rows never match it, do not maintain it.
+CREATE INDEX jobs_cancel_requested ON rhino.jobs (worker_id) WHERE cancel_requested_at IS NOT NULL;
+
+-- Cancel one job, from any language, inside the caller's transaction.
+-- Returns what happened:
+--   'cancelled'         it had not started: it is in the history as cancelled
+--                       and will never run;
+--   'cancel_requested'  it is running: its worker is told (the reaper sees
+--                       the request, the master flags the handler, which can
+--                       check rhino_job_cancelled(), and stops the worker
+--                       after [worker] cancel_grace); whatever the handler
+--                       returns except RHINO_OK, the job ends cancelled and
+--                       is never retried;
+--   'already completed', 'already discarded', 'already cancelled': it had
+--                       finished before (nothing changes);
+--   NULL                no such job.
+-- The row lock orders it against a concurrent claim: a job claimed while we
+-- wait is seen running afterwards (each statement of a volatile function
+-- takes a new snapshot).
+CREATE FUNCTION rhino.cancel(job_id bigint)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    s rhino.job_state;
+BEGIN
+    SELECT j.state INTO s FROM rhino.jobs j WHERE j.id = cancel.job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        SELECT d.state INTO s FROM rhino.jobs_done d WHERE d.id = cancel.job_id;
+        RETURN 'already ' || s::text;   -- NULL when there is no such job
+    END IF;
+    IF s = 'running' THEN
+        UPDATE rhino.jobs j SET cancel_requested_at = coalesce(j.cancel_requested_at, now())
+         WHERE j.id = cancel.job_id;
+        RETURN 'cancel_requested';
+    END IF;
+    WITH c AS (DELETE FROM rhino.jobs j WHERE j.id = cancel.job_id RETURNING j.*)
+    INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, errors, max_attempts,
+                                 run_at, created_at, attempted_at, crash_count, last_error,
+                                 unique_key, concurrency_key, timeout, cancel_requested_at)
+    SELECT c.id, c.queue, c.kind, c.payload, 'cancelled', c.priority, c.attempt, c.errors, c.max_attempts,
+           c.run_at, c.created_at, c.attempted_at, c.crash_count, c.last_error,
+           c.unique_key, c.concurrency_key, c.timeout, now()
+      FROM c;
+    RETURN 'cancelled';
+END
+$$;
+
+-- Dead letters: discarded jobs with every error of every attempt, oldest
+-- first ({attempt, at, kind, error}).  rhinoctl retry --discarded (or one
+-- id) puts them back in the queue.
+CREATE VIEW rhino.dead_letters AS
+    SELECT d.id, d.queue, d.kind, d.payload, d.attempt, d.errors, d.crash_count, d.max_attempts,
+           d.created_at, d.finished_at, d.last_error,
+           coalesce((SELECT jsonb_agg(jsonb_build_object('attempt', e.attempt, 'at', e.at, 'kind', e.kind,
+                                                         'error', e.error) ORDER BY e.at, e.attempt)
+                       FROM rhino.job_errors e WHERE e.job_id = d.id), '[]'::jsonb) AS error_history
+      FROM rhino.jobs_done d
+     WHERE d.state = 'discarded';

@@ -210,7 +210,8 @@ CREATE TABLE rhino.schedules (
     CONSTRAINT schedules_attempts  CHECK (max_attempts >= 1),
     CONSTRAINT schedules_timeout   CHECK (timeout > 0),
     CONSTRAINT schedules_missed    CHECK (missed IN ('latest', 'all', 'none')),
-    CONSTRAINT schedules_source    CHECK (source IN ('sql', 'config'))
+    CONSTRAINT schedules_source    CHECK (source IN ('sql', 'config')),
+    CONSTRAINT schedules_fired     CHECK (isfinite(fired_until))
 );
 
 -- The reaper's "which schedules are due" (next_fire_at IS NULL sorts first).

@@ -228,8 +228,11 @@ $$;
 CREATE FUNCTION rhino.limits_pick_keyed(p_queue text, p_want bigint, p_at timestamptz,
                                         p_per_key int, p_key_rate float8, p_key_burst int)
 RETURNS bigint[]
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE         -- plpgsql, not sql: it keeps its plans from one claim to the next
 AS $$
+DECLARE
+    v_ids bigint[];
+BEGIN
     WITH RECURSIVE keys AS (
         (SELECT j.concurrency_key AS k FROM rhino.jobs j
           WHERE j.state = 'available' AND j.queue = p_queue AND j.concurrency_key IS NOT NULL
@@ -274,8 +277,10 @@ AS $$
                  ORDER BY j.priority, j.run_at, j.id
                  LIMIT 100) h
          WHERE h.concurrency_key IS NULL)
-    SELECT coalesce(array_agg(x.id ORDER BY x.priority, x.run_at, x.id), '{}')
-      FROM (SELECT * FROM candidates ORDER BY priority, run_at, id LIMIT p_want) x
+    SELECT coalesce(array_agg(x.id ORDER BY x.priority, x.run_at, x.id), '{}') INTO v_ids
+      FROM (SELECT * FROM candidates ORDER BY priority, run_at, id LIMIT p_want) x;
+    RETURN v_ids;
+END
 $$;
 
 -- The limited half of the claim: up to `batch` jobs of the limited, unpaused
@@ -336,7 +341,16 @@ BEGIN
         END IF;
 
         v_n := v_left;
-        IF q.max_running IS NOT NULL THEN
+        IF q.max_running IS NOT NULL OR q.max_running_per_node IS NOT NULL OR q.per_key_max IS NOT NULL THEN
+            -- A worker runs its jobs one at a time: a second job of this queue
+            -- in its hands would hold a slot without running.  So a worker
+            -- holds at most one job of a queue with a concurrency limit, and
+            -- max_running workers run max_running jobs at once.
+            v_n := least(v_n, 1 - (SELECT count(*) FROM rhino.jobs j
+                                    WHERE j.worker_id = claim_limited.worker AND j.state = 'running'
+                                      AND j.queue = v_name));
+        END IF;
+        IF q.max_running IS NOT NULL AND v_n > 0 THEN
             v_n := least(v_n, q.max_running - (SELECT count(*) FROM rhino.jobs j
                                                 WHERE j.queue = v_name AND j.state = 'running' AND j.counted));
         END IF;

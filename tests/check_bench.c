@@ -46,6 +46,9 @@ bench_run(bench_t *b, const char *mode, const char *const *extra)
     argv[a++] = b->json_path;
     argv[a++] = "--label";
     argv[a++] = "check_bench";
+    /* a rhino that does not finish fails the test with its log, well inside check's timeout */
+    argv[a++] = "--timeout";
+    argv[a++] = "60";
     for (int i = 0; extra[i] != NULL && a < 39; i++)
         argv[a++] = (char *) extra[i];
     argv[a] = NULL;

@@ -710,7 +710,7 @@ START_TEST(test_cli_usage_errors)
         { "enqueue", "--bulk", "k", "{}", NULL },
         { "migrate", "--queue", "q", NULL },
         { "stats", "extra", NULL },
-        { "enqueue", "k", "--json", NULL },
+        { "enqueue", "--bulk", "k", "--json", NULL },    /* --json applies to one enqueue, not to --bulk */
         { "stats", "--kind", "k", NULL },
         { "list", "extra", NULL },
         { "list", "--bulk", NULL },

@@ -17,152 +17,6 @@
 
 #include "rh_testlib.h"
 
-typedef struct {
-    char   *dsn;
-    PGconn *conn;
-    char   *ini;
-    char    ledger[4096];
-    char    log[4096];
-    char    env_dsn[4200];
-    char    env_ledger[4200];
-    pid_t   pid;
-    int     allow_errors;   /* the test provokes failures; otherwise no error may be logged */
-} rt_daemon_t;
-
-static const char *
-handlers_so(void)
-{
-    static char path[4096];
-
-    snprintf(path, sizeof(path), "%s/test_handlers.so", rt_env("RHINO_TEST_HANDLERS"));
-    return path;
-}
-
-/* A fresh migrated database and a config with the test handlers plus extra lines. */
-static void
-daemon_setup(rt_daemon_t *d, const char *extra)
-{
-    char  ini[8192];
-    char *slash;
-
-    memset(d, 0, sizeof(*d));
-    d->dsn = rt_db_create_migrated();
-    d->conn = rt_connect(d->dsn);
-    snprintf(ini, sizeof(ini),
-             "[worker]\nprocesses = 2\nbatch_size = 100\npoll_interval = 0.05\n"
-             "[handlers]\npath = %s\n"
-             "[retry]\nbase_delay = 0.05\nmax_delay = 0.2\n"
-             "[reaper]\ninterval = 0.1\n"
-             "[master]\nshutdown_timeout = 20\n"
-             "%s", handlers_so(), extra ? extra : "");
-    d->ini = rt_write_file("rhino.ini", ini);
-    snprintf(d->ledger, sizeof(d->ledger), "%s", d->ini);
-    slash = strrchr(d->ledger, '/');
-    strcpy(slash + 1, "ledger");
-    snprintf(d->log, sizeof(d->log), "%s", d->ini);
-    slash = strrchr(d->log, '/');
-    strcpy(slash + 1, "rhino.log");
-    snprintf(d->env_dsn, sizeof(d->env_dsn), "RHINO_DSN=%s", d->dsn);
-    snprintf(d->env_ledger, sizeof(d->env_ledger), "RHINO_TEST_LEDGER=%s", d->ledger);
-}
-
-static void
-daemon_start(rt_daemon_t *d)
-{
-    char *argv[] = { (char *) rt_env("RHINO_BIN"), "-c", d->ini, NULL };
-    char *env[] = { d->env_dsn, d->env_ledger, NULL };
-
-    d->pid = rt_spawn(argv, env, d->log);
-    ck_assert_int_gt(d->pid, 0);
-}
-
-static void
-dump_log(rt_daemon_t *d)
-{
-    char *log = rt_read_file(d->log);
-
-    fprintf(stderr, "---- rhino log ----\n%s-------------------\n", log ? log : "(none)");
-    free(log);
-}
-
-/* SIGTERM and expect a clean exit. */
-static void
-daemon_stop(rt_daemon_t *d)
-{
-    int rc;
-
-    if (d->pid <= 0)
-        return;
-    kill(d->pid, SIGTERM);
-    rc = rt_wait_exit(d->pid, 30);
-    if (rc != 0)
-        dump_log(d);
-    ck_assert_msg(rc == 0, "rhino exited with %d after SIGTERM", rc);
-    d->pid = 0;
-}
-
-/*
- * The sanitizers report from inside the daemon's processes, which the
- * master would simply respawn: read their reports out of the log.
- */
-static void
-daemon_teardown(rt_daemon_t *d)
-{
-    char *log;
-
-    if (d->pid > 0) {
-        kill(d->pid, SIGKILL);
-        rt_wait_exit(d->pid, 5);
-    }
-    PQfinish(d->conn);
-    log = rt_read_file(d->log);
-    if (log != NULL) {
-        ck_assert_msg(strstr(log, "Sanitizer") == NULL && strstr(log, "runtime error:") == NULL,
-                      "a sanitizer reported from inside rhino:\n%s", log);
-        ck_assert_msg(d->allow_errors || strstr(log, "level=error") == NULL,
-                      "rhino logged an error in a test that provokes none:\n%s", log);
-        free(log);
-    }
-}
-
-static void
-wait_or_dump(rt_daemon_t *d, const char *sql, double timeout)
-{
-    if (!rt_wait_sql(d->conn, sql, timeout)) {
-        char *states = rt_query1(d->conn, "SELECT string_agg(state || '=' || n, ' ') FROM "
-                                 "(SELECT state::text, count(*) n FROM rhino.all_jobs GROUP BY 1) s");
-        dump_log(d);
-        ck_abort_msg("timed out after %.0f s waiting for: %s (jobs: %s)", timeout, sql,
-                     states ? states : "none");
-    }
-}
-
-/*
- * Count ledger lines per job id (ids 1..n in a fresh database).  Returns a
- * calloc'd array of n+1 counts.
- */
-static int *
-ledger_counts(rt_daemon_t *d, long n)
-{
-    int  *counts = calloc((size_t) n + 1, sizeof(int));
-    char *text = rt_read_file(d->ledger), *save = NULL, *line;
-
-    ck_assert_ptr_nonnull(counts);
-    if (text == NULL)
-        return counts;
-    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        char kind[64];
-        long id;
-        int  attempt, pid;
-
-        ck_assert_int_eq(sscanf(line, "%63s %ld %d %d", kind, &id, &attempt, &pid), 4);
-        ck_assert_msg(id >= 1 && id <= n, "ledger names job %ld outside 1..%ld", id, n);
-        counts[id]++;
-    }
-    free(text);
-    return counts;
-}
-
 /* ---------------------------------------------------------------------- */
 
 START_TEST(test_sql_enqueue_runs_exactly_once)
@@ -171,25 +25,25 @@ START_TEST(test_sql_enqueue_runs_exactly_once)
     int        *counts;
     const long  n = 3000;
 
-    daemon_setup(&d, NULL);
+    rt_daemon_setup(&d, NULL);
     /* enqueued by SQL inside one transaction, as an application would */
     rt_exec(d.conn, "BEGIN");
     rt_exec(d.conn, "SELECT rhino.enqueue('ok', jsonb_build_object('i', g)) FROM generate_series(1, 3000) g");
     rt_exec(d.conn, "COMMIT");
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT count(*) = 3000 FROM rhino.jobs_done WHERE state = 'completed'", 60);
-    daemon_stop(&d);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 3000 FROM rhino.jobs_done WHERE state = 'completed'", 60);
+    rt_daemon_stop(&d);
 
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs"), 0);
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.all_jobs WHERE attempt <> 1"), 0);
-    counts = ledger_counts(&d, n);
+    counts = rt_daemon_ledger_counts(&d, n);
     for (long i = 1; i <= n; i++)
         ck_assert_msg(counts[i] == 1, "job %ld ran %d times", i, counts[i]);
     free(counts);
     /* the node is marked stopped and its workers ended */
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.nodes WHERE stopped_at IS NULL"), 0);
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.workers WHERE ended_at IS NULL"), 0);
-    daemon_teardown(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -198,11 +52,11 @@ START_TEST(test_retry_then_succeed)
     rt_daemon_t d;
     char       *err;
 
-    daemon_setup(&d, NULL);
+    rt_daemon_setup(&d, NULL);
     rt_exec(d.conn, "SELECT rhino.enqueue('retry_twice')");
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 30);
-    daemon_stop(&d);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 30);
+    rt_daemon_stop(&d);
     err = rt_query1(d.conn, "SELECT state || ' ' || attempt FROM rhino.all_jobs WHERE id = 1");
     ck_assert_str_eq(err, "completed 3");
     free(err);
@@ -210,7 +64,7 @@ START_TEST(test_retry_then_succeed)
     err = rt_query1(d.conn, "SELECT last_error FROM rhino.all_jobs WHERE id = 1");
     ck_assert_str_eq(err, "attempt 2 failed on purpose");
     free(err);
-    daemon_teardown(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -220,18 +74,18 @@ START_TEST(test_always_fail_is_discarded_at_max_attempts)
     char       *s;
     int        *counts;
 
-    daemon_setup(&d, NULL);
+    rt_daemon_setup(&d, NULL);
     rt_exec(d.conn, "SELECT rhino.enqueue('always_fail', '{}', 'default', now(), max_attempts => 4, priority => 0)");
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 30);
-    daemon_stop(&d);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 30);
+    rt_daemon_stop(&d);
     s = rt_query1(d.conn, "SELECT state || ' ' || attempt || ' ' || last_error FROM rhino.all_jobs WHERE id = 1");
     ck_assert_str_eq(s, "discarded 4 always fails (attempt 4)");
     free(s);
-    counts = ledger_counts(&d, 1);
+    counts = rt_daemon_ledger_counts(&d, 1);
     ck_assert_int_eq(counts[1], 4);
     free(counts);
-    daemon_teardown(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -240,11 +94,11 @@ START_TEST(test_unknown_kind_is_retried_with_error)
     rt_daemon_t d;
     char       *s;
 
-    daemon_setup(&d, NULL);
+    rt_daemon_setup(&d, NULL);
     rt_exec(d.conn, "SELECT rhino.enqueue('no_such_kind')");
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT attempt >= 2 FROM rhino.jobs WHERE id = 1", 30);
-    daemon_stop(&d);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT attempt >= 2 FROM rhino.jobs WHERE id = 1", 30);
+    rt_daemon_stop(&d);
     s = rt_query1(d.conn, "SELECT last_error FROM rhino.jobs WHERE id = 1");
     ck_assert_ptr_nonnull(s);
     ck_assert_msg(strstr(s, "no handler for kind \"no_such_kind\"") != NULL, "last_error: %s", s);
@@ -253,7 +107,7 @@ START_TEST(test_unknown_kind_is_retried_with_error)
     s = rt_query1(d.conn, "SELECT state::text FROM rhino.jobs WHERE id = 1");
     ck_assert_msg(strcmp(s, "retryable") == 0 || strcmp(s, "available") == 0, "state %s", s);
     free(s);
-    daemon_teardown(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -262,14 +116,14 @@ START_TEST(test_bad_handler_outcomes)
     rt_daemon_t d;
     char       *s;
 
-    daemon_setup(&d, NULL);
+    rt_daemon_setup(&d, NULL);
     rt_exec(d.conn, "SELECT rhino.enqueue('bogus_code', max_attempts => 2, payload => '{}', queue => 'default',"
                     " run_at => now(), priority => 0)");
     rt_exec(d.conn, "SELECT rhino.enqueue('bad_utf8_error')");
     rt_exec(d.conn, "SELECT rhino.enqueue('discard', '{\"why\": \"test\"}')");
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT count(*) = 3 FROM rhino.jobs_done", 30);
-    daemon_stop(&d);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 3 FROM rhino.jobs_done", 30);
+    rt_daemon_stop(&d);
     s = rt_query1(d.conn, "SELECT state || ': ' || last_error FROM rhino.all_jobs WHERE id = 1");
     ck_assert_msg(strstr(s, "discarded: handler returned 42") == s, "%s", s);
     free(s);
@@ -279,7 +133,7 @@ START_TEST(test_bad_handler_outcomes)
     s = rt_query1(d.conn, "SELECT state || ' ' || attempt FROM rhino.all_jobs WHERE id = 3");
     ck_assert_str_eq(s, "discarded 1");
     free(s);
-    daemon_teardown(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -287,15 +141,15 @@ START_TEST(test_scheduled_job_waits_until_due)
 {
     rt_daemon_t d;
 
-    daemon_setup(&d, NULL);
+    rt_daemon_setup(&d, NULL);
     rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{}', 'default', now() + interval '1.5 s')");
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE state = 'scheduled'"), 1);
-    daemon_start(&d);
+    rt_daemon_start(&d);
     usleep(500 * 1000);
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done"), 0);
-    wait_or_dump(&d, "SELECT count(*) = 1 FROM rhino.jobs_done WHERE finished_at >= run_at", 10);
-    daemon_stop(&d);
-    daemon_teardown(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done WHERE finished_at >= run_at", 10);
+    rt_daemon_stop(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -303,15 +157,15 @@ START_TEST(test_queues_are_respected)
 {
     rt_daemon_t d;
 
-    daemon_setup(&d, NULL);
+    rt_daemon_setup(&d, NULL);
     rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{}', 'other') FROM generate_series(1, 10)");
     rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{}', 'default') FROM generate_series(1, 10)");
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT count(*) = 10 FROM rhino.jobs_done", 20);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 10 FROM rhino.jobs_done", 20);
     usleep(300 * 1000);
-    daemon_stop(&d);
+    rt_daemon_stop(&d);
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE queue = 'other' AND attempt = 0"), 10);
-    daemon_teardown(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -321,7 +175,7 @@ START_TEST(test_priority_order)
     rt_daemon_t d;
     char       *order;
 
-    daemon_setup(&d, "");
+    rt_daemon_setup(&d, "");
     /* one worker, one job per batch: the order of completion is the claim order */
     rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{}', 'default', now() - interval '1 minute', 5::smallint)");
     rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{}', 'default', now() - interval '2 minute', 5::smallint)");
@@ -329,16 +183,16 @@ START_TEST(test_priority_order)
     free(d.ini);
     {
         char ini[8192];
-        snprintf(ini, sizeof(ini), "[worker]\nprocesses = 1\nbatch_size = 1\n[handlers]\npath = %s\n", handlers_so());
+        snprintf(ini, sizeof(ini), "[worker]\nprocesses = 1\nbatch_size = 1\n[handlers]\npath = %s\n", rt_handlers_so());
         d.ini = rt_write_file("rhino.ini", ini);
     }
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT count(*) = 3 FROM rhino.jobs_done", 20);
-    daemon_stop(&d);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 3 FROM rhino.jobs_done", 20);
+    rt_daemon_stop(&d);
     order = rt_query1(d.conn, "SELECT string_agg(id::text, ',' ORDER BY finished_at, id) FROM rhino.jobs_done");
     ck_assert_str_eq(order, "3,2,1");
     free(order);
-    daemon_teardown(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -350,12 +204,12 @@ START_TEST(test_kill9_worker_is_replaced_and_jobs_complete)
     int        *counts;
     const long  n = 400;
 
-    daemon_setup(&d, NULL);
+    rt_daemon_setup(&d, NULL);
     /* 20 ms each, batches of 100: a worker always holds jobs in flight */
     d.allow_errors = 1;
     rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 20}') FROM generate_series(1, 400)");
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT count(*) > 0 FROM rhino.jobs WHERE state = 'running'", 20);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) > 0 FROM rhino.jobs WHERE state = 'running'", 20);
     wpid = rt_query_long(d.conn, "SELECT w.pid FROM rhino.workers w JOIN rhino.jobs j ON j.worker_id = w.id"
                                  " WHERE j.state = 'running' LIMIT 1");
     ck_assert_int_eq(kill((pid_t) wpid, SIGKILL), 0);
@@ -365,24 +219,24 @@ START_TEST(test_kill9_worker_is_replaced_and_jobs_complete)
      */
     snprintf(sql, sizeof(sql), "SELECT count(*) = 0 FROM rhino.jobs j JOIN rhino.workers w ON w.id = j.worker_id"
              " WHERE w.pid = %ld AND j.state = 'running'", wpid);
-    wait_or_dump(&d, sql, 3);
+    rt_daemon_wait(&d, sql, 3);
     ck_assert_int_gt(rt_query_long(d.conn, "SELECT count(*) FROM rhino.all_jobs"
                                            " WHERE last_error LIKE 'worker died during attempt %'"), 0);
     /* a successor registers in the same slot */
     snprintf(sql, sizeof(sql), "SELECT count(*) = 1 FROM rhino.workers w JOIN rhino.workers dead"
              " ON dead.slot = w.slot AND dead.node_id = w.node_id AND w.generation = dead.generation + 1"
              " WHERE dead.pid = %ld", wpid);
-    wait_or_dump(&d, sql, 20);
+    rt_daemon_wait(&d, sql, 20);
     /* its jobs were rescued, not left running until a lease expiry */
-    wait_or_dump(&d, "SELECT count(*) = 400 FROM rhino.jobs_done WHERE state = 'completed'", 60);
-    daemon_stop(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 400 FROM rhino.jobs_done WHERE state = 'completed'", 60);
+    rt_daemon_stop(&d);
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs"), 0);
     /* every job ran; the killed worker's in-flight jobs may have run twice (at-least-once) */
-    counts = ledger_counts(&d, n);
+    counts = rt_daemon_ledger_counts(&d, n);
     for (long i = 1; i <= n; i++)
         ck_assert_msg(counts[i] >= 1, "job %ld never ran", i);
     free(counts);
-    daemon_teardown(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -393,12 +247,12 @@ START_TEST(test_sigterm_with_batch_in_flight)
     const long  n = 2000;
     long        done;
 
-    daemon_setup(&d, NULL);
+    rt_daemon_setup(&d, NULL);
     rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 5}') FROM generate_series(1, 2000)");
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT count(*) >= 100 FROM rhino.jobs_done", 20);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) >= 100 FROM rhino.jobs_done", 20);
     ck_assert_int_gt(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE state = 'running'"), 0);
-    daemon_stop(&d);            /* asserts exit code 0 */
+    rt_daemon_stop(&d);            /* asserts exit code 0 */
 
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE state = 'running'"), 0);
     done = rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'completed'");
@@ -407,7 +261,7 @@ START_TEST(test_sigterm_with_batch_in_flight)
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE attempt <> 0"), 0);
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.all_jobs"), n);
     /* what completed ran exactly once; what did not complete never ran */
-    counts = ledger_counts(&d, n);
+    counts = rt_daemon_ledger_counts(&d, n);
     for (long i = 1; i <= n; i++) {
         char  sql[128], *state;
         snprintf(sql, sizeof(sql), "SELECT state::text FROM rhino.all_jobs WHERE id = %ld", i);
@@ -419,14 +273,14 @@ START_TEST(test_sigterm_with_batch_in_flight)
     free(counts);
 
     /* a restart finishes the rest */
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT count(*) = 2000 FROM rhino.jobs_done WHERE state = 'completed'", 60);
-    daemon_stop(&d);
-    counts = ledger_counts(&d, n);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 2000 FROM rhino.jobs_done WHERE state = 'completed'", 60);
+    rt_daemon_stop(&d);
+    counts = rt_daemon_ledger_counts(&d, n);
     for (long i = 1; i <= n; i++)
         ck_assert_msg(counts[i] == 1, "job %ld ran %d times", i, counts[i]);
     free(counts);
-    daemon_teardown(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -436,22 +290,22 @@ START_TEST(test_sighup_roll_loses_nothing)
     int        *counts;
     const long  n = 3000;
 
-    daemon_setup(&d, NULL);
+    rt_daemon_setup(&d, NULL);
     rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 1}') FROM generate_series(1, 3000)");
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT count(*) >= 200 FROM rhino.jobs_done", 20);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) >= 200 FROM rhino.jobs_done", 20);
     kill(d.pid, SIGHUP);
     usleep(300 * 1000);
     kill(d.pid, SIGHUP);
-    wait_or_dump(&d, "SELECT count(*) = 3000 FROM rhino.jobs_done WHERE state = 'completed'", 60);
+    rt_daemon_wait(&d, "SELECT count(*) = 3000 FROM rhino.jobs_done WHERE state = 'completed'", 60);
     /* the workers were replaced: generations above 1 exist */
     ck_assert_int_gt(rt_query_long(d.conn, "SELECT max(generation) FROM rhino.workers"), 1);
-    daemon_stop(&d);
-    counts = ledger_counts(&d, n);
+    rt_daemon_stop(&d);
+    counts = rt_daemon_ledger_counts(&d, n);
     for (long i = 1; i <= n; i++)
         ck_assert_msg(counts[i] == 1, "job %ld ran %d times", i, counts[i]);
     free(counts);
-    daemon_teardown(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -461,9 +315,9 @@ START_TEST(test_sighup_with_bad_config_keeps_running)
     FILE       *f;
     char       *log;
 
-    daemon_setup(&d, NULL);
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT count(*) = 2 FROM rhino.workers WHERE ended_at IS NULL", 20);
+    rt_daemon_setup(&d, NULL);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 2 FROM rhino.workers WHERE ended_at IS NULL", 20);
     d.allow_errors = 1;
     f = fopen(d.ini, "a");
     ck_assert_ptr_nonnull(f);
@@ -472,12 +326,12 @@ START_TEST(test_sighup_with_bad_config_keeps_running)
     kill(d.pid, SIGHUP);
     usleep(500 * 1000);
     rt_exec(d.conn, "SELECT rhino.enqueue('ok')");
-    wait_or_dump(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 20);
-    daemon_stop(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 20);
+    rt_daemon_stop(&d);
     log = rt_read_file(d.log);
     ck_assert_msg(strstr(log, "reload failed") && strstr(log, "batch_size"), "log: %s", log);
     free(log);
-    daemon_teardown(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -485,16 +339,16 @@ START_TEST(test_master_kill9_children_exit)
 {
     rt_daemon_t d;
 
-    daemon_setup(&d, NULL);
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT count(*) = 2 FROM rhino.workers WHERE ended_at IS NULL", 20);
+    rt_daemon_setup(&d, NULL);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 2 FROM rhino.workers WHERE ended_at IS NULL", 20);
     kill(d.pid, SIGKILL);
     rt_wait_exit(d.pid, 5);
     d.pid = 0;
     /* the workers notice (PDEATHSIG) and their sessions go away */
-    wait_or_dump(&d, "SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name LIKE 'rhino %'"
+    rt_daemon_wait(&d, "SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name LIKE 'rhino %'"
                      " AND datname = current_database()", 10);
-    daemon_teardown(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -505,14 +359,14 @@ START_TEST(test_tx_handler_commits_writes_once)
 {
     rt_daemon_t d;
 
-    daemon_setup(&d, NULL);
+    rt_daemon_setup(&d, NULL);
     rt_exec(d.conn, "CREATE TABLE ledger (job_id bigint, attempt int, pid int)");
     rt_exec(d.conn, "SELECT rhino.enqueue('tx_ledger') FROM generate_series(1, 500)");
     /* one job's statement fails on its first run: only its own writes roll back */
     rt_exec(d.conn, "SELECT rhino.enqueue('tx_ledger', '{\"fault\": \"sql\"}')");
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT count(*) = 501 FROM rhino.jobs_done WHERE state = 'completed'", 30);
-    daemon_stop(&d);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 501 FROM rhino.jobs_done WHERE state = 'completed'", 30);
+    rt_daemon_stop(&d);
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM ledger"), 501);
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(DISTINCT job_id) FROM ledger"), 501);
     /* the failed first run left nothing; the second run's row is the one */
@@ -522,7 +376,7 @@ START_TEST(test_tx_handler_commits_writes_once)
         ck_assert_msg(e && strstr(e, "division by zero"), "%s", e ? e : "(null)");
         free(e);
     }
-    daemon_teardown(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -531,19 +385,19 @@ START_TEST(test_tx_handler_that_commits_is_caught)
     rt_daemon_t d;
     char       *e;
 
-    daemon_setup(&d, NULL);
+    rt_daemon_setup(&d, NULL);
     d.allow_errors = 1;
     rt_exec(d.conn, "CREATE TABLE ledger (job_id bigint, attempt int, pid int)");
     rt_exec(d.conn, "SELECT rhino.enqueue('tx_ledger', '{\"fault\": \"commit\"}')");
     rt_exec(d.conn, "SELECT rhino.enqueue('tx_ledger') FROM generate_series(1, 10)");
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT count(*) = 11 FROM rhino.jobs_done", 30);
-    daemon_stop(&d);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 11 FROM rhino.jobs_done", 30);
+    rt_daemon_stop(&d);
     e = rt_query1(d.conn, "SELECT state || ': ' || last_error FROM rhino.jobs_done WHERE id = 1");
     ck_assert_msg(e && strstr(e, "discarded: the handler ended the worker's transaction"), "%s", e ? e : "(null)");
     free(e);
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'completed'"), 10);
-    daemon_teardown(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -552,21 +406,21 @@ START_TEST(test_deadline_kills_and_quarantines)
     rt_daemon_t d;
     char       *e;
 
-    daemon_setup(&d, "[worker]\njob_timeout = 0.5\nmax_crashes = 2\n");
+    rt_daemon_setup(&d, "[worker]\njob_timeout = 0.5\nmax_crashes = 2\n");
     d.allow_errors = 1;
     rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 5000}')");
     /* a job's own timeout wins over the default */
     rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 800}', timeout => 3)");
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT count(*) = 2 FROM rhino.jobs_done", 30);
-    daemon_stop(&d);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 2 FROM rhino.jobs_done", 30);
+    rt_daemon_stop(&d);
     e = rt_query1(d.conn, "SELECT state || ' ' || crash_count || ' ' || last_error FROM rhino.jobs_done WHERE id = 1");
     ck_assert_msg(e && strstr(e, "discarded 2 quarantined after 2 crash(es); last: timeout"), "%s", e ? e : "(null)");
     free(e);
     e = rt_query1(d.conn, "SELECT state || ' ' || crash_count FROM rhino.jobs_done WHERE id = 2");
     ck_assert_str_eq(e, "completed 0");
     free(e);
-    daemon_teardown(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -575,15 +429,15 @@ START_TEST(test_extend_moves_the_deadline)
     rt_daemon_t d;
     char       *e;
 
-    daemon_setup(&d, "[worker]\njob_timeout = 0.5\n");
+    rt_daemon_setup(&d, "[worker]\njob_timeout = 0.5\n");
     rt_exec(d.conn, "SELECT rhino.enqueue('extends')");
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 20);
-    daemon_stop(&d);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 20);
+    rt_daemon_stop(&d);
     e = rt_query1(d.conn, "SELECT state || ' ' || crash_count FROM rhino.jobs_done WHERE id = 1");
     ck_assert_str_eq(e, "completed 0");
     free(e);
-    daemon_teardown(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -592,20 +446,20 @@ START_TEST(test_crash_is_counted_apart_from_errors)
     rt_daemon_t d;
     char       *e;
 
-    daemon_setup(&d, "[worker]\nmax_crashes = 3\n");
+    rt_daemon_setup(&d, "[worker]\nmax_crashes = 3\n");
     d.allow_errors = 1;
     rt_exec(d.conn, "CREATE TABLE ledger (job_id bigint, attempt int, pid int)");
     rt_exec(d.conn, "SELECT rhino.enqueue('tx_ledger', '{\"fault\": \"segv\"}', max_attempts => 1)");
-    daemon_start(&d);
-    wait_or_dump(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 30);
-    daemon_stop(&d);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 30);
+    rt_daemon_stop(&d);
     /* three crashes although max_attempts is 1: crashes are not handler errors */
     e = rt_query1(d.conn, "SELECT state || ' crashes=' || crash_count || ' errors=' || errors FROM rhino.jobs_done");
     ck_assert_str_eq(e, "discarded crashes=3 errors=0");
     free(e);
     /* its writes died with each crash */
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM ledger"), 0);
-    daemon_teardown(&d);
+    rt_daemon_teardown(&d);
 }
 END_TEST
 
@@ -626,7 +480,7 @@ START_TEST(test_config_test_mode)
     char *argv_v[] = { (char *) rt_env("RHINO_BIN"), "-V", NULL };
     int   rc;
 
-    snprintf(ini, sizeof(ini), "[handlers]\npath = %s\n", handlers_so());
+    snprintf(ini, sizeof(ini), "[handlers]\npath = %s\n", rt_handlers_so());
     path = rt_write_file("good.ini", ini);
     rc = run_rhino(NULL, path, 1, &err);
     ck_assert_msg(rc == 0, "rhino -t on a good file: %d %s", rc, err);
@@ -665,7 +519,7 @@ START_TEST(test_bad_dsn_fails_fast)
     double      t0 = rt_now();
     int         rc;
 
-    snprintf(ini, sizeof(ini), "[handlers]\npath = %s\n", handlers_so());
+    snprintf(ini, sizeof(ini), "[handlers]\npath = %s\n", rt_handlers_so());
     path = rt_write_file("rhino.ini", ini);
     rc = run_rhino(env, path, 0, &err);
     ck_assert_int_eq(rc, 1);
@@ -683,7 +537,7 @@ START_TEST(test_unmigrated_database_is_refused)
     int   rc;
 
     snprintf(env_dsn, sizeof(env_dsn), "RHINO_DSN=%s", dsn);
-    snprintf(ini, sizeof(ini), "[handlers]\npath = %s\n", handlers_so());
+    snprintf(ini, sizeof(ini), "[handlers]\npath = %s\n", rt_handlers_so());
     path = rt_write_file("rhino.ini", ini);
     rc = run_rhino(env, path, 0, &err);
     ck_assert_int_eq(rc, 1);

@@ -442,6 +442,12 @@ START_TEST(test_unparsable_row_is_parked)
     rt_exec(conn, "SELECT rhino.schedule('bad', '* * * * *', 'k')");
     assert_q(conn, "SELECT (error IS NULL) || ' ' || (next_fire_at IS NULL) FROM rhino.schedules WHERE name = 'bad'",
              "true true");
+    /* a fired_until past the year 9999 has no next fire time: parked too, not re-read every pass */
+    rt_exec(conn, "UPDATE rhino.schedules SET fired_until = '12000-01-01', next_fire_at = NULL WHERE name = 'bad'");
+    ck_assert_int_eq(tick(conn, "2030-01-01 00:03:01+00"), 1);
+    assert_q(conn, "SELECT error || ' / ' || next_fire_at FROM rhino.schedules WHERE name = 'bad'",
+             "no fire time within 100 years of its fired_until (or past the year 9999) / infinity");
+    free(qerr(conn, "UPDATE rhino.schedules SET fired_until = 'infinity'", NULL, NULL, 0));
     PQfinish(conn);
     free(dsn);
 }

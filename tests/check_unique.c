@@ -246,6 +246,22 @@ START_TEST(test_sql_v1_calls_still_work)
                        NULL, 0);
     ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
     PQclear(res);
+    /* the README's node-postgres call: named arguments, every parameter untyped */
+    for (int i = 0; i < 2; i++) {
+        const char *np[6] = { "send_invoice", "{\"order\": 1}", "mail", "1", "invoice:1", "10 minutes" };
+
+        res = PQexecParams(conn, "SELECT rhino.enqueue($1, $2, queue => $3, priority => $4, unique_key => $5,"
+                                 "                     unique_for => $6) AS id", 6, NULL, np, NULL, NULL, 0);
+        ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+        PQclear(res);
+    }
+    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE unique_key = 'invoice:1' AND queue = 'mail'"
+                                  " AND priority = 1"), 1);
+    /* the README's one-statement batch */
+    rt_exec(conn, "SELECT rhino.enqueue('resize', p) FROM jsonb_array_elements('[{\"image\": 1}, {\"image\": 2}]')"
+                  " AS p");
+    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE kind = 'resize'"), 2);
+    rt_exec(conn, "DELETE FROM rhino.jobs WHERE kind IN ('send_invoice', 'resize')");
     ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE unique_key IS NULL"), 4);
     ck_assert_int_eq(q_long(conn, "SELECT priority FROM rhino.jobs WHERE kind = 'untyped'"), 7);
     ck_assert_int_eq(q_long(conn, "SELECT timeout::int FROM rhino.jobs WHERE kind = 'c'"), 30);

@@ -603,3 +603,140 @@ rt_read_file(const char *path)
     fclose(f);
     return buf_take(&b);
 }
+
+/* ---- a rhino daemon per test ------------------------------------------ */
+
+
+const char *
+rt_handlers_so(void)
+{
+    static char path[4096];
+
+    snprintf(path, sizeof(path), "%s/test_handlers.so", rt_env("RHINO_TEST_HANDLERS"));
+    return path;
+}
+
+/* A fresh migrated database and a config with the test handlers plus extra lines. */
+void
+rt_daemon_setup(rt_daemon_t *d, const char *extra)
+{
+    char  ini[8192];
+    char *slash;
+
+    memset(d, 0, sizeof(*d));
+    d->dsn = rt_db_create_migrated();
+    d->conn = rt_connect(d->dsn);
+    snprintf(ini, sizeof(ini),
+             "[worker]\nprocesses = 2\nbatch_size = 100\npoll_interval = 0.05\n"
+             "[handlers]\npath = %s\n"
+             "[retry]\nbase_delay = 0.05\nmax_delay = 0.2\n"
+             "[reaper]\ninterval = 0.1\n"
+             "[master]\nshutdown_timeout = 20\n"
+             "%s", rt_handlers_so(), extra ? extra : "");
+    d->ini = rt_write_file("rhino.ini", ini);
+    snprintf(d->ledger, sizeof(d->ledger), "%s", d->ini);
+    slash = strrchr(d->ledger, '/');
+    strcpy(slash + 1, "ledger");
+    snprintf(d->log, sizeof(d->log), "%s", d->ini);
+    slash = strrchr(d->log, '/');
+    strcpy(slash + 1, "rhino.log");
+    snprintf(d->env_dsn, sizeof(d->env_dsn), "RHINO_DSN=%s", d->dsn);
+    snprintf(d->env_ledger, sizeof(d->env_ledger), "RHINO_TEST_LEDGER=%s", d->ledger);
+}
+
+void
+rt_daemon_start(rt_daemon_t *d)
+{
+    char *argv[] = { (char *) rt_env("RHINO_BIN"), "-c", d->ini, NULL };
+    char *env[] = { d->env_dsn, d->env_ledger, NULL };
+
+    d->pid = rt_spawn(argv, env, d->log);
+    ck_assert_int_gt(d->pid, 0);
+}
+
+void
+rt_daemon_dump_log(rt_daemon_t *d)
+{
+    char *log = rt_read_file(d->log);
+
+    fprintf(stderr, "---- rhino log ----\n%s-------------------\n", log ? log : "(none)");
+    free(log);
+}
+
+/* SIGTERM and expect a clean exit. */
+void
+rt_daemon_stop(rt_daemon_t *d)
+{
+    int rc;
+
+    if (d->pid <= 0)
+        return;
+    kill(d->pid, SIGTERM);
+    rc = rt_wait_exit(d->pid, 30);
+    if (rc != 0)
+        rt_daemon_dump_log(d);
+    ck_assert_msg(rc == 0, "rhino exited with %d after SIGTERM", rc);
+    d->pid = 0;
+}
+
+/*
+ * The sanitizers report from inside the daemon's processes, which the
+ * master would simply respawn: read their reports out of the log.
+ */
+void
+rt_daemon_teardown(rt_daemon_t *d)
+{
+    char *log;
+
+    if (d->pid > 0) {
+        kill(d->pid, SIGKILL);
+        rt_wait_exit(d->pid, 5);
+    }
+    PQfinish(d->conn);
+    log = rt_read_file(d->log);
+    if (log != NULL) {
+        ck_assert_msg(strstr(log, "Sanitizer") == NULL && strstr(log, "runtime error:") == NULL,
+                      "a sanitizer reported from inside rhino:\n%s", log);
+        ck_assert_msg(d->allow_errors || strstr(log, "level=error") == NULL,
+                      "rhino logged an error in a test that provokes none:\n%s", log);
+        free(log);
+    }
+}
+
+void
+rt_daemon_wait(rt_daemon_t *d, const char *sql, double timeout)
+{
+    if (!rt_wait_sql(d->conn, sql, timeout)) {
+        char *states = rt_query1(d->conn, "SELECT string_agg(state || '=' || n, ' ') FROM "
+                                 "(SELECT state::text, count(*) n FROM rhino.all_jobs GROUP BY 1) s");
+        rt_daemon_dump_log(d);
+        ck_abort_msg("timed out after %.0f s waiting for: %s (jobs: %s)", timeout, sql,
+                     states ? states : "none");
+    }
+}
+
+/*
+ * Count ledger lines per job id (ids 1..n in a fresh database).  Returns a
+ * calloc'd array of n+1 counts.
+ */
+int *
+rt_daemon_ledger_counts(rt_daemon_t *d, long n)
+{
+    int  *counts = calloc((size_t) n + 1, sizeof(int));
+    char *text = rt_read_file(d->ledger), *save = NULL, *line;
+
+    ck_assert_ptr_nonnull(counts);
+    if (text == NULL)
+        return counts;
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char kind[64];
+        long id;
+        int  attempt, pid;
+
+        ck_assert_int_eq(sscanf(line, "%63s %ld %d %d", kind, &id, &attempt, &pid), 4);
+        ck_assert_msg(id >= 1 && id <= n, "ledger names job %ld outside 1..%ld", id, n);
+        counts[id]++;
+    }
+    free(text);
+    return counts;
+}

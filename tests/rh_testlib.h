@@ -53,4 +53,33 @@ int   rt_wait_sql(PGconn *conn, const char *sql, double timeout);
 
 double rt_now(void);   /* monotonic seconds */
 
+/*
+ * A rhino daemon for one test: a fresh migrated database, a config with the
+ * test handlers (tests/handlers/test_handlers.so) plus `extra` INI lines, a
+ * ledger file the handlers append one line per run to, and the log.
+ */
+typedef struct {
+    char   *dsn;
+    PGconn *conn;
+    char   *ini;
+    char    ledger[4096];
+    char    log[4096];
+    char    env_dsn[4200];
+    char    env_ledger[4200];
+    pid_t   pid;
+    int     allow_errors;   /* the test provokes failures; otherwise no error may be logged */
+} rt_daemon_t;
+
+const char *rt_handlers_so(void);
+void rt_daemon_setup(rt_daemon_t *d, const char *extra);
+void rt_daemon_start(rt_daemon_t *d);
+void rt_daemon_stop(rt_daemon_t *d);        /* SIGTERM; asserts a clean exit */
+/* Kill what is left; assert no sanitizer report and, unless allow_errors, no error logged. */
+void rt_daemon_teardown(rt_daemon_t *d);
+void rt_daemon_dump_log(rt_daemon_t *d);
+/* rt_wait_sql, or dump the log and fail the test. */
+void rt_daemon_wait(rt_daemon_t *d, const char *sql, double timeout);
+/* Ledger lines per job id 1..n: a calloc'd array of n+1 counts. */
+int *rt_daemon_ledger_counts(rt_daemon_t *d, long n);
+
 #endif

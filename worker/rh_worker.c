@@ -5,11 +5,14 @@
  *
  * The cycle.  A "round" is what the worker sends in one flush:
  *
- *     [finalize(outcomes of batch k-1)] SYNC   [claim(batch k+1)] SYNC
+ *     [finalize(outcomes of batch k-1)] [claim(batch k+1)] SYNC
  *
- * Two sync segments, so two implicit transactions: a failed finalize does not
- * abort the claim, and the claim's rows are not locked any longer than their
- * own statement.  As soon as the round is flushed the worker runs the
+ * One sync segment, so one implicit transaction and one commit (one WAL
+ * flush) per round instead of two (SEG_ROUND): both halves commit or
+ * neither does.  If either fails, the outcomes go back to pending and the
+ * next round carries them again with a new claim; the fence makes the replay
+ * harmless.  A round with only one half (no outcomes yet, or a batch still
+ * in hand) is a segment of its own.  As soon as the round is flushed the worker runs the
  * handlers of batch k, so the database works on the round while the handlers
  * run; when the round's results arrive, batch k+1 is in hand and the next
  * round carries batch k's outcomes.  At most one round is in flight: the
@@ -75,7 +78,8 @@ typedef enum {
     SEG_SETUP,      /* first registration, or replay after reconnect */
     SEG_FINALIZE,
     SEG_CLAIM,
-    SEG_FINAL       /* drain: finalize + release + end, then exit */
+    SEG_FINAL,      /* drain: finalize + release + end, then exit */
+    SEG_ROUND       /* finalize + claim in one transaction: one commit per round */
 } rh_seg_t;
 
 typedef struct {
@@ -110,6 +114,7 @@ typedef struct {
 static struct {
     const rh_config_t *cfg;
     rh_shm_slot_t     *shm;             /* our slot of the master's process table */
+    rh_shm_t          *root;            /* the whole table (the cancel ring) */
     pid_t              master_pid;
     int                slot, generation;
     int64_t            node_id;
@@ -153,7 +158,7 @@ static struct {
     int                fin_nstale;
     int                fin_failures;    /* consecutive */
 
-    double             sent_at[4];      /* per segment kind, for debug timings */
+    double             sent_at[5];      /* per segment kind, for debug timings */
     int                tx_unknown_start, tx_unknown_end;  /* rows whose COMMIT went unanswered */
     uint64_t           n_tx_committed;
     uint64_t           rng;
@@ -161,7 +166,7 @@ static struct {
     int                final_sent;
 
     /* counters for the exit line */
-    uint64_t           n_done, n_retry, n_discard, n_stale, n_claimed;
+    uint64_t           n_done, n_retry, n_discard, n_stale, n_claimed, n_snooze;
 } W;
 
 static volatile sig_atomic_t w_stop;
@@ -351,7 +356,8 @@ count_confirmed(const rh_outcomes_t *l, int with_stale)
     for (int i = 0; i < l->n; i++) {
         const rh_outcome_t *o = &l->v[i];
         rh_counter_id_t     w = o->state[0] == 'c' ? RH_CNT_COMPLETED
-                                : o->state[0] == 'd' ? RH_CNT_DISCARDED : RH_CNT_RETRIED;
+                                : o->state[0] == 'd' ? RH_CNT_DISCARDED
+                                : o->state[0] == 's' ? RH_CNT_SNOOZED : RH_CNT_RETRIED;
 
         if (with_stale && W.fin_nstale > 0 &&
             bsearch(&o->id, W.fin_stale_ids, (size_t) W.fin_nstale, sizeof(int64_t), cmp_i64) != NULL)
@@ -509,9 +515,15 @@ send_finalize(rh_outcomes_t *l, rh_seg_t seg)
     rh_buf_t    a[5];
     const char *params[6];
     int         rc;
+    int         all_done = 1;
 
+    /* a batch of successes, the usual one, takes the lean statement (its first two parameters) */
+    for (int i = 0; i < l->n && all_done; i++)
+        all_done = strcmp(l->v[i].state, "completed") == 0;
     finalize_params(l, a, params);
-    rc = send_query(RH_STMT_FINALIZE, E_FINALIZE, seg, params);
+    rc = send_query(!all_done ? RH_STMT_FINALIZE
+                    : W.cfg->retention_completed > 0 ? RH_STMT_FINALIZE_DONE_KEEP : RH_STMT_FINALIZE_DONE,
+                    E_FINALIZE, seg, params);
     params_free(a);
     return rc;
 }
@@ -583,6 +595,19 @@ job_from_row(int row, rhino_job *job)
     job->timeout = PQgetisnull(W.cur, row, 6) ? W.cfg->job_timeout : strtod(PQgetvalue(W.cur, row, 6), NULL);
     job->errors = atoi(PQgetvalue(W.cur, row, 7));
     job->slot = W.shm;
+    job->snooze = -1;
+}
+
+/* Did the reaper see a cancellation of this claimed job before it started? */
+static int
+cancelled_before_start(int64_t id)
+{
+    uint32_t head = rh_shm_load(&W.root->cancel_head);
+
+    for (uint32_t k = 0; k < RH_SHM_CANCELS && k < head; k++)
+        if (rh_shm_load(&W.root->cancel_ids[(head - 1 - k) % RH_SHM_CANCELS]) == id)
+            return 1;
+    return 0;
 }
 
 /*
@@ -625,11 +650,17 @@ job_outcome(rhino_job *job, int rc, rh_outcomes_t *l)
         l->v[l->n - 1].mkey = mkey;
         W.n_discard++;
         return;
+    case RHINO_SNOOZE:
+        /* 'scheduled' asks the finalize to snooze: no error counted */
+        outcome_add(l, job->id, job->attempt, "scheduled", job->snooze < 0 ? 1.0 : job->snooze, NULL);
+        l->v[l->n - 1].mkey = mkey;
+        W.n_snooze++;
+        return;
     case RHINO_RETRY:
         break;
     default:
-        snprintf(job->error, sizeof(job->error), "handler returned %d, which is not RHINO_OK, RHINO_RETRY "
-                 "or RHINO_DISCARD", rc);
+        snprintf(job->error, sizeof(job->error), "handler returned %d, which is not RHINO_OK, RHINO_RETRY, "
+                 "RHINO_DISCARD or RHINO_SNOOZE", rc);
         err = job->error;
         break;
     }
@@ -663,6 +694,13 @@ job_handler(int row, rhino_job *job)
     const rh_handler_t *h;
 
     job_from_row(row, job);
+    if (cancelled_before_start(job->id)) {
+        /* the finalize records it as cancelled: its cancel_requested_at is set */
+        outcome_add(&W.pending, job->id, job->attempt, "discarded", 0, "cancelled before it started");
+        W.pending.v[W.pending.n - 1].mkey = rh_metrics_key(job->queue, job->kind);
+        W.n_discard++;
+        return NULL;
+    }
     h = rh_loader_find(&W.reg, job->kind);
     if (h == NULL) {
         /* a rolling deploy may bring the handler: retry, as any failure */
@@ -1025,6 +1063,8 @@ run_batch(void)
 /* ---------------------------------------------------------------------- */
 /* results                                                                */
 
+static void on_sync_seg(rh_seg_t seg, int ok);
+
 static void
 on_sync(rh_seg_t seg)
 {
@@ -1034,6 +1074,19 @@ on_sync(rh_seg_t seg)
     W.round_inflight--;
     rh_log_debug("segment %d done in %.2f ms (%s)", (int) seg, (ev_time() - W.sent_at[seg]) * 1000,
                  ok ? "ok" : "failed");
+    if (seg == SEG_ROUND) {
+        /* one transaction: both halves committed, or neither */
+        W.sent_at[SEG_FINALIZE] = W.sent_at[SEG_CLAIM] = W.sent_at[SEG_ROUND];
+        on_sync_seg(SEG_FINALIZE, ok);
+        on_sync_seg(SEG_CLAIM, ok);
+        return;
+    }
+    on_sync_seg(seg, ok);
+}
+
+static void
+on_sync_seg(rh_seg_t seg, int ok)
+{
     switch (seg) {
     case SEG_SETUP:
         if (!ok) {
@@ -1113,6 +1166,8 @@ on_sync(rh_seg_t seg)
                     W.n_claimed, W.n_done, W.n_retry, W.n_discard, W.n_stale, W.n_tx_committed);
         PQfinish(W.conn);
         exit(RH_EXIT_OK);
+    case SEG_ROUND:
+        break;                  /* split by on_sync */
     }
 }
 
@@ -1252,7 +1307,7 @@ static void
 w_step(void)
 {
     for (;;) {
-        int sent = 0;
+        int sent = 0, claim;
 
         if (!W.connected || W.round_inflight > 0 || W.final_sent)
             return;
@@ -1267,26 +1322,39 @@ w_step(void)
             return;
         }
 
+        /*
+         * Outcomes to send and no batch behind the one in hand: claim in the
+         * same round even after an empty claim, since the finalize may free a
+         * slot of a limited queue (sql/005_limits.sql) that only this round
+         * can take at once; an idle worker would wait for its poll.
+         */
+        claim = (W.claim_due || W.pending.n > 0) && W.next == NULL;
         if (W.pending.n > 0) {
+            /* with a claim behind it, one transaction: see SEG_ROUND */
             outcomes_move(&W.inflight, &W.pending);
-            if (send_finalize(&W.inflight, SEG_FINALIZE) < 0 || send_sync(SEG_FINALIZE) < 0)
+            if (send_finalize(&W.inflight, claim ? SEG_ROUND : SEG_FINALIZE) < 0)
+                return;
+            if (!claim && send_sync(SEG_FINALIZE) < 0)
                 return;
             sent = 1;
         }
-        if (W.claim_due && W.next == NULL) {
+        if (claim) {
             const char *params[3] = { W.queues_lit, W.batch_s, W.worker_id_s };
             double      now = ev_now(W.loop);
+            rh_seg_t    seg = sent ? SEG_ROUND : SEG_CLAIM;
 
             W.claim_due = 0;
-            if (send_query(RH_STMT_CLAIM, E_CLAIM, SEG_CLAIM, params) < 0)
+            /* the limited claim only while the reaper sees limits on our queues: see rh_sql.c */
+            if (send_query(rh_shm_load(&W.shm->limited) ? RH_STMT_CLAIM_LIMITED : RH_STMT_CLAIM,
+                           E_CLAIM, seg, params) < 0)
                 return;
             if (now - W.last_alive_check > W.cfg->lease / 3) {
                 const char *p1[1] = { W.worker_id_s };
                 W.last_alive_check = now;
-                if (send_query(RH_STMT_WORKER_ALIVE, E_ALIVE, SEG_CLAIM, p1) < 0)
+                if (send_query(RH_STMT_WORKER_ALIVE, E_ALIVE, seg, p1) < 0)
                     return;
             }
-            if (send_sync(SEG_CLAIM) < 0)
+            if (send_sync(seg) < 0)
                 return;
             sent = 1;
         }
@@ -1557,14 +1625,15 @@ build_queue_literal(void)
 }
 
 void
-rh_worker_main(const rh_config_t *cfg, int slot, int generation, int64_t node_id, rh_shm_slot_t *shm)
+rh_worker_main(const rh_config_t *cfg, int slot, int generation, int64_t node_id, rh_shm_t *shm)
 {
     char             role[32], err[1024];
     struct sigaction sa;
 
     memset(&W, 0, sizeof(W));
     W.cfg = cfg;
-    W.shm = shm;
+    W.root = shm;
+    W.shm = &shm->slot[slot];
     W.master_pid = getppid();
     W.slot = slot;
     W.generation = generation;

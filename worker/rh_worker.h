@@ -12,10 +12,10 @@
  * slot and generation identify it within node node_id (the master's row in
  * rhino.nodes).  Exits RH_EXIT_OK after a drain, RH_EXIT_ERROR on trouble the
  * master should answer with a respawn, RH_EXIT_FATAL when it should stop.
- * shm is its slot of the master's process table, where it publishes the
+ * shm is the master's process table; in its slot the worker publishes the
  * job its handler runs and that job's deadline.
  */
-void rh_worker_main(const rh_config_t *cfg, int slot, int generation, int64_t node_id, rh_shm_slot_t *shm)
+void rh_worker_main(const rh_config_t *cfg, int slot, int generation, int64_t node_id, rh_shm_t *shm)
     __attribute__((noreturn));
 
 #endif

@@ -58,6 +58,17 @@ ok(rhino_job *job)
 }
 RHINO_HANDLER("ok", ok);
 
+/* {"ms": N}: sleeps on the first attempt only, so that a test can kill the worker mid-job and see the retry finish. */
+static int
+slow_once(rhino_job *job)
+{
+    if (rhino_job_attempt(job) == 1)
+        maybe_sleep(job);
+    ledger(job);
+    return RHINO_OK;
+}
+RHINO_HANDLER("slow_once", slow_once);
+
 static int
 retry_twice(rhino_job *job)
 {
@@ -176,3 +187,42 @@ extends(rhino_job *job)
     return RHINO_OK;
 }
 RHINO_HANDLER("extends", extends);
+
+/* Snoozes (0.2 s) on its first two claims, then completes: attempt 3, no error counted. */
+static int
+snooze_twice(rhino_job *job)
+{
+    ledger(job);
+    if (rhino_job_attempt(job) < 3)
+        return rhino_job_snooze(job, 0.2);
+    return RHINO_OK;
+}
+RHINO_HANDLER("snooze_twice", snooze_twice);
+
+/* Runs until someone cancels it (at most 60 s), then gives up as a failure. */
+static int
+cancellable(rhino_job *job)
+{
+    struct timespec ts = { 0, 20000000L };
+
+    ledger(job);
+    for (int i = 0; i < 3000 && !rhino_job_cancelled(job); i++)
+        nanosleep(&ts, NULL);
+    if (!rhino_job_cancelled(job))
+        return RHINO_OK;
+    rhino_job_set_error(job, "stopped: cancelled");
+    return RHINO_RETRY;
+}
+RHINO_HANDLER("cancellable", cancellable);
+
+/* Ignores cancellation: sleeps 60 s, for the worker to be killed after cancel_grace. */
+static int
+stubborn(rhino_job *job)
+{
+    struct timespec ts = { 60, 0 };
+
+    ledger(job);
+    nanosleep(&ts, NULL);
+    return RHINO_OK;
+}
+RHINO_HANDLER("stubborn", stubborn);

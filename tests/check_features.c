@@ -1,0 +1,247 @@
+/*
+ * check_features.c - snooze, cancellation of running jobs, the error history
+ * and dead letters, against a real PostgreSQL and the real daemon.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rh_testlib.h"
+
+/* rhinoctl with the daemon's database; returns the exit code, out/err malloc'd. */
+static int
+ctl(rt_daemon_t *d, char **out, char **err, const char *a1, const char *a2)
+{
+    char *argv[] = { (char *) rt_env("RHINOCTL_BIN"), (char *) a1, (char *) a2, NULL };
+    char *env[] = { d->env_dsn, NULL };
+
+    return rt_run(argv, env, NULL, out, err);
+}
+
+/* How many lines of the ledger name job id (the tests enqueue at most 10 jobs). */
+static int
+runs_of(rt_daemon_t *d, long id)
+{
+    int *counts = rt_daemon_ledger_counts(d, 10);
+    int  n = counts[id];
+
+    free(counts);
+    return n;
+}
+
+/* ---- snooze ------------------------------------------------------------- */
+
+START_TEST(test_snooze_reruns_without_an_error)
+{
+    rt_daemon_t d;
+
+    rt_daemon_setup(&d, NULL);
+    rt_exec(d.conn, "SELECT rhino.enqueue('snooze_twice', max_attempts => 1)");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done WHERE state = 'completed'", 30);
+    rt_daemon_stop(&d);
+
+    /* three runs (two snoozes), max_attempts 1 not exhausted: snoozes are not errors */
+    ck_assert_int_eq(runs_of(&d, 1), 3);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT attempt FROM rhino.jobs_done WHERE id = 1"), 3);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT errors FROM rhino.jobs_done WHERE id = 1"), 0);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.job_errors"), 0);
+    /* the snooze waited: at least two delays of 0.2 s between creation and completion */
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT (finished_at - created_at >= interval '0.4 s')::int "
+                                           "FROM rhino.jobs_done WHERE id = 1"), 1);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
+/* ---- error history and dead letters ------------------------------------- */
+
+START_TEST(test_every_error_is_kept_and_redrivable)
+{
+    rt_daemon_t d;
+    char       *out, *err, *n;
+    int         rc;
+
+    rt_daemon_setup(&d, NULL);
+    d.allow_errors = 1;
+    rt_exec(d.conn, "SELECT rhino.enqueue('always_fail', max_attempts => 3)");
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok')");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 2 FROM rhino.jobs_done", 30);
+
+    /* one row per failed attempt, in order, and none for the job that succeeded */
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.job_errors WHERE job_id = 1 "
+                                           "AND kind = 'error' AND error IS NOT NULL"), 3);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.job_errors WHERE job_id = 2"), 0);
+    n = rt_query1(d.conn, "SELECT string_agg(attempt::text, ',' ORDER BY attempt) FROM rhino.job_errors");
+    ck_assert_str_eq(n, "1,2,3");
+    free(n);
+    /* the dead letter carries the whole history */
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT jsonb_array_length(error_history) FROM rhino.dead_letters "
+                                           "WHERE id = 1"), 3);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.dead_letters"), 1);
+
+    /* redriven, it fails three more times: the history grows, nothing is lost */
+    rc = ctl(&d, &out, &err, "retry", "1");
+    ck_assert_msg(rc == 0, "retry exited %d: %s", rc, err);
+    free(out);
+    free(err);
+    rt_daemon_wait(&d, "SELECT count(*) = 6 FROM rhino.job_errors WHERE job_id = 1", 30);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.dead_letters WHERE jsonb_array_length(error_history) = 6", 30);
+    rt_daemon_stop(&d);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
+/* ---- cancellation ------------------------------------------------------- */
+
+START_TEST(test_cancel_waiting_job_never_runs)
+{
+    rt_daemon_t d;
+    char       *out, *err, *s;
+    int         rc;
+
+    rt_daemon_setup(&d, NULL);
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', run_at => now() + interval '1 hour')");
+    rc = ctl(&d, &out, &err, "cancel", "1");
+    ck_assert_msg(rc == 0, "cancel exited %d: %s", rc, err);
+    ck_assert_msg(strstr(out, "cancelled job 1") != NULL, "%s", out);
+    free(out);
+    free(err);
+    /* a second cancel says it is done already, and fails */
+    rc = ctl(&d, &out, &err, "cancel", "1");
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(err, "already cancelled") != NULL, "%s", err);
+    free(out);
+    free(err);
+    s = rt_query1(d.conn, "SELECT rhino.cancel(1)");
+    ck_assert_str_eq(s, "already cancelled");
+    free(s);
+    ck_assert_ptr_null(rt_query1(d.conn, "SELECT rhino.cancel(12345)"));
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_cancel_running_cooperative)
+{
+    rt_daemon_t d;
+    char       *out, *err, *s;
+    int         rc;
+
+    rt_daemon_setup(&d, "[worker]\ncancel_grace = 30\n");
+    rt_exec(d.conn, "SELECT rhino.enqueue('cancellable', max_attempts => 5)");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs WHERE state = 'running'", 30);
+
+    rc = ctl(&d, &out, &err, "cancel", "1");
+    ck_assert_msg(rc == 0, "cancel exited %d: %s", rc, err);
+    ck_assert_msg(strstr(out, "cancellation requested") != NULL, "%s", out);
+    free(out);
+    free(err);
+    /* the handler notices, returns RHINO_RETRY, and the job ends cancelled, not retried */
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done WHERE state = 'cancelled'", 20);
+    rt_daemon_stop(&d);
+    ck_assert_int_eq(runs_of(&d, 1), 1);
+    s = rt_query1(d.conn, "SELECT last_error FROM rhino.jobs_done WHERE id = 1");
+    ck_assert_str_eq(s, "stopped: cancelled");
+    free(s);
+    /* the worker was not killed: it stopped by itself */
+    s = rt_read_file(d.log);
+    ck_assert_msg(strstr(s, "killing the worker") == NULL, "%s", s);
+    free(s);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_cancel_running_stubborn_is_killed)
+{
+    rt_daemon_t d;
+    char       *out, *err, *s;
+    int         rc;
+
+    rt_daemon_setup(&d, "[worker]\ncancel_grace = 1\n");
+    d.allow_errors = 1;
+    rt_exec(d.conn, "SELECT rhino.enqueue('stubborn')");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs WHERE state = 'running'", 30);
+    rc = ctl(&d, &out, &err, "cancel", "1");
+    ck_assert_msg(rc == 0, "cancel exited %d: %s", rc, err);
+    free(out);
+    free(err);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done WHERE state = 'cancelled'", 30);
+    /* the respawned worker goes on with other work */
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok')");
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done WHERE state = 'completed'", 30);
+    rt_daemon_stop(&d);
+
+    ck_assert_int_eq(runs_of(&d, 1), 1);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.job_errors WHERE job_id = 1 "
+                                           "AND kind = 'crash'"), 1);
+    s = rt_read_file(d.log);
+    ck_assert_msg(strstr(s, "cancel_grace") != NULL, "%s", s);
+    free(s);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
+/* A job claimed in a batch but not started when it is cancelled is skipped. */
+START_TEST(test_cancel_claimed_not_started)
+{
+    rt_daemon_t d;
+    char       *out, *err;
+    int         rc;
+
+    rt_daemon_setup(&d, "[worker]\nprocesses = 1\n");
+    /* one worker claims both; the first keeps it busy for 3 s */
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 3000}')");
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok')");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 2 FROM rhino.jobs WHERE state = 'running'", 30);
+    rc = ctl(&d, &out, &err, "cancel", "2");
+    ck_assert_msg(rc == 0, "cancel exited %d: %s", rc, err);
+    ck_assert_msg(strstr(out, "cancellation requested") != NULL, "%s", out);
+    free(out);
+    free(err);
+    rt_daemon_wait(&d, "SELECT count(*) = 2 FROM rhino.jobs_done", 30);
+    rt_daemon_stop(&d);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE id = 2 "
+                                           "AND state = 'cancelled'"), 1);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE id = 1 "
+                                           "AND state = 'completed'"), 1);
+    ck_assert_int_eq(runs_of(&d, 2), 0);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
+static Suite *
+features_suite(void)
+{
+    Suite *s = suite_create("features");
+    TCase *tc = tcase_create("features");
+
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_snooze_reruns_without_an_error);
+    tcase_add_test(tc, test_every_error_is_kept_and_redrivable);
+    tcase_add_test(tc, test_cancel_waiting_job_never_runs);
+    tcase_add_test(tc, test_cancel_running_cooperative);
+    tcase_add_test(tc, test_cancel_running_stubborn_is_killed);
+    tcase_add_test(tc, test_cancel_claimed_not_started);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(features_suite());
+    int      failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
