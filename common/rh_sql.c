@@ -392,15 +392,37 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         " SELECT pg_notify('rhino_jobs', q.queue) FROM (SELECT DISTINCT queue FROM p) q",
         0 },
 
-    /* Small batches, SKIP LOCKED: several hosts' reapers may prune at once. */
+    /*
+     * Retention: completed jobs older than $1 seconds, discarded and
+     * cancelled ones older than $2, in batches of 5000 so that no pass
+     * holds locks for long.  One reaper at a time: a transaction-scoped
+     * advisory lock ("rhinoprn"), which PgBouncer's transaction mode keeps
+     * intact; a reaper that does not get it prunes nothing this time.
+     */
     [RH_STMT_PRUNE] = { RH_STMT_PRUNE, "prune",
         "DELETE FROM rhino.jobs_done d"
         " USING (SELECT id FROM rhino.jobs_done"
         "         WHERE finished_at < now() - make_interval(secs => least($1::float8, $2::float8))"
         "           AND ((state = 'completed' AND finished_at < now() - make_interval(secs => $1::float8))"
         "             OR (state <> 'completed' AND finished_at < now() - make_interval(secs => $2::float8)))"
+        "           AND pg_try_advisory_xact_lock(8243955040938652270)"
         "         LIMIT 5000 FOR UPDATE SKIP LOCKED) old"
         " WHERE d.id = old.id",
+        2 },
+
+    /*
+     * The error history of jobs no longer live, once older than the longer
+     * retention: it outlives the job's own row (a completed job is often
+     * not kept at all) only as long as a dead letter would.
+     */
+    [RH_STMT_PRUNE_ERRORS] = { RH_STMT_PRUNE_ERRORS, "prune_errors",
+        "DELETE FROM rhino.job_errors e"
+        " USING (SELECT x.job_id, x.attempt, x.kind FROM rhino.job_errors x"
+        "         WHERE x.at < now() - make_interval(secs => greatest($1::float8, $2::float8))"
+        "           AND NOT EXISTS (SELECT 1 FROM rhino.jobs j WHERE j.id = x.job_id)"
+        "           AND pg_try_advisory_xact_lock(8243955040938652270)"
+        "         LIMIT 5000 FOR UPDATE SKIP LOCKED) old"
+        " WHERE e.job_id = old.job_id AND e.attempt = old.attempt AND e.kind = old.kind",
         2 },
 
     /* Forget nodes gone for a day that have nothing left running. */

@@ -349,6 +349,8 @@ pass(void)
         /* small batches, so that no pass holds locks or the loop for long */
         for (int i = 0; i < 20 && (n = r_exec_count(RH_STMT_PRUNE, p)) > 0; i++)
             total += n;
+        for (int i = 0; i < 20 && r_exec_count(RH_STMT_PRUNE_ERRORS, p) > 0; i++)
+            ;
         if (total > 0)
             rh_log_info("pruned %d finished job(s) past retention", total);
         /* fire rows live as long as the history of the jobs they made (at least an hour) */

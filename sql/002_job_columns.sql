@@ -31,6 +31,8 @@ CREATE TABLE rhino.job_errors (
     error    text,
     PRIMARY KEY (job_id, attempt, kind)
 );
+-- the reaper's pruning, oldest first
+CREATE INDEX job_errors_at ON rhino.job_errors (at);
 
 -- Columns can only be appended to a view in place.
 CREATE OR REPLACE VIEW rhino.all_jobs AS
