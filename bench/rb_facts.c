@@ -1,7 +1,8 @@
 /*
  * rb_facts.c - what a benchmark number means nothing without: the machine
- * (host, CPUs, CPU model, kernel), the PostgreSQL server (version and the
- * settings that move the numbers most) and the commit of the code measured.
+ * (host, CPUs, CPU model, kernel, and its load average when the record was
+ * written), the PostgreSQL server (version and the settings that move the
+ * numbers most) and the commit of the code measured.
  */
 #include "config.h"
 
@@ -121,14 +122,35 @@ rb_facts_collect(PGconn *conn, const char *srcdir)
              F.nproc, F.cpu_model, F.kernel, F.git_commit[0] ? F.git_commit : "unknown");
 }
 
+/* The 1-minute load average now: on a shared machine, what else ran beside the measurement. */
+static double
+loadavg(void)
+{
+    FILE  *fp = fopen("/proc/loadavg", "r");
+    double v = -1;
+
+    if (fp != NULL) {
+        if (fscanf(fp, "%lf", &v) != 1)
+            v = -1;
+        fclose(fp);
+    }
+    return v;
+}
+
 void
 rb_facts_json(rb_json_t *j)
 {
+    double load = loadavg();
+
     rb_json_begin(j, "machine");
     rb_json_str(j, "hostname", F.hostname);
     rb_json_int(j, "nproc", F.nproc);
     rb_json_str(j, "cpu_model", F.cpu_model);
     rb_json_str(j, "kernel", F.kernel);
+    if (load >= 0)
+        rb_json_num(j, "loadavg_1m", load, 2);
+    else
+        rb_json_null(j, "loadavg_1m");
     rb_json_end(j);
     rb_json_begin(j, "postgres");
     rb_json_str(j, "version", F.pg_version);

@@ -389,7 +389,7 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "           ORDER BY run_at LIMIT 10000 FOR UPDATE SKIP LOCKED) due"
         "   WHERE j.id = due.id"
         "  RETURNING j.queue)"
-        " SELECT pg_notify('rhino_jobs', q.queue) FROM (SELECT DISTINCT queue FROM p) q",
+        " SELECT rhino.wake(q.queue) FROM (SELECT DISTINCT queue FROM p) q",
         0 },
 
     /*
@@ -453,6 +453,11 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * parameter, and LISTEN takes none.
      */
     [RH_STMT_LISTEN] = { RH_STMT_LISTEN, "listen", "LISTEN rhino_jobs", 0 },
+
+    /* The master: does node $1 have an idle worker to wake (rhino.wake)? */
+    [RH_STMT_NODE_IDLE] = { RH_STMT_NODE_IDLE, "node_idle",
+        "UPDATE rhino.nodes SET idle = $2::bool WHERE id = $1::bigint AND idle IS DISTINCT FROM $2::bool",
+        2 },
 
     [RH_STMT_ENQUEUE] = { RH_STMT_ENQUEUE, "enqueue",
         "SELECT id, existing FROM rhino.enqueue_job($1, $2::jsonb, $3, coalesce($4::timestamptz, now()),"
@@ -764,7 +769,7 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * if it rolls back), as rhino.enqueue does for each job it adds.
      */
     [RH_STMT_CTL_NOTIFY] = { RH_STMT_CTL_NOTIFY, "ctl_notify",
-        "SELECT pg_notify('rhino_jobs', $1)",
+        "SELECT rhino.wake($1)",
         1 },
 
     /*
@@ -889,23 +894,25 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         9 },
 
     /*
-     * The limits and aging of queue $1, or of every queue that has some
-     * ($1 NULL), with how many of its jobs run now; the last column is the
-     * same as one JSON object, for rhinoctl stats --json.
+     * The limits and aging of queue $1 (one row, NULLs if it has none), or
+     * of every queue that has some ($1 NULL), with how many of its jobs run
+     * now; the last column is the same as one JSON object, for rhinoctl
+     * stats --json.
      */
     [RH_STMT_CTL_QUEUES] = { RH_STMT_CTL_QUEUES, "ctl_queues",
-        "SELECT q.name AS queue, q.paused, q.max_running, q.max_running_per_node, q.per_key_max,"
+        "SELECT n.name AS queue, coalesce(q.paused, false) AS paused, q.max_running, q.max_running_per_node, q.per_key_max,"
         "       q.rate, q.burst, q.key_rate, q.key_burst, extract(epoch FROM q.aging)::float8 AS aging,"
         "       r.running,"
         "       json_build_object('max_running', q.max_running, 'max_running_per_node', q.max_running_per_node,"
         "                         'per_key_max', q.per_key_max, 'rate', q.rate, 'burst', q.burst,"
         "                         'key_rate', q.key_rate, 'key_burst', q.key_burst,"
         "                         'aging', extract(epoch FROM q.aging)::float8, 'running', r.running) AS limits"
-        "  FROM rhino.queues q"
+        "  FROM (SELECT p.name FROM rhino.queues p WHERE $1::text IS NULL AND (p.limited OR p.aging IS NOT NULL)"
+        "        UNION ALL SELECT $1 WHERE $1::text IS NOT NULL) n"
+        "  LEFT JOIN rhino.queues q ON q.name = n.name"
         " CROSS JOIN LATERAL (SELECT count(*) AS running FROM rhino.jobs j"
-        "                      WHERE j.queue = q.name AND j.state = 'running') r"
-        " WHERE CASE WHEN $1::text IS NULL THEN q.limited OR q.aging IS NOT NULL ELSE q.name = $1 END"
-        " ORDER BY q.name",
+        "                      WHERE j.queue = n.name AND j.state = 'running') r"
+        " ORDER BY n.name",
         1 },
 };
 

@@ -40,6 +40,7 @@ typedef enum {
     RH_STMT_CANCEL_REQUESTS,
     /* master */
     RH_STMT_LISTEN,
+    RH_STMT_NODE_IDLE,
     /* rhinoctl */
     RH_STMT_ENQUEUE,
     RH_STMT_STATS,

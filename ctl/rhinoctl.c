@@ -1125,6 +1125,11 @@ ctl_queue(PGconn *conn, const ctl_opts_t *o, const char *queue)
     }
     if ((res = ctl_queues_fetch(conn, "queue", queue)) == NULL)
         return CTL_EXIT_ERROR;
+    if (PQntuples(res) != 1) {
+        ctl_err("queue: expected one row for %s, got %d", queue, PQntuples(res));
+        PQclear(res);
+        return CTL_EXIT_ERROR;
+    }
     if (o->json) {
         ctl_json_row(stdout, res, 0, PQnfields(res) - 1);
     } else {

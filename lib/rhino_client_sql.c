@@ -81,7 +81,7 @@ static const rhc_stmt_t rhc_stmts[RHC_STMT__COUNT] = {
      * that received jobs due now, as rhino.enqueue does per job.
      */
     [RHC_STMT_NOTIFY] = { RHC_STMT_NOTIFY,
-        "SELECT pg_notify('rhino_jobs', q) FROM unnest($1::text[]) AS q",
+        "SELECT rhino.wake(q) FROM unnest($1::text[]) AS q",
         1 },
 };
 

@@ -15,6 +15,8 @@
  */
 #include "config.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,6 +37,12 @@ static struct {
     char             *dsn;           /* NULL = off */
     int               connecting;
     int               listening;     /* LISTEN acknowledged */
+    int               busy;          /* a statement is in flight (one at a time) */
+    int               busy_listen;   /* ... and it is the LISTEN */
+    int64_t           node_id;
+    int               want_idle;     /* what rhino.nodes.idle should say */
+    int               sent_idle;     /* what the statement in flight sets */
+    int               told_idle;     /* what the database says: -1 = unknown */
     int               io_events;
     double            delay;         /* next reconnect backoff */
     int               warned;        /* one warning per outage, not one per attempt */
@@ -43,6 +51,7 @@ static struct {
 } L;
 
 static void l_connect(void);
+static void l_broken(const char *why);
 
 static void
 l_io_set(int events)
@@ -70,6 +79,33 @@ l_close(void)
     L.conn = NULL;
     L.connecting = 0;
     L.listening = 0;
+    L.busy = 0;
+    L.told_idle = -1;
+}
+
+/*
+ * Tell the database whether this node has an idle worker, when that changed
+ * and nothing else is in flight; producers notify only while some node has
+ * one (rhino.wake, sql/002_job_columns.sql).
+ */
+static void
+l_send_idle(void)
+{
+    char        id[32];
+    const char *p[2] = { id, NULL };
+
+    if (L.conn == NULL || !L.listening || L.busy || L.want_idle == L.told_idle)
+        return;
+    snprintf(id, sizeof(id), "%" PRId64, L.node_id);
+    p[1] = L.want_idle ? "true" : "false";
+    if (!PQsendQueryParams(L.conn, rh_sql(RH_STMT_NODE_IDLE)->sql, 2, NULL, p, NULL, NULL, 0) ||
+        PQflush(L.conn) < 0) {
+        l_broken(PQerrorMessage(L.conn));
+        return;
+    }
+    L.busy = 1;
+    L.busy_listen = 0;
+    L.sent_idle = L.want_idle;
 }
 
 /* The connection failed or broke: say so once, and try again later. */
@@ -101,18 +137,25 @@ l_read(void)
         l_broken(PQerrorMessage(L.conn));
         return;
     }
-    /* the LISTEN's own result; later, anything else the server sends */
-    while (!PQisBusy(L.conn) && (res = PQgetResult(L.conn)) != NULL) {
+    /* the results of the statement in flight: the LISTEN, or an idle report */
+    while (L.busy && !PQisBusy(L.conn)) {
+        if ((res = PQgetResult(L.conn)) == NULL) {
+            L.busy = 0;
+            break;
+        }
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
             char msg[256];
 
-            snprintf(msg, sizeof(msg), "LISTEN failed: %s", rh_db_error(L.conn, res));
+            snprintf(msg, sizeof(msg), "%s failed: %s", L.busy_listen ? "LISTEN" : "idle report",
+                     rh_db_error(L.conn, res));
             PQclear(res);
             l_broken(msg);
             return;
         }
         PQclear(res);
-        if (!L.listening) {
+        if (!L.busy_listen) {
+            L.told_idle = L.sent_idle;
+        } else if (!L.listening) {
             L.listening = 1;
             if (L.warned)
                 rh_log_info("LISTEN connection is back; workers are woken by notifications again");
@@ -127,8 +170,11 @@ l_read(void)
         L.wake(n->extra);
         PQfreemem(n);
     }
-    if (PQstatus(L.conn) == CONNECTION_BAD)
+    if (PQstatus(L.conn) == CONNECTION_BAD) {
         l_broken(PQerrorMessage(L.conn));
+        return;
+    }
+    l_send_idle();
 }
 
 static void
@@ -157,6 +203,8 @@ l_poll_connect(void)
         l_broken(PQerrorMessage(L.conn));
         return;
     }
+    L.busy = 1;
+    L.busy_listen = 1;
     l_io_set(EV_READ);
 }
 
@@ -205,11 +253,20 @@ l_dsn(const rh_config_t *cfg)
 }
 
 void
-rh_listen_start(struct ev_loop *loop, const rh_config_t *cfg, rh_listen_wake_fn wake)
+rh_listen_idle(int idle)
+{
+    L.want_idle = idle != 0;
+    l_send_idle();
+}
+
+void
+rh_listen_start(struct ev_loop *loop, const rh_config_t *cfg, int64_t node_id, rh_listen_wake_fn wake)
 {
     memset(&L, 0, sizeof(L));
     L.loop = loop;
     L.wake = wake;
+    L.node_id = node_id;
+    L.told_idle = -1;
     L.delay = 1;
     L.dsn = l_dsn(cfg);
     ev_init(&L.io, on_io);

@@ -2,6 +2,8 @@
 #ifndef RH_LISTEN_H
 #define RH_LISTEN_H
 
+#include <stdint.h>
+
 #include <ev.h>
 
 #include "rh_config.h"
@@ -17,7 +19,14 @@ typedef void (*rh_listen_wake_fn)(const char *queue);
  * Each (re)connection calls wake(NULL) once, since notifications sent
  * while it was down are gone.
  */
-void rh_listen_start(struct ev_loop *loop, const rh_config_t *cfg, rh_listen_wake_fn wake);
+void rh_listen_start(struct ev_loop *loop, const rh_config_t *cfg, int64_t node_id, rh_listen_wake_fn wake);
+
+/*
+ * Whether some worker of this node is idle; written to rhino.nodes.idle
+ * (on the LISTEN connection, when it changes) so that producers notify
+ * only when a notification can wake someone.
+ */
+void rh_listen_idle(int idle);
 
 /* After a reload: reconnect if [database] listen or the DSN changed. */
 void rh_listen_reconfigure(const rh_config_t *cfg);

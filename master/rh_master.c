@@ -633,12 +633,15 @@ on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
 {
     double now = rh_mono_now();
     char   name[32];
+    int    idle = 0;
 
     for (int i = 0; i < M.nslots; i++) {
         rh_proc_t     *p = &M.workers[i];
         rh_shm_slot_t *sl = &M.shm->slot[i];
         double         d;
 
+        if (p->pid > 0 && !p->stopping && rh_shm_load(&sl->idle))
+            idle = 1;
         if (p->pid == 0 || p->timed_out)
             continue;
         d = rh_shm_load_d(&sl->deadline);
@@ -661,6 +664,7 @@ on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
             kill(p->pid, SIGKILL);
         }
     }
+    rh_listen_idle(idle && M.state == M_RUNNING);
     notify_tick();
 }
 
@@ -785,7 +789,7 @@ rh_master_run(rh_config_t *cfg)
     rh_notify_init();
     if (rh_http_start(M.loop, cfg->metrics_listen, metrics_gauges) < 0)
         return 1;
-    rh_listen_start(M.loop, cfg, wake_idle);
+    rh_listen_start(M.loop, cfg, M.node_id, wake_idle);
     ev_signal_init(&M.sig_term, on_term, SIGTERM);
     ev_signal_start(M.loop, &M.sig_term);
     ev_signal_init(&M.sig_int, on_term, SIGINT);

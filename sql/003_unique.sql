@@ -93,7 +93,7 @@ BEGIN
                 enqueue_job.concurrency_key)
         RETURNING jobs.id, jobs.state, jobs.queue INTO v_id, v_state, v_queue;
         IF v_state = 'available' THEN
-            PERFORM pg_notify('rhino_jobs', v_queue);
+            PERFORM rhino.wake(v_queue);
         END IF;
         id := v_id;
         existing := false;
@@ -169,7 +169,7 @@ BEGIN
         UPDATE rhino.unique_windows SET job_id = v_id WHERE unique_key = v_key;
     END IF;
     IF NOT existing AND v_state = 'available' THEN
-        PERFORM pg_notify('rhino_jobs', v_queue);
+        PERFORM rhino.wake(v_queue);
     END IF;
     id := v_id;
 END

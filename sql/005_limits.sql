@@ -14,9 +14,14 @@
 -- The hot path.  A queue without limits is claimed exactly as before: the
 -- claim statement (common/rh_sql.c, RH_STMT_CLAIM) skips queues whose
 -- rhino.queues row says `limited`, in the same primary-key lookup that already
--- skips paused ones, and hands only those to rhino.claim_limited() below.  A
--- worker whose queues have no limits never calls it (the call sits behind a
--- one-time filter).
+-- skips paused ones.  Only workers whose queues include a limited one (the
+-- reaper tells them, reaper/rh_limits.c) send RH_STMT_CLAIM_LIMITED, which
+-- calls rhino.claim_limited() below and then claims the unlimited queues as
+-- RH_STMT_CLAIM does.
+--
+-- A worker runs its jobs one after the other, so it holds at most one job of
+-- a queue with a concurrency limit: a second would hold a slot without
+-- running.  Rate-only queues are claimed in whole batches.
 --
 -- Counting running jobs without drift and without slowing unlimited queues.
 -- A counter that every path out of 'running' must decrement (finalize,

@@ -114,7 +114,7 @@ expect_record(const char *rec, const char *mode, const char *measurement, const 
     {
         static const char *const common[] = {
             "\"tool\":\"rhino-bench\"", "\"label\":\"check_bench\"", "\"params\":{", "\"result\":{",
-            "\"machine\":{", "\"hostname\":", "\"nproc\":", "\"cpu_model\":", "\"kernel\":",
+            "\"machine\":{", "\"hostname\":", "\"nproc\":", "\"cpu_model\":", "\"kernel\":", "\"loadavg_1m\":",
             "\"postgres\":{", "\"version\":", "\"synchronous_commit\":", "\"shared_buffers\":", "\"fsync\":",
             "\"max_wal_size\":", "\"git_commit\":", NULL
         };

@@ -34,6 +34,33 @@ runs_of(rt_daemon_t *d, long id)
     return n;
 }
 
+/* ---- wake-ups ----------------------------------------------------------- */
+
+/*
+ * Workers that poll only every 60 s still start a new job at once: the
+ * master LISTENs, tells rhino.nodes it has idle workers, rhino.enqueue
+ * notifies, and the master wakes one.  With listen = off they would wait.
+ */
+START_TEST(test_notify_wakes_idle_worker)
+{
+    rt_daemon_t d;
+
+    rt_daemon_setup(&d, "[worker]\npoll_interval = 60\n");
+    rt_daemon_start(&d);
+    /* ready and idle: the workers made their first (empty) claim */
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.nodes WHERE idle", 30);
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok')");
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done WHERE state = 'completed'", 20);
+    /* and a job made due by the reaper's promotion wakes them too */
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', run_at => now() + interval '1 s')");
+    rt_daemon_wait(&d, "SELECT count(*) = 2 FROM rhino.jobs_done WHERE state = 'completed'", 20);
+    rt_daemon_stop(&d);
+    /* a stopped node no longer asks for notifications */
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.nodes WHERE idle AND stopped_at IS NULL"), 0);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
 /* ---- snooze ------------------------------------------------------------- */
 
 START_TEST(test_snooze_reruns_without_an_error)
@@ -224,6 +251,7 @@ features_suite(void)
     TCase *tc = tcase_create("features");
 
     tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_notify_wakes_idle_worker);
     tcase_add_test(tc, test_snooze_reruns_without_an_error);
     tcase_add_test(tc, test_every_error_is_kept_and_redrivable);
     tcase_add_test(tc, test_cancel_waiting_job_never_runs);

@@ -104,12 +104,18 @@ typedef struct {
     int     n;
 } notes_t;
 
+/*
+ * LISTEN as a master does, and say in rhino.nodes that this "node" has an
+ * idle worker: producers notify only then (rhino.wake).
+ */
 static PGconn *
 listener(const char *dsn)
 {
     PGconn *l = rt_connect(dsn);
 
     rt_exec(l, "LISTEN rhino_jobs");
+    rt_exec(l, "INSERT INTO rhino.nodes (name, pid, lease_until, idle)"
+               " VALUES ('test-listener', 1, now() + interval '1 hour', true)");
     return l;
 }
 
@@ -490,6 +496,32 @@ END_TEST
 /* ============================================================================ */
 /* wake-ups                                                                       */
 /* ============================================================================ */
+
+/* While no node has an idle worker, producers do not notify: NOTIFY serializes commits. */
+START_TEST(test_no_notify_while_no_worker_idle)
+{
+    char   *dsn = rt_db_create_migrated();
+    PGconn *conn = rt_connect(dsn), *l = listener(dsn);
+    notes_t nn;
+
+    rt_exec(conn, "UPDATE rhino.nodes SET idle = false");
+    rt_exec(conn, "SELECT rhino.enqueue('k', queue => 'busy')");
+    collect(l, conn, &nn);
+    ck_assert_int_eq(notes_count(&nn, "busy"), 0);
+    /* a stopped node's idle flag does not count either */
+    rt_exec(conn, "UPDATE rhino.nodes SET idle = true, stopped_at = now()");
+    rt_exec(conn, "SELECT rhino.enqueue('k', queue => 'busy')");
+    collect(l, conn, &nn);
+    ck_assert_int_eq(notes_count(&nn, "busy"), 0);
+    rt_exec(conn, "UPDATE rhino.nodes SET stopped_at = NULL");
+    rt_exec(conn, "SELECT rhino.enqueue('k', queue => 'busy')");
+    collect(l, conn, &nn);
+    ck_assert_int_eq(notes_count(&nn, "busy"), 1);
+    PQfinish(l);
+    PQfinish(conn);
+    free(dsn);
+}
+END_TEST
 
 START_TEST(test_notify_once_per_queue_per_transaction)
 {
@@ -1137,6 +1169,7 @@ unique_suite(void)
     tcase_add_test(tc, test_sql_race_window_rollback);
     tcase_add_test(tc, test_sql_race_free_running);
     tcase_add_test(tc, test_notify_once_per_queue_per_transaction);
+    tcase_add_test(tc, test_no_notify_while_no_worker_idle);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("rhinoctl");
