@@ -683,6 +683,23 @@ rt_daemon_stop(rt_daemon_t *d)
  * The sanitizers report from inside the daemon's processes, which the
  * master would simply respawn: read their reports out of the log.
  */
+/* A valgrind report: a line "==PID== ..." (scripts/test runs rhino under valgrind -q once). */
+static int
+has_valgrind_report(const char *log)
+{
+    for (const char *p = log; (p = strstr(p, "==")) != NULL; p += 2) {
+        const char *q = p + 2;
+
+        if (p != log && p[-1] != '\n')
+            continue;
+        while (*q >= '0' && *q <= '9')
+            q++;
+        if (q > p + 2 && q[0] == '=' && q[1] == '=')
+            return 1;
+    }
+    return 0;
+}
+
 void
 rt_daemon_teardown(rt_daemon_t *d)
 {
@@ -697,6 +714,7 @@ rt_daemon_teardown(rt_daemon_t *d)
     if (log != NULL) {
         ck_assert_msg(strstr(log, "Sanitizer") == NULL && strstr(log, "runtime error:") == NULL,
                       "a sanitizer reported from inside rhino:\n%s", log);
+        ck_assert_msg(!has_valgrind_report(log), "valgrind reported from inside rhino:\n%s", log);
         ck_assert_msg(d->allow_errors || strstr(log, "level=error") == NULL,
                       "rhino logged an error in a test that provokes none:\n%s", log);
         free(log);
