@@ -15,8 +15,9 @@
  * parallel), so that a claim that admitted nothing would fail too.
  *
  *  - sql: rhino.queue_config() validation; eight processes hammer
- *    rhino.claim_limited() and check, inside each claiming transaction, that
- *    the counts they see are within the limits.
+ *    rhino.claim_limited() and check, inside each claiming transaction and
+ *    after its commit, that the counts they see are within the limits (with
+ *    the queue lock removed, this test fails in every run).
  *  - global max_running with two daemons of two workers each; per node; per
  *    key; a token bucket (every window of claims obeys burst + rate * span);
  *    per-key buckets.
