@@ -93,6 +93,7 @@ static struct {
     rh_proc_t       workers[RH_MAX_PROCESSES];
     int             nslots;     /* slots ever used (shm range) */
     int             wake_next;  /* round-robin start of wake_idle() */
+    double          idle_seen;  /* rh_mono_now() when a worker was last seen idle */
     rh_proc_t       reaper;
     int             epoch;
     int             rolling;
@@ -664,7 +665,15 @@ on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
             kill(p->pid, SIGKILL);
         }
     }
-    rh_listen_idle(idle && M.state == M_RUNNING);
+    /*
+     * rhino.nodes.idle turns false only after a full second without an idle
+     * worker: producers stop notifying under sustained load, but a trickle
+     * that keeps the workers busy for a moment now and then still wakes
+     * them (an enqueue that does not notify waits for a poll).
+     */
+    if (idle)
+        M.idle_seen = now;
+    rh_listen_idle(M.state == M_RUNNING && now - M.idle_seen < 1.0);
     notify_tick();
 }
 
