@@ -782,6 +782,7 @@ rb_mode_scale(rb_opts_t *o)
             rb_fmt_int(b, sizeof(b), size), o->workers[0], o->batches[0]);
         reset(o);
         load = rb_load_copy(o->conn, o->queue, "bench.noop", size, "load", &first, &last);
+        rb_pg_do(o->conn, RB_SQL_VACUUM, NULL);
         settle(o);
         conf_of(o, &conf, o->workers[0], o->batches[0], NULL);
         rb_rhino_start(&r, &conf);

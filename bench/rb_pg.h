@@ -17,6 +17,7 @@ typedef enum {
     RB_SQL_LIVE_NODES,
     RB_SQL_RESET,
     RB_SQL_ANALYZE,
+    RB_SQL_VACUUM,
     RB_SQL_CHECKPOINT,
     RB_SQL_BEGIN,
     RB_SQL_COMMIT,
