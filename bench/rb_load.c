@@ -30,7 +30,7 @@
 
 /*
  * The text of one COPY row around its payload, for the column list of
- * RH_STMT_CTL_COPY, whatever it is: rhinoctl's statement may gain columns
+ * RH_STMT_CTL_COPY_MIN, whatever it is: rhinoctl's statement may gain columns
  * (a later schema's), and COPY with a column list does not fall back to the
  * column defaults, so each is spelled out; a column the harness does not
  * know gets \N (NULL).  head gets everything before the payload, tail the
@@ -39,12 +39,12 @@
 static void
 copy_row_shape(const char *queue, const char *kind, const char *run_at, rb_buf_t *head, rb_buf_t *tail)
 {
-    const char *sql = rh_sql(RH_STMT_CTL_COPY)->sql;
+    const char *sql = rh_sql(RH_STMT_CTL_COPY_MIN)->sql;
     const char *open = strchr(sql, '('), *close = open ? strchr(open, ')') : NULL;
     int         seen_payload = 0;
 
     if (open == NULL || close == NULL)
-        rb_die("internal error: RH_STMT_CTL_COPY has no column list: %s", sql);
+        rb_die("internal error: RH_STMT_CTL_COPY_MIN has no column list: %s", sql);
     rb_buf_add(head, "", 0);
     for (const char *p = open + 1; p < close;) {
         size_t      n;
@@ -86,7 +86,7 @@ copy_row_shape(const char *queue, const char *kind, const char *run_at, rb_buf_t
         }
     }
     if (!seen_payload)
-        rb_die("internal error: RH_STMT_CTL_COPY has no payload column: %s", sql);
+        rb_die("internal error: RH_STMT_CTL_COPY_MIN has no payload column: %s", sql);
     rb_buf_puts(tail, "\n");
 }
 
@@ -104,7 +104,7 @@ rb_load_copy(PGconn *conn, const char *queue, const char *kind, long long n, con
     copy_row_shape(queue, kind, PQgetvalue(res, 0, 0), &head, &tail);
     PQclear(res);
 
-    res = PQexec(conn, rh_sql(RH_STMT_CTL_COPY)->sql);
+    res = PQexec(conn, rh_sql(RH_STMT_CTL_COPY_MIN)->sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         char msg[512];
 

@@ -549,7 +549,7 @@ insert_done(rb_opts_t *o, int rep, const char *measurement, int sql, long long f
         rb_json_bool(&j, "pipeline", o->pipeline);
         rb_json_str(&j, "statement", rb_pg_sql(RB_SQL_ENQUEUE));
     } else {
-        rb_json_str(&j, "statement", rh_sql(RH_STMT_CTL_COPY)->sql);
+        rb_json_str(&j, "statement", rh_sql(RH_STMT_CTL_COPY_MIN)->sql);
     }
     params_rhino(&j, o, o->workers[0], o->batches[0]);
     rb_json_end(&j);

@@ -497,6 +497,17 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         0 },
 
     /*
+     * The same when every other column takes its default (priority 0, 25
+     * attempts, run_at = now(), the COPY's transaction start, as the server
+     * clock resolves --run-at too, available, no key): the server parses
+     * three fields a row instead of eight, the timestamp the dearest of
+     * them.  Measured: 120k instead of 100k rows/s from psql.
+     */
+    [RH_STMT_CTL_COPY_MIN] = { RH_STMT_CTL_COPY_MIN, "ctl_copy_min",
+        "COPY rhino.jobs (kind, queue, payload) FROM STDIN",
+        0 },
+
+    /*
      * rhinoctl list: newest (highest id) first, filtered by queue $1, kind
      * $2, state $3 (NULL = any), at most $4 rows.  Both tables are read
      * backwards along their primary keys and merged, so the LIMIT stops

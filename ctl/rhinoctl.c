@@ -729,20 +729,25 @@ ctl_enqueue_bulk(PGconn *conn, const ctl_opts_t *o, const char *kind)
     size_t      linecap = 0;
     ssize_t     n;
     long        lineno = 0;
-    int         future, rc = CTL_EXIT_ERROR, in_copy = 0;
+    int         future, minimal, rc = CTL_EXIT_ERROR, in_copy = 0;
     PGresult   *res;
 
     if (ctl_resolve_time(conn, "enqueue --bulk", "--run-at", o->run_at, ts, sizeof(ts), &future) < 0)
         return CTL_EXIT_ERROR;
 
-    /* "kind\tqueue\t" PAYLOAD "\tpriority\tmax_attempts\trun_at\tstate\tconcurrency_key\n" */
+    /* "kind\tqueue\t" PAYLOAD, then "\tpriority\tmax_attempts\trun_at\tstate\tconcurrency_key\n" or "\n" */
     if (ctl_buf_copy_escaped(&row_head, kind, strlen(kind)) < 0 ||
         ctl_buf_add(&row_head, "\t", 1) < 0 ||
         ctl_buf_copy_escaped(&row_head, o->queue ? o->queue : CTL_DEFAULT_QUEUE,
                              strlen(o->queue ? o->queue : CTL_DEFAULT_QUEUE)) < 0 ||
         ctl_buf_add(&row_head, "\t", 1) < 0)
         goto oom;
-    {
+    minimal = o->run_at == NULL && o->priority == NULL && o->max_attempts == NULL && o->concurrency_key == NULL;
+    if (minimal) {
+        /* "kind\tqueue\t" PAYLOAD "\n": RH_STMT_CTL_COPY_MIN, the rest by default */
+        if (ctl_buf_add(&row_tail, "\n", 1) < 0)
+            goto oom;
+    } else {
         char tail[160];
         int  tn = snprintf(tail, sizeof(tail), "\t%s\t%s\t%s\t%s\t",
                            o->priority ? o->priority : CTL_DEFAULT_PRIORITY,
@@ -766,7 +771,7 @@ ctl_enqueue_bulk(PGconn *conn, const ctl_opts_t *o, const char *kind)
     }
     PQclear(res);
 
-    res = PQexec(conn, rh_sql(RH_STMT_CTL_COPY)->sql);
+    res = PQexec(conn, rh_sql(minimal ? RH_STMT_CTL_COPY_MIN : RH_STMT_CTL_COPY)->sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         ctl_err("enqueue --bulk: %s", ctl_pgmsg(conn, res));
         PQclear(res);
