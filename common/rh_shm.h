@@ -65,6 +65,13 @@ typedef struct {
      * (a ring, newest at cancel_head - 1).
      */
     uint32_t        cancel_head;
+    /*
+     * Written by the master: one more for every new-job notification of
+     * our queues.  A worker whose claim came back empty claims again instead
+     * of idling if it moved since that claim was sent (a notification the
+     * master could not give to an idle worker).
+     */
+    uint64_t        notify_seq;
     int64_t         cancel_ids[RH_SHM_CANCELS];
     /* the reaper's readiness: 0 when (re)started, 1 after its first pass on a live connection */
     int             reaper_ready;

@@ -752,6 +752,7 @@ wake_idle(const char *queue)
         if (!ours)
             return;
     }
+    __atomic_fetch_add(&M.shm->notify_seq, 1, __ATOMIC_RELEASE);
     for (int k = 0; k < M.nslots && n > 0; k++) {
         int            i = (M.wake_next + k) % M.nslots;
         rh_shm_slot_t *s = &M.shm->slot[i];

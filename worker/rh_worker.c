@@ -114,7 +114,8 @@ typedef struct {
 static struct {
     const rh_config_t *cfg;
     rh_shm_slot_t     *shm;             /* our slot of the master's process table */
-    rh_shm_t          *root;            /* the whole table (the cancel ring) */
+    rh_shm_t          *root;            /* the whole table (the cancel ring, notify_seq) */
+    uint64_t           claim_seq;       /* notify_seq when the last claim was sent */
     pid_t              master_pid;
     int                slot, generation;
     int64_t            node_id;
@@ -1344,6 +1345,7 @@ w_step(void)
             rh_seg_t    seg = sent ? SEG_ROUND : SEG_CLAIM;
 
             W.claim_due = 0;
+            W.claim_seq = rh_shm_load(&W.root->notify_seq);
             /* the limited claim only while the reaper sees limits on our queues: see rh_sql.c */
             if (send_query(rh_shm_load(&W.shm->limited) ? RH_STMT_CLAIM_LIMITED : RH_STMT_CLAIM,
                            E_CLAIM, seg, params) < 0)
@@ -1374,6 +1376,15 @@ w_step(void)
             return;
         }
         if (!sent && !ev_is_active(&W.timer)) {
+            /*
+             * A notification came after our last claim was sent, while we
+             * were busy: the master woke nobody (no worker was idle), and
+             * that claim may have missed the job.  Look again now.
+             */
+            if (rh_shm_load(&W.root->notify_seq) != W.claim_seq) {
+                W.claim_due = 1;
+                continue;
+            }
             /*
              * Idle: look again after poll_interval, or sooner when the
              * master, told by a notification, wakes us (SIGUSR1, on_wake).
