@@ -124,6 +124,38 @@ START_TEST(test_every_error_is_kept_and_redrivable)
 }
 END_TEST
 
+/*
+ * Two dead letters with one unique key: redriving both at once brings back
+ * only the newer (the key allows one live job) and fails nothing.
+ */
+START_TEST(test_redrive_keeps_one_job_per_unique_key)
+{
+    rt_daemon_t d;
+    char       *out, *err;
+    int         rc;
+
+    rt_daemon_setup(&d, NULL);
+    rt_exec(d.conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+                    "                             run_at, created_at, finished_at, unique_key)"
+                    " VALUES (101, 'default', 'ok', '{}', 'discarded', 0, 3, 3, now(), now(), now() - interval '2 s', 'k1'),"
+                    "        (102, 'default', 'ok', '{}', 'discarded', 0, 3, 3, now(), now(), now() - interval '1 s', 'k1'),"
+                    "        (103, 'default', 'ok', '{}', 'discarded', 0, 3, 3, now(), now(), now() - interval '1 s', NULL)");
+    rc = ctl(&d, &out, &err, "retry", "--discarded");
+    ck_assert_msg(rc == 0, "retry exited %d: %s", rc, err);
+    free(out);
+    free(err);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE id IN (102, 103)"), 2);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE id = 101"), 1);
+    /* again: the older one stays, its key held by the live job */
+    rc = ctl(&d, &out, &err, "retry", "--discarded");
+    ck_assert_msg(rc == 0, "second retry exited %d: %s", rc, err);
+    free(out);
+    free(err);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE id = 101"), 1);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
 /* ---- cancellation ------------------------------------------------------- */
 
 START_TEST(test_cancel_waiting_job_never_runs)
@@ -254,6 +286,7 @@ features_suite(void)
     tcase_add_test(tc, test_notify_wakes_idle_worker);
     tcase_add_test(tc, test_snooze_reruns_without_an_error);
     tcase_add_test(tc, test_every_error_is_kept_and_redrivable);
+    tcase_add_test(tc, test_redrive_keeps_one_job_per_unique_key);
     tcase_add_test(tc, test_cancel_waiting_job_never_runs);
     tcase_add_test(tc, test_cancel_running_cooperative);
     tcase_add_test(tc, test_cancel_running_stubborn_is_killed);
