@@ -23,3 +23,25 @@ rh_mono_now(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
+
+int
+rh_shm_cancel_listed(rh_shm_t *shm, int64_t id)
+{
+    uint32_t head = rh_shm_load(&shm->cancel_head);
+
+    for (uint32_t k = 0; k < RH_SHM_CANCELS && k < head; k++)
+        if (rh_shm_load(&shm->cancel_ids[(head - 1 - k) % RH_SHM_CANCELS]) == id)
+            return 1;
+    return 0;
+}
+
+void
+rh_shm_cancel_add(rh_shm_t *shm, int64_t id)
+{
+    uint32_t head = rh_shm_load(&shm->cancel_head);
+
+    if (rh_shm_cancel_listed(shm, id))
+        return;
+    rh_shm_store(&shm->cancel_ids[head % RH_SHM_CANCELS], id);
+    rh_shm_store(&shm->cancel_head, head + 1);
+}

@@ -80,6 +80,11 @@ typedef struct {
 } rh_shm_t;
 
 rh_shm_t *rh_shm_create(void);   /* anonymous MAP_SHARED, inherited across fork */
+
+/* Is job id in the ring of cancelled, claimed-but-unstarted jobs (cancel_ids)? */
+int       rh_shm_cancel_listed(rh_shm_t *shm, int64_t id);
+/* Add it, unless listed (the reaper, the ring's one writer). */
+void      rh_shm_cancel_add(rh_shm_t *shm, int64_t id);
 double    rh_mono_now(void);     /* CLOCK_MONOTONIC in seconds, the same clock in every process */
 
 #define rh_shm_store(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)

@@ -98,6 +98,20 @@
  */
 #define RH_ISO(col) "to_char((" col ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
+/*
+ * The two statements for a batch where every job completed
+ * (RH_STMT_FINALIZE_DONE[_KEEP]): the fenced (id, attempt) pairs, and what
+ * the worker reads back (rows matched, ids of the stale ones), as for
+ * RH_STMT_FINALIZE.
+ */
+#define RH_DONE_F \
+        "WITH f AS MATERIALIZED (" \
+        "  SELECT *, 'running'::rhino.job_state AS cur FROM unnest($1::bigint[], $2::int[]) AS f(id, attempt)),"
+#define RH_DONE_COUNT \
+        " SELECT m.n, CASE WHEN m.n < (SELECT count(*) FROM f)" \
+        "                  THEN ARRAY(SELECT id FROM f EXCEPT SELECT id FROM d) END" \
+        "   FROM (SELECT count(*) AS n FROM d) m"
+
 static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
 
     /*
@@ -167,18 +181,14 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * 36 us of database CPU per job without history.
      */
     [RH_STMT_FINALIZE_DONE] = { RH_STMT_FINALIZE_DONE, "finalize_done",
-        "WITH f AS MATERIALIZED ("
-        "  SELECT *, 'running'::rhino.job_state AS cur FROM unnest($1::bigint[], $2::int[]) AS f(id, attempt)),"
+        RH_DONE_F
         " d AS (DELETE FROM rhino.jobs j USING f"
         "        WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur RETURNING j.id)"
-        " SELECT m.n, CASE WHEN m.n < (SELECT count(*) FROM f)"
-        "                  THEN ARRAY(SELECT id FROM f EXCEPT SELECT id FROM d) END"
-        "   FROM (SELECT count(*) AS n FROM d) m",
+        RH_DONE_COUNT,
         2 },
 
     [RH_STMT_FINALIZE_DONE_KEEP] = { RH_STMT_FINALIZE_DONE_KEEP, "finalize_done_keep",
-        "WITH f AS MATERIALIZED ("
-        "  SELECT *, 'running'::rhino.job_state AS cur FROM unnest($1::bigint[], $2::int[]) AS f(id, attempt)),"
+        RH_DONE_F
         " d AS (DELETE FROM rhino.jobs j USING f"
         "        WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur"
         "        RETURNING j.id, j.queue, j.kind, j.payload, 'completed'::rhino.job_state, j.priority, j.attempt,"
@@ -188,9 +198,7 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "                                    run_at, created_at, attempted_at, crash_count, errors, last_error,"
         "                                    " RH_CARRIED ")"
         "       SELECT * FROM d)"
-        " SELECT m.n, CASE WHEN m.n < (SELECT count(*) FROM f)"
-        "                  THEN ARRAY(SELECT id FROM f EXCEPT SELECT id FROM d) END"
-        "   FROM (SELECT count(*) AS n FROM d) m",
+        RH_DONE_COUNT,
         2 },
 
     /* Where a job stands now: after an ambiguous commit, or a stale-attempt error. */

@@ -287,8 +287,6 @@ cancel_requests(void)
         int            slot = atoi(PQgetvalue(res, r, 2));
         int            gen = atoi(PQgetvalue(res, r, 3));
         rh_shm_slot_t *sl;
-        uint32_t       head;
-        int            seen = 0;
 
         if (slot < 0 || slot >= RH_MAX_PROCESSES)
             continue;
@@ -302,13 +300,7 @@ cancel_requests(void)
             }
             continue;
         }
-        head = rh_shm_load(&R.shm->cancel_head);
-        for (uint32_t k = 0; k < RH_SHM_CANCELS && k < head && !seen; k++)
-            seen = rh_shm_load(&R.shm->cancel_ids[(head - 1 - k) % RH_SHM_CANCELS]) == id;
-        if (!seen) {
-            rh_shm_store(&R.shm->cancel_ids[head % RH_SHM_CANCELS], id);
-            rh_shm_store(&R.shm->cancel_head, head + 1);
-        }
+        rh_shm_cancel_add(R.shm, id);
     }
     PQclear(res);
 }

@@ -12,41 +12,10 @@
 #include "rh_migrate.h"
 #include "rh_testlib.h"
 
-#define CTL_MAX_ARGS 16
 
 /* The advisory lock key of common/rh_migrate.c ("rhinomig"), held by a test to block migrators. */
 #define CTL_MIGRATE_LOCK "8243955040938453351"
 
-/*
- * Run rhinoctl with the NULL-terminated arguments, RHINO_DSN set to dsn (or
- * removed from the environment when dsn is NULL), stdin_text on stdin.
- */
-static int
-ctl_run(const char *dsn, const char *stdin_text, char **out, char **err, ...)
-{
-    char       *argv[CTL_MAX_ARGS + 2], *env[2], *env_dsn = NULL;
-    const char *a;
-    va_list     ap;
-    int         n = 0, rc;
-
-    argv[n++] = (char *) rt_env("RHINOCTL_BIN");
-    va_start(ap, err);
-    while ((a = va_arg(ap, const char *)) != NULL) {
-        ck_assert_int_lt(n, CTL_MAX_ARGS);
-        argv[n++] = (char *) a;
-    }
-    va_end(ap);
-    argv[n] = NULL;
-
-    if (dsn != NULL)
-        ck_assert_int_ge(asprintf(&env_dsn, "RHINO_DSN=%s", dsn), 0);
-    /* a bare name removes the variable: no RHINO_DSN leaking in from the caller */
-    env[0] = env_dsn ? env_dsn : (char *) "RHINO_DSN";
-    env[1] = NULL;
-    rc = rt_run(argv, env, stdin_text, out, err);
-    free(env_dsn);
-    return rc;
-}
 
 /* The count of the stats table row "QUEUE STATE COUNT" for queue and state, -1 if absent. */
 static long
@@ -101,7 +70,7 @@ START_TEST(test_migrate_empty_db)
     PGconn *conn;
     int     rc;
 
-    rc = ctl_run(dsn, NULL, &out, &err, "migrate", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "migrate", NULL);
     ck_assert_msg(rc == 0, "migrate exited %d: %s", rc, err);
     ck_assert_msg(strstr(out, mig_applied_all()) != NULL, "stdout: %s", out);
     ck_assert_str_eq(err, "");
@@ -124,7 +93,7 @@ START_TEST(test_migrate_twice)
     PGconn *conn;
     int     rc;
 
-    rc = ctl_run(dsn, NULL, &out, &err, "migrate", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "migrate", NULL);
     ck_assert_msg(rc == 0, "second migrate exited %d: %s", rc, err);
     ck_assert_msg(strstr(out, mig_already()) != NULL, "stdout: %s", out);
     ck_assert_msg(strstr(out, "applied") == NULL, "second migrate applied something: %s", out);
@@ -190,7 +159,7 @@ START_TEST(test_migrate_failure_rolls_back)
     /* an object that 001_init.sql creates, made first so that the step fails half-way */
     rt_exec(conn, "CREATE SCHEMA rhino; CREATE TABLE rhino.nodes (x int)");
 
-    rc = ctl_run(dsn, NULL, &out, &err, "migrate", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "migrate", NULL);
     ck_assert_msg(rc == 1, "migrate exited %d: %s", rc, err);
     ck_assert_msg(strstr(err, "rhinoctl: migrate: ") == err, "stderr: %s", err);
     ck_assert_msg(strstr(err, "sql/001_init.sql") != NULL, "error does not name the file: %s", err);
@@ -205,7 +174,7 @@ START_TEST(test_migrate_failure_rolls_back)
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.schema_migrations"), 0);
 
     rt_exec(conn, "DROP TABLE rhino.nodes");
-    rc = ctl_run(dsn, NULL, &out, &err, "migrate", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "migrate", NULL);
     ck_assert_msg(rc == 0, "migrate after the fix exited %d: %s", rc, err);
     ck_assert_msg(strstr(out, mig_applied_all()) != NULL, "stdout: %s", out);
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.schema_migrations"), rh_nmigrations);
@@ -305,7 +274,7 @@ START_TEST(test_enqueue_with_options)
     long    id;
     int     rc;
 
-    rc = ctl_run(dsn, NULL, &out, &err, "enqueue", "send_invoice", "{\"to\": \"a@b.c\", \"n\": 7}",
+    rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "send_invoice", "{\"to\": \"a@b.c\", \"n\": 7}",
                  "--queue", "mail", "--priority", "-5", "--max-attempts", "3", NULL);
     ck_assert_msg(rc == 0, "enqueue exited %d: %s", rc, err);
     ck_assert_str_eq(err, "");
@@ -336,15 +305,15 @@ START_TEST(test_enqueue_defaults_and_option_order)
     PGconn *conn;
     int     rc;
 
-    rc = ctl_run(dsn, NULL, &out, &err, "enqueue", "plain", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "plain", NULL);
     ck_assert_msg(rc == 0, "enqueue exited %d: %s", rc, err);
     free(out);
     free(err);
-    rc = ctl_run(dsn, NULL, &out, &err, "--priority", "32767", "--queue", "early", "enqueue", "first", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "--priority", "32767", "--queue", "early", "enqueue", "first", NULL);
     ck_assert_msg(rc == 0, "enqueue exited %d: %s", rc, err);
     free(out);
     free(err);
-    rc = ctl_run(dsn, NULL, &out, &err, "enqueue", "--priority", "-32768", "low", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "--priority", "-32768", "low", NULL);
     ck_assert_msg(rc == 0, "enqueue exited %d: %s", rc, err);
 
     conn = rt_connect(dsn);
@@ -378,15 +347,15 @@ START_TEST(test_enqueue_run_at)
     conn = rt_connect(dsn);
     at = rt_query1(conn, "SELECT (now() + interval '1 hour')::text");
 
-    rc = ctl_run(dsn, NULL, &out, &err, "enqueue", "later", "--run-at", at, NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "later", "--run-at", at, NULL);
     ck_assert_msg(rc == 0, "enqueue exited %d: %s", rc, err);
     free(out);
     free(err);
-    rc = ctl_run(dsn, NULL, &out, &err, "enqueue", "relative", "--run-at", "+2 hours", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "relative", "--run-at", "+2 hours", NULL);
     ck_assert_msg(rc == 0, "enqueue exited %d: %s", rc, err);
     free(out);
     free(err);
-    rc = ctl_run(dsn, NULL, &out, &err, "enqueue", "past", "--run-at", "2001-02-03 04:05:06+00", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "past", "--run-at", "2001-02-03 04:05:06+00", NULL);
     ck_assert_msg(rc == 0, "enqueue exited %d: %s", rc, err);
 
     snprintf(sql, sizeof(sql), "SELECT (state = 'scheduled' AND run_at = '%s'::timestamptz)::int"
@@ -411,7 +380,7 @@ START_TEST(test_enqueue_bad_json)
     PGconn *conn;
     int     rc;
 
-    rc = ctl_run(dsn, NULL, &out, &err, "enqueue", "k", "{\"a\": nope}", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "k", "{\"a\": nope}", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "rhinoctl: enqueue: ") == err, "stderr: %s", err);
     ck_assert_msg(strstr(err, "invalid input syntax for type json") != NULL, "stderr: %s", err);
@@ -442,7 +411,7 @@ START_TEST(test_enqueue_bad_numbers)
     PGconn *conn;
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        int rc = ctl_run(dsn, NULL, &out, &err, "enqueue", "k", cases[i][0], cases[i][1], NULL);
+        int rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "k", cases[i][0], cases[i][1], NULL);
 
         ck_assert_msg(rc == 2, "%s \"%s\": exit %d", cases[i][0], cases[i][1], rc);
         ck_assert_msg(strstr(err, cases[i][0]) != NULL && strstr(err, cases[i][2]) != NULL,
@@ -463,20 +432,20 @@ START_TEST(test_enqueue_unmigrated)
     char *dsn = rt_db_create(), *out, *err;
     int   rc;
 
-    rc = ctl_run(dsn, NULL, &out, &err, "enqueue", "k", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "k", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "run \"rhinoctl migrate\"") != NULL, "stderr: %s", err);
     ck_assert_str_eq(out, "");
     free(out);
     free(err);
 
-    rc = ctl_run(dsn, "{}\n", &out, &err, "enqueue", "--bulk", "k", NULL);
+    rc = rt_ctl(dsn, "{}\n", &out, &err, "enqueue", "--bulk", "k", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "run \"rhinoctl migrate\"") != NULL, "stderr: %s", err);
     free(out);
     free(err);
 
-    rc = ctl_run(dsn, NULL, &out, &err, "stats", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "stats", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "run \"rhinoctl migrate\"") != NULL, "stderr: %s", err);
     free(out);
@@ -500,7 +469,7 @@ START_TEST(test_bulk_10000)
     for (int i = 1; i <= N; i++)
         p += sprintf(p, "{\"n\": %d}\n", i);
 
-    rc = ctl_run(dsn, input, &out, &err, "enqueue", "--bulk", "bulk_kind", "--queue", "bq", NULL);
+    rc = rt_ctl(dsn, input, &out, &err, "enqueue", "--bulk", "bulk_kind", "--queue", "bq", NULL);
     ck_assert_msg(rc == 0, "enqueue --bulk exited %d: %s", rc, err);
     ck_assert_str_eq(out, "enqueued 10000 jobs\n");
 
@@ -534,7 +503,7 @@ START_TEST(test_bulk_escapes_and_options)
     PGconn *conn;
     int     rc;
 
-    rc = ctl_run(dsn, input, &out, &err, "enqueue", "--bulk", "esc", "--queue", "q1",
+    rc = rt_ctl(dsn, input, &out, &err, "enqueue", "--bulk", "esc", "--queue", "q1",
                  "--priority", "7", "--max-attempts", "2", NULL);
     ck_assert_msg(rc == 0, "enqueue --bulk exited %d: %s", rc, err);
     ck_assert_str_eq(out, "enqueued 5 jobs\n");
@@ -558,7 +527,7 @@ START_TEST(test_bulk_bad_line_inserts_nothing)
     PGconn *conn;
     int     rc;
 
-    rc = ctl_run(dsn, "{\"a\": 1}\n{\"a\": 2}\n{\"a\": oops}\n{\"a\": 4}\n", &out, &err,
+    rc = rt_ctl(dsn, "{\"a\": 1}\n{\"a\": 2}\n{\"a\": oops}\n{\"a\": 4}\n", &out, &err,
                  "enqueue", "--bulk", "k", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "rhinoctl: enqueue --bulk: ") == err, "stderr: %s", err);
@@ -572,7 +541,7 @@ START_TEST(test_bulk_bad_line_inserts_nothing)
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs"), 0);
 
     /* skipped blank lines still count: the bad payload is on input line 4, COPY's row 3 */
-    rc = ctl_run(dsn, "{}\n\n{}\nnope\n{}\n", &out, &err, "enqueue", "--bulk", "k", NULL);
+    rc = rt_ctl(dsn, "{}\n\n{}\nnope\n{}\n", &out, &err, "enqueue", "--bulk", "k", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "line 4") != NULL, "wrong line: %s", err);
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs"), 0);
@@ -589,12 +558,12 @@ START_TEST(test_bulk_run_at)
     PGconn *conn;
     int     rc;
 
-    rc = ctl_run(dsn, "{}\n{}\n{}\n", &out, &err, "enqueue", "--bulk", "future", "--run-at", "+1 day", NULL);
+    rc = rt_ctl(dsn, "{}\n{}\n{}\n", &out, &err, "enqueue", "--bulk", "future", "--run-at", "+1 day", NULL);
     ck_assert_msg(rc == 0, "enqueue --bulk exited %d: %s", rc, err);
     ck_assert_str_eq(out, "enqueued 3 jobs\n");
     free(out);
     free(err);
-    rc = ctl_run(dsn, "{}\n{}\n", &out, &err, "enqueue", "--bulk", "past", "--run-at", "2001-01-01 00:00+00", NULL);
+    rc = rt_ctl(dsn, "{}\n{}\n", &out, &err, "enqueue", "--bulk", "past", "--run-at", "2001-01-01 00:00+00", NULL);
     ck_assert_msg(rc == 0, "enqueue --bulk exited %d: %s", rc, err);
 
     conn = rt_connect(dsn);
@@ -625,7 +594,7 @@ START_TEST(test_stats)
                   "                             max_attempts, run_at, created_at)"
                   " VALUES (1000, 'mailq', 'a', '{}', 'completed', 0, 1, 25, now(), now())");
 
-    rc = ctl_run(dsn, NULL, &out, &err, "stats", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "stats", NULL);
     ck_assert_msg(rc == 0, "stats exited %d: %s", rc, err);
     ck_assert_int_eq(stats_count(out, "mailq", "available"), 2);
     ck_assert_int_eq(stats_count(out, "mailq", "completed"), 1);
@@ -643,7 +612,7 @@ START_TEST(test_stats)
     free(out);
     free(err);
 
-    rc = ctl_run(dsn, NULL, &out, &err, "stats", "--json", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "stats", "--json", NULL);
     ck_assert_msg(rc == 0, "stats --json exited %d: %s", rc, err);
     ck_assert_msg(strstr(out, "{\"queue\":\"mailq\",\"state\":\"available\",\"count\":2,\"paused\":false}\n") != NULL,
                   "%s", out);
@@ -665,18 +634,18 @@ START_TEST(test_cli_version_help)
     char *out, *err;
     int   rc;
 
-    rc = ctl_run(NULL, NULL, &out, &err, "-V", NULL);
+    rc = rt_ctl(NULL, NULL, &out, &err, "-V", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(out, "rhinoctl " PACKAGE_VERSION "\n");
     free(out);
     free(err);
-    rc = ctl_run(NULL, NULL, &out, &err, "--version", NULL);
+    rc = rt_ctl(NULL, NULL, &out, &err, "--version", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(out, "rhinoctl " PACKAGE_VERSION "\n");
     free(out);
     free(err);
 
-    rc = ctl_run(NULL, NULL, &out, &err, "--help", NULL);
+    rc = rt_ctl(NULL, NULL, &out, &err, "--help", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_msg(strstr(out, "Usage: rhinoctl") != NULL && strstr(out, "enqueue --bulk") != NULL, "%s", out);
     {
@@ -690,7 +659,7 @@ START_TEST(test_cli_version_help)
     ck_assert_str_eq(err, "");
     free(out);
     free(err);
-    rc = ctl_run(NULL, NULL, &out, &err, "-h", NULL);
+    rc = rt_ctl(NULL, NULL, &out, &err, "-h", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_msg(strstr(out, "Usage: rhinoctl") != NULL, "%s", out);
     free(out);
@@ -736,7 +705,7 @@ START_TEST(test_cli_usage_errors)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *out, *err;
         /* each row is NULL-padded, so passing all of it ends the list at its first NULL */
-        int   rc = ctl_run(NULL, NULL, &out, &err, cases[i][0], cases[i][1], cases[i][2], cases[i][3],
+        int   rc = rt_ctl(NULL, NULL, &out, &err, cases[i][0], cases[i][1], cases[i][2], cases[i][3],
                            cases[i][4], NULL);
 
         ck_assert_msg(rc == 2, "case %zu (%s ...): exit %d, stderr: %s", i, cases[i][0], rc, err);
@@ -754,7 +723,7 @@ START_TEST(test_connect_error_hides_dsn)
     char *out, *err;
     int   rc;
 
-    rc = ctl_run("postgresql://rhino:S3cretPw@127.0.0.1:1/nodb", NULL, &out, &err, "stats", NULL);
+    rc = rt_ctl("postgresql://rhino:S3cretPw@127.0.0.1:1/nodb", NULL, &out, &err, "stats", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "rhinoctl: cannot connect to the database: ") == err, "stderr: %s", err);
     ck_assert_msg(strstr(err, "S3cretPw") == NULL, "the password was printed: %s", err);
@@ -773,11 +742,11 @@ START_TEST(test_config_file)
     path = rt_write_file("rhino.ini", ini);
     free(ini);
 
-    rc = ctl_run(NULL, NULL, &out, &err, "-c", path, "enqueue", "from_config", NULL);
+    rc = rt_ctl(NULL, NULL, &out, &err, "-c", path, "enqueue", "from_config", NULL);
     ck_assert_msg(rc == 0, "enqueue -c exited %d: %s", rc, err);
     free(out);
     free(err);
-    rc = ctl_run(NULL, NULL, &out, &err, "stats", "--config", path, NULL);
+    rc = rt_ctl(NULL, NULL, &out, &err, "stats", "--config", path, NULL);
     ck_assert_msg(rc == 0, "stats --config exited %d: %s", rc, err);
     ck_assert_int_eq(stats_count(out, "default", "available"), 1);
     free(out);
@@ -787,14 +756,14 @@ START_TEST(test_config_file)
     /* RHINO_DSN wins over the file */
     path = rt_write_file("rhino.ini", "[database]\ndsn = host=127.0.0.1 port=1 dbname=nowhere\n"
                                       "[handlers]\npath = /nonexistent\n");
-    rc = ctl_run(dsn, NULL, &out, &err, "-c", path, "stats", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "-c", path, "stats", NULL);
     ck_assert_msg(rc == 0, "RHINO_DSN did not override the file: exit %d: %s", rc, err);
     ck_assert_int_eq(stats_count(out, "default", "available"), 1);
     free(out);
     free(err);
     free(path);
 
-    rc = ctl_run(NULL, NULL, &out, &err, "-c", "/nonexistent/rhino.ini", "stats", NULL);
+    rc = rt_ctl(NULL, NULL, &out, &err, "-c", "/nonexistent/rhino.ini", "stats", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "/nonexistent/rhino.ini") != NULL, "stderr: %s", err);
     free(out);
@@ -1129,7 +1098,7 @@ START_TEST(test_list)
     long    ids[16];
     int     rc, n;
 
-    rc = ctl_run(dsn, NULL, &out, &err, "list", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "list", NULL);
     ck_assert_msg(rc == 0, "list exited %d: %s", rc, err);
     ck_assert_msg(strncmp(out, "ID ", 3) == 0 && strstr(out, "STATE") != NULL, "no header: %s", out);
     n = table_ids(out, ids, 16);
@@ -1147,7 +1116,7 @@ START_TEST(test_list)
     free(out);
     free(err);
 
-    rc = ctl_run(dsn, NULL, &out, &err, "list", "--queue", "mail", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "list", "--queue", "mail", NULL);
     ck_assert_int_eq(rc, 0);
     n = table_ids(out, ids, 16);
     ck_assert_int_eq(n, 3);
@@ -1157,7 +1126,7 @@ START_TEST(test_list)
     free(out);
     free(err);
 
-    rc = ctl_run(dsn, NULL, &out, &err, "list", "--kind", "send", "--state", "running", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "list", "--kind", "send", "--state", "running", NULL);
     ck_assert_int_eq(rc, 0);
     n = table_ids(out, ids, 16);
     ck_assert_int_eq(n, 1);
@@ -1165,7 +1134,7 @@ START_TEST(test_list)
     free(out);
     free(err);
 
-    rc = ctl_run(dsn, NULL, &out, &err, "list", "--state", "cancelled", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "list", "--state", "cancelled", NULL);
     ck_assert_int_eq(rc, 0);
     n = table_ids(out, ids, 16);
     ck_assert_int_eq(n, 1);
@@ -1173,7 +1142,7 @@ START_TEST(test_list)
     free(out);
     free(err);
 
-    rc = ctl_run(dsn, NULL, &out, &err, "list", "--limit", "2", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "list", "--limit", "2", NULL);
     ck_assert_int_eq(rc, 0);
     n = table_ids(out, ids, 16);
     ck_assert_int_eq(n, 2);
@@ -1182,14 +1151,14 @@ START_TEST(test_list)
     free(err);
 
     /* nothing matches: a header and no rows, still exit 0 */
-    rc = ctl_run(dsn, NULL, &out, &err, "list", "--queue", "nosuch", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "list", "--queue", "nosuch", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_int_eq(table_ids(out, ids, 16), 0);
     ck_assert_msg(strncmp(out, "ID ", 3) == 0, "%s", out);
     free(out);
     free(err);
 
-    rc = ctl_run(dsn, NULL, &out, &err, "list", "--payload", "--state", "discarded", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "list", "--payload", "--state", "discarded", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_msg(strstr(out, "PAYLOAD") != NULL && strstr(out, "s3cr3t") != NULL, "%s", out);
     PQfinish(conn);
@@ -1212,7 +1181,7 @@ START_TEST(test_list_json)
     char   *dsn = db_with_jobs(&conn), *out, *err, *line;
     int     rc;
 
-    rc = ctl_run(dsn, NULL, &out, &err, "list", "--json", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "list", "--json", NULL);
     ck_assert_msg(rc == 0, "list --json exited %d: %s", rc, err);
     ck_assert_int_eq(json_lines(out), 7);
     for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
@@ -1233,7 +1202,7 @@ START_TEST(test_list_json)
     free(out);
     free(err);
 
-    rc = ctl_run(dsn, NULL, &out, &err, "list", "--json", "--payload", "--queue", "mail", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "list", "--json", "--payload", "--queue", "mail", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_int_eq(json_lines(out), 3);
     ck_assert_int_eq(count_lines_with(out, "\"payload\":{"), 3);
@@ -1269,7 +1238,7 @@ START_TEST(test_bad_values)
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *out, *err;
-        int   rc = ctl_run(NULL, NULL, &out, &err, cases[i][0], cases[i][1], cases[i][2], cases[i][3], NULL);
+        int   rc = rt_ctl(NULL, NULL, &out, &err, cases[i][0], cases[i][1], cases[i][2], cases[i][3], NULL);
 
         ck_assert_msg(rc == 2, "case %zu (%s %s %s): exit %d, stderr: %s", i, cases[i][0], cases[i][1],
                       cases[i][2] ? cases[i][2] : "", rc, err);
@@ -1293,7 +1262,7 @@ START_TEST(test_show)
     char   *dsn = db_with_jobs(&conn), *out, *err;
     int     rc;
 
-    rc = ctl_run(dsn, NULL, &out, &err, "show", "102", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "show", "102", NULL);
     ck_assert_msg(rc == 0, "show exited %d: %s", rc, err);
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         char  want[64];
@@ -1310,7 +1279,7 @@ START_TEST(test_show)
     free(out);
     free(err);
 
-    rc = ctl_run(dsn, NULL, &out, &err, "show", "1", "--json", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "show", "1", "--json", NULL);
     ck_assert_msg(rc == 0, "show --json exited %d: %s", rc, err);
     ck_assert_int_eq(json_lines(out), 1);
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
@@ -1325,13 +1294,13 @@ START_TEST(test_show)
     free(out);
     free(err);
 
-    rc = ctl_run(dsn, NULL, &out, &err, "show", "999", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "show", "999", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_str_eq(err, "rhinoctl: show: no job 999\n");
     ck_assert_str_eq(out, "");
     free(out);
     free(err);
-    rc = ctl_run(dsn, NULL, &out, &err, "show", "999", "--json", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "show", "999", "--json", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_str_eq(out, "");
     PQfinish(conn);
@@ -1349,7 +1318,7 @@ START_TEST(test_retry_one)
     char   *dsn = db_with_jobs(&conn), *out, *err, *v;
     int     rc;
 
-    rc = ctl_run(dsn, NULL, &out, &err, "retry", "102", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "retry", "102", NULL);
     ck_assert_msg(rc == 0, "retry exited %d: %s", rc, err);
     ck_assert_str_eq(out, "redriven 1 jobs\n");
     free(out);
@@ -1365,7 +1334,7 @@ START_TEST(test_retry_one)
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done WHERE id = 102"), 0);
 
     /* a cancelled job, by its id */
-    rc = ctl_run(dsn, NULL, &out, &err, "retry", "103", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "retry", "103", NULL);
     ck_assert_msg(rc == 0, "retry exited %d: %s", rc, err);
     ck_assert_str_eq(out, "redriven 1 jobs\n");
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs WHERE id = 103 AND state = 'available'"), 1);
@@ -1373,18 +1342,18 @@ START_TEST(test_retry_one)
     free(err);
 
     /* refused: a completed job, a live one, a missing one */
-    rc = ctl_run(dsn, NULL, &out, &err, "retry", "101", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "retry", "101", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "job 101 is completed") != NULL, "stderr: %s", err);
     ck_assert_str_eq(out, "");
     free(out);
     free(err);
-    rc = ctl_run(dsn, NULL, &out, &err, "retry", "102", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "retry", "102", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "job 102 is available, not finished") != NULL, "stderr: %s", err);
     free(out);
     free(err);
-    rc = ctl_run(dsn, NULL, &out, &err, "retry", "5000", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "retry", "5000", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_str_eq(err, "rhinoctl: retry: no job 5000\n");
     free(out);
@@ -1413,7 +1382,7 @@ START_TEST(test_retry_discarded)
                   "   FROM generate_series(1, 12500) g");
     /* b: 1..300 (3 of them kind y); y elsewhere: 114 discarded in a */
 
-    rc = ctl_run(dsn, NULL, &out, &err, "retry", "--discarded", "--queue", "b", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "retry", "--discarded", "--queue", "b", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     ck_assert_str_eq(out, "redriven 300 jobs\n");
     ck_assert_str_eq(err, "");      /* no progress in a pipe */
@@ -1421,13 +1390,13 @@ START_TEST(test_retry_discarded)
     free(err);
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs WHERE queue = 'b'"), 300);
 
-    rc = ctl_run(dsn, NULL, &out, &err, "retry", "--kind", "y", "--discarded", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "retry", "--kind", "y", "--discarded", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     ck_assert_str_eq(out, "redriven 115 jobs\n");
     free(out);
     free(err);
 
-    rc = ctl_run(dsn, NULL, &out, &err, "retry", "--discarded", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "retry", "--discarded", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     ck_assert_str_eq(out, "redriven 11385 jobs\n");
     free(out);
@@ -1439,7 +1408,7 @@ START_TEST(test_retry_discarded)
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'completed'"), 500);
 
     /* nothing left: not an error */
-    rc = ctl_run(dsn, NULL, &out, &err, "retry", "--discarded", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "retry", "--discarded", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(out, "redriven 0 jobs\n");
     PQfinish(conn);
@@ -1462,7 +1431,7 @@ START_TEST(test_cancel)
         char ids[16];
 
         snprintf(ids, sizeof(ids), "%d", id);
-        rc = ctl_run(dsn, NULL, &out, &err, "cancel", ids, NULL);
+        rc = rt_ctl(dsn, NULL, &out, &err, "cancel", ids, NULL);
         ck_assert_msg(rc == 0, "cancel %d exited %d: %s", id, rc, err);
         ck_assert_msg(strcmp(out, "cancelled job ") > 0 && strstr(out, ids) != NULL, "%s", out);
         free(out);
@@ -1478,7 +1447,7 @@ START_TEST(test_cancel)
     free(v);
 
     /* running: the request is recorded for its worker (check_features runs it with a daemon) */
-    rc = ctl_run(dsn, NULL, &out, &err, "cancel", "4", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "cancel", "4", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_msg(strstr(out, "job 4 is running: cancellation requested") != NULL, "%s", out);
     free(out);
@@ -1487,17 +1456,17 @@ START_TEST(test_cancel)
                                          "   AND cancel_requested_at IS NOT NULL"), 1);
 
     /* finished: refused, naming the state */
-    rc = ctl_run(dsn, NULL, &out, &err, "cancel", "101", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "cancel", "101", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_str_eq(err, "rhinoctl: cancel: job 101 is already completed\n");
     free(out);
     free(err);
-    rc = ctl_run(dsn, NULL, &out, &err, "cancel", "1", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "cancel", "1", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_str_eq(err, "rhinoctl: cancel: job 1 is already cancelled\n");
     free(out);
     free(err);
-    rc = ctl_run(dsn, NULL, &out, &err, "cancel", "77", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "cancel", "77", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_str_eq(err, "rhinoctl: cancel: no job 77\n");
     PQfinish(conn);
@@ -1525,7 +1494,7 @@ START_TEST(test_purge)
                   "   FROM generate_series(1, 6110) g");
     rt_exec(conn, "SELECT rhino.enqueue('live')");
 
-    rc = ctl_run(dsn, NULL, &out, &err, "purge", "--finished-before", "-7 days", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "purge", "--finished-before", "-7 days", NULL);
     ck_assert_msg(rc == 0, "purge exited %d: %s", rc, err);
     ck_assert_str_eq(out, "purged 6000 jobs\n");
     ck_assert_str_eq(err, "");
@@ -1534,24 +1503,24 @@ START_TEST(test_purge)
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done"), 110);
 
     /* an absolute timestamp */
-    rc = ctl_run(dsn, NULL, &out, &err, "purge", "--finished-before=2000-01-01 00:00+00", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "purge", "--finished-before=2000-01-01 00:00+00", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(out, "purged 0 jobs\n");
     free(out);
     free(err);
-    rc = ctl_run(dsn, NULL, &out, &err, "purge", "--finished-before", "-1 day", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "purge", "--finished-before", "-1 day", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(out, "purged 100 jobs\n");
     free(out);
     free(err);
 
     /* a bad time is the database's "no": exit 1, naming the option */
-    rc = ctl_run(dsn, NULL, &out, &err, "purge", "--finished-before", "last tuesdayish", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "purge", "--finished-before", "last tuesdayish", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "rhinoctl: purge: --finished-before: ") == err, "stderr: %s", err);
     free(out);
     free(err);
-    rc = ctl_run(dsn, NULL, &out, &err, "purge", "--finished-before", "-3 fortnights", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "purge", "--finished-before", "-3 fortnights", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "--finished-before") != NULL, "stderr: %s", err);
     free(out);
@@ -1573,7 +1542,7 @@ START_TEST(test_pause_resume_cli)
     int     rc;
 
     rt_exec(conn, "SELECT rhino.enqueue('k', queue => 'mail')");
-    rc = ctl_run(dsn, NULL, &out, &err, "pause", "mail", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "pause", "mail", NULL);
     ck_assert_msg(rc == 0, "pause exited %d: %s", rc, err);
     ck_assert_str_eq(out, "paused queue mail\n");
     free(out);
@@ -1583,7 +1552,7 @@ START_TEST(test_pause_resume_cli)
     since1 = rt_query1(conn, "SELECT paused_at::text FROM rhino.queues WHERE name = 'mail'");
 
     /* again: idempotent, the first time kept */
-    rc = ctl_run(dsn, NULL, &out, &err, "pause", "mail", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "pause", "mail", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_msg(strstr(out, "queue mail was already paused (since 20") == out, "%s", out);
     free(out);
@@ -1594,18 +1563,18 @@ START_TEST(test_pause_resume_cli)
     free(since2);
 
     /* a queue without jobs can be paused ahead of time; stats shows both */
-    rc = ctl_run(dsn, NULL, &out, &err, "pause", "empty", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "pause", "empty", NULL);
     ck_assert_int_eq(rc, 0);
     free(out);
     free(err);
-    rc = ctl_run(dsn, NULL, &out, &err, "stats", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "stats", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_int_eq(count_lines_with(out, "paused"), 2);
     ck_assert_int_eq(stats_count(out, "mail", "available"), 1);
     ck_assert_int_eq(stats_count(out, "empty", "-"), 0);
     free(out);
     free(err);
-    rc = ctl_run(dsn, NULL, &out, &err, "stats", "--json", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "stats", "--json", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_int_eq(json_lines(out), 2);
     ck_assert_msg(strstr(out, "{\"queue\":\"empty\",\"state\":null,\"count\":0,\"paused\":true}\n") != NULL, "%s", out);
@@ -1614,23 +1583,23 @@ START_TEST(test_pause_resume_cli)
     free(out);
     free(err);
 
-    rc = ctl_run(dsn, NULL, &out, &err, "resume", "mail", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "resume", "mail", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(out, "resumed queue mail\n");
     free(out);
     free(err);
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.queues WHERE paused"), 1);
-    rc = ctl_run(dsn, NULL, &out, &err, "resume", "mail", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "resume", "mail", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(out, "queue mail was not paused\n");
     free(out);
     free(err);
-    rc = ctl_run(dsn, NULL, &out, &err, "resume", "never", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "resume", "never", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_str_eq(out, "queue never was not paused\n");
     free(out);
     free(err);
-    rc = ctl_run(dsn, NULL, &out, &err, "stats", "--json", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "stats", "--json", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_msg(strstr(out, "{\"queue\":\"mail\",\"state\":\"available\",\"count\":1,\"paused\":false}\n") != NULL,
                   "%s", out);
@@ -1682,7 +1651,7 @@ START_TEST(test_top_once)
                   " VALUES (200, 'mail', 'k', '{}', 'completed', 0, 1, 25, now(), now(), now() - interval '2 min')");
     rt_exec(conn, "INSERT INTO rhino.queues (name, paused, paused_at) VALUES ('held', true, now())");
 
-    rc = ctl_run(dsn, NULL, &out, &err, "top", "--once", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "top", "--once", NULL);
     ck_assert_msg(rc == 0, "top exited %d: %s", rc, err);
     ck_assert_msg(strncmp(out, "rhino top ", 10) == 0, "%s", out);
     ck_assert_msg(strchr(out, '\033') == NULL, "ANSI codes in a pipe: %s", out);
@@ -1703,7 +1672,7 @@ START_TEST(test_top_once)
     free(err);
 
     /* a wide interval counts the jobs of the last 10 s as throughput: 5 jobs / 10 s */
-    rc = ctl_run(dsn, NULL, &out, &err, "top", "--once", "--interval", "10", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "top", "--once", "--interval", "10", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_msg(count_lines_with(out, " 0.5 ") == 1, "jobs/s: %s", out);
     PQfinish(conn);
@@ -1741,7 +1710,7 @@ START_TEST(test_top_frames)
 
     /* "q" on stdin */
     t0 = rt_now();
-    rc = ctl_run(dsn, "q\n", &out, &err, "top", "--interval", "5", NULL);
+    rc = rt_ctl(dsn, "q\n", &out, &err, "top", "--interval", "5", NULL);
     ck_assert_msg(rc == 0, "top exited %d: %s", rc, err);
     ck_assert_msg(rt_now() - t0 < 4, "q did not quit at once");
     ck_assert_int_eq(count_lines_with(out, "rhino top "), 1);
@@ -1778,7 +1747,7 @@ START_TEST(test_pause_with_daemon)
     env[0] = env_dsn;
     env[1] = NULL;
 
-    rc = ctl_run(dsn, NULL, &out, &err, "pause", "held", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "pause", "held", NULL);
     ck_assert_msg(rc == 0, "pause exited %d: %s", rc, err);
     free(out);
     free(err);
@@ -1796,7 +1765,7 @@ START_TEST(test_pause_with_daemon)
     /* the slow job is running: pause its queue, then add more to it */
     ck_assert_msg(rt_wait_sql(conn, "SELECT count(*) = 1 FROM rhino.jobs WHERE queue = 'flight' AND state = 'running'",
                               30), "the flight job never started");
-    rc = ctl_run(dsn, NULL, &out, &err, "pause", "flight", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "pause", "flight", NULL);
     ck_assert_int_eq(rc, 0);
     free(out);
     free(err);
@@ -1810,7 +1779,7 @@ START_TEST(test_pause_with_daemon)
                                          "   AND state = 'available' AND attempt = 0"), 15);
 
     /* top sees the live workers and the paused queues */
-    rc = ctl_run(dsn, NULL, &out, &err, "top", "--once", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "top", "--once", NULL);
     ck_assert_msg(rc == 0, "top exited %d: %s", rc, err);
     ck_assert_msg(top_row(out, "held", v, paused, sizeof(paused)), "no held row: %s", out);
     ck_assert_int_eq(v[0], 10);
@@ -1829,11 +1798,11 @@ START_TEST(test_pause_with_daemon)
     free(out);
     free(err);
 
-    rc = ctl_run(dsn, NULL, &out, &err, "resume", "held", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "resume", "held", NULL);
     ck_assert_int_eq(rc, 0);
     free(out);
     free(err);
-    rc = ctl_run(dsn, NULL, &out, &err, "resume", "flight", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "resume", "flight", NULL);
     ck_assert_int_eq(rc, 0);
     free(out);
     free(err);

@@ -13,15 +13,6 @@
 
 #include "rh_testlib.h"
 
-/* rhinoctl with the daemon's database; returns the exit code, out/err malloc'd. */
-static int
-ctl(rt_daemon_t *d, char **out, char **err, const char *a1, const char *a2)
-{
-    char *argv[] = { (char *) rt_env("RHINOCTL_BIN"), (char *) a1, (char *) a2, NULL };
-    char *env[] = { d->env_dsn, NULL };
-
-    return rt_run(argv, env, NULL, out, err);
-}
 
 /* How many lines of the ledger name job id (the tests enqueue at most 10 jobs). */
 static int
@@ -113,7 +104,7 @@ START_TEST(test_every_error_is_kept_and_redrivable)
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.dead_letters"), 1);
 
     /* redriven, it fails three more times: the history grows, nothing is lost */
-    rc = ctl(&d, &out, &err, "retry", "1");
+    rc = rt_ctl(d.dsn, NULL, &out, &err, "retry", "1", NULL);
     ck_assert_msg(rc == 0, "retry exited %d: %s", rc, err);
     free(out);
     free(err);
@@ -140,14 +131,14 @@ START_TEST(test_redrive_keeps_one_job_per_unique_key)
                     " VALUES (101, 'default', 'ok', '{}', 'discarded', 0, 3, 3, now(), now(), now() - interval '2 s', 'k1'),"
                     "        (102, 'default', 'ok', '{}', 'discarded', 0, 3, 3, now(), now(), now() - interval '1 s', 'k1'),"
                     "        (103, 'default', 'ok', '{}', 'discarded', 0, 3, 3, now(), now(), now() - interval '1 s', NULL)");
-    rc = ctl(&d, &out, &err, "retry", "--discarded");
+    rc = rt_ctl(d.dsn, NULL, &out, &err, "retry", "--discarded", NULL);
     ck_assert_msg(rc == 0, "retry exited %d: %s", rc, err);
     free(out);
     free(err);
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE id IN (102, 103)"), 2);
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE id = 101"), 1);
     /* again: the older one stays, its key held by the live job */
-    rc = ctl(&d, &out, &err, "retry", "--discarded");
+    rc = rt_ctl(d.dsn, NULL, &out, &err, "retry", "--discarded", NULL);
     ck_assert_msg(rc == 0, "second retry exited %d: %s", rc, err);
     free(out);
     free(err);
@@ -166,13 +157,13 @@ START_TEST(test_cancel_waiting_job_never_runs)
 
     rt_daemon_setup(&d, NULL);
     rt_exec(d.conn, "SELECT rhino.enqueue('ok', run_at => now() + interval '1 hour')");
-    rc = ctl(&d, &out, &err, "cancel", "1");
+    rc = rt_ctl(d.dsn, NULL, &out, &err, "cancel", "1", NULL);
     ck_assert_msg(rc == 0, "cancel exited %d: %s", rc, err);
     ck_assert_msg(strstr(out, "cancelled job 1") != NULL, "%s", out);
     free(out);
     free(err);
     /* a second cancel says it is done already, and fails */
-    rc = ctl(&d, &out, &err, "cancel", "1");
+    rc = rt_ctl(d.dsn, NULL, &out, &err, "cancel", "1", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "already cancelled") != NULL, "%s", err);
     free(out);
@@ -196,7 +187,7 @@ START_TEST(test_cancel_running_cooperative)
     rt_daemon_start(&d);
     rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs WHERE state = 'running'", 30);
 
-    rc = ctl(&d, &out, &err, "cancel", "1");
+    rc = rt_ctl(d.dsn, NULL, &out, &err, "cancel", "1", NULL);
     ck_assert_msg(rc == 0, "cancel exited %d: %s", rc, err);
     ck_assert_msg(strstr(out, "cancellation requested") != NULL, "%s", out);
     free(out);
@@ -227,7 +218,7 @@ START_TEST(test_cancel_running_stubborn_is_killed)
     rt_exec(d.conn, "SELECT rhino.enqueue('stubborn')");
     rt_daemon_start(&d);
     rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs WHERE state = 'running'", 30);
-    rc = ctl(&d, &out, &err, "cancel", "1");
+    rc = rt_ctl(d.dsn, NULL, &out, &err, "cancel", "1", NULL);
     ck_assert_msg(rc == 0, "cancel exited %d: %s", rc, err);
     free(out);
     free(err);
@@ -260,7 +251,7 @@ START_TEST(test_cancel_claimed_not_started)
     rt_exec(d.conn, "SELECT rhino.enqueue('ok')");
     rt_daemon_start(&d);
     rt_daemon_wait(&d, "SELECT count(*) = 2 FROM rhino.jobs WHERE state = 'running'", 30);
-    rc = ctl(&d, &out, &err, "cancel", "2");
+    rc = rt_ctl(d.dsn, NULL, &out, &err, "cancel", "2", NULL);
     ck_assert_msg(rc == 0, "cancel exited %d: %s", rc, err);
     ck_assert_msg(strstr(out, "cancellation requested") != NULL, "%s", out);
     free(out);

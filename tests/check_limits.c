@@ -698,25 +698,6 @@ END_TEST
 
 /* ---- rhinoctl --------------------------------------------------------------- */
 
-/* rhinoctl with the words given (NULL-terminated) against dsn; its exit code. */
-static int
-ctl(const char *dsn, char **out, char **err, ...)
-{
-    char    env_dsn[4200];
-    char   *env[] = { env_dsn, NULL };
-    char   *argv[16];
-    int     n = 0;
-    va_list ap;
-
-    argv[n++] = (char *) rt_env("RHINOCTL_BIN");
-    va_start(ap, err);
-    while (n < 15 && (argv[n] = va_arg(ap, char *)) != NULL)
-        n++;
-    va_end(ap);
-    argv[n] = NULL;
-    snprintf(env_dsn, sizeof(env_dsn), "RHINO_DSN=%s", dsn);
-    return rt_run(argv, env, NULL, out, err);
-}
 
 START_TEST(test_rhinoctl_queue)
 {
@@ -725,12 +706,12 @@ START_TEST(test_rhinoctl_queue)
     char   *out, *err;
     int     rc;
 
-    rc = ctl(dsn, &out, &err, "queue", "api", "--max-running", "5", "--per-key", "2", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "queue", "api", "--max-running", "5", "--per-key", "2", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     ck_assert_msg(strstr(out, "api") != NULL, "%s", out);
     free(out);
     free(err);
-    rc = ctl(dsn, &out, &err, "queue", "api", "--rate", "10", "--aging", "30s", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "queue", "api", "--rate", "10", "--aging", "30s", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     free(out);
     free(err);
@@ -738,7 +719,7 @@ START_TEST(test_rhinoctl_queue)
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.queues WHERE name = 'api' AND max_running = 5"
                                          " AND per_key_max = 2 AND rate = 10 AND burst = 10"
                                          " AND aging = interval '30 s' AND max_running_per_node IS NULL"), 1);
-    rc = ctl(dsn, &out, &err, "queue", "api", "--per-node", "3", "--max-running", "none", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "queue", "api", "--per-node", "3", "--max-running", "none", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     free(out);
     free(err);
@@ -746,14 +727,14 @@ START_TEST(test_rhinoctl_queue)
                                          " AND max_running IS NULL AND max_running_per_node = 3 AND rate = 10"), 1);
 
     /* show, as text and JSON */
-    rc = ctl(dsn, &out, &err, "queue", "api", "--json", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "queue", "api", "--json", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     ck_assert_msg(strstr(out, "\"queue\":\"api\"") != NULL && strstr(out, "\"max_running\":null") != NULL &&
                   strstr(out, "\"max_running_per_node\":3") != NULL && strstr(out, "\"aging\":30") != NULL &&
                   strstr(out, "\"running\":0") != NULL, "%s", out);
     free(out);
     free(err);
-    rc = ctl(dsn, &out, &err, "queue", "nothing", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "queue", "nothing", NULL);
     ck_assert_int_eq(rc, 0);
     ck_assert_msg(strstr(out, "no limits") != NULL, "%s", out);
     free(out);
@@ -761,12 +742,12 @@ START_TEST(test_rhinoctl_queue)
 
     /* stats lists the limits too */
     rt_exec(conn, "INSERT INTO rhino.jobs (kind, queue) VALUES ('ok', 'api')");
-    rc = ctl(dsn, &out, &err, "stats", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "stats", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     ck_assert_msg(strstr(out, "PER NODE") != NULL && strstr(out, "10/s") != NULL, "%s", out);
     free(out);
     free(err);
-    rc = ctl(dsn, &out, &err, "stats", "--json", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "stats", "--json", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     ck_assert_msg(strstr(out, "{\"queue\":\"api\",\"state\":\"available\",\"count\":1,\"paused\":false,"
                               "\"limits\":{") != NULL, "%s", out);
@@ -782,7 +763,7 @@ START_TEST(test_rhinoctl_queue)
         };
 
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-            rc = ctl(dsn, &out, &err, "queue", "api", bad[i][0], bad[i][1], NULL);
+            rc = rt_ctl(dsn, NULL, &out, &err, "queue", "api", bad[i][0], bad[i][1], NULL);
             ck_assert_msg(rc == 2, "%s %s: exit %d", bad[i][0], bad[i][1], rc);
             ck_assert_msg(strstr(err, bad[i][0]) != NULL, "%s %s: %s", bad[i][0], bad[i][1], err);
             free(out);
@@ -790,7 +771,7 @@ START_TEST(test_rhinoctl_queue)
         }
     }
     /* a burst without a rate is refused by the database, with its reason */
-    rc = ctl(dsn, &out, &err, "queue", "api", "--rate", "none", "--burst", "4", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "queue", "api", "--rate", "none", "--burst", "4", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "burst needs rate") != NULL, "%s", err);
     free(out);

@@ -526,20 +526,6 @@ END_TEST
 
 /* ---- rhinoctl ------------------------------------------------------------------------ */
 
-static int
-ctl(const char *dsn, char **out, char **err, const char *a1, const char *a2, const char *a3, const char *a4,
-    const char *a5, const char *a6, const char *a7, const char *a8)
-{
-    char  env_dsn[4200];
-    char *argv[] = { (char *) rt_env("RHINOCTL_BIN"), (char *) a1, (char *) a2, (char *) a3, (char *) a4,
-                     (char *) a5, (char *) a6, (char *) a7, (char *) a8, NULL };
-    char *env[] = { env_dsn, NULL };
-
-    snprintf(env_dsn, sizeof(env_dsn), "RHINO_DSN=%s", dsn);
-    return rt_run(argv, env, NULL, out, err);
-}
-
-#define N NULL
 
 START_TEST(test_rhinoctl)
 {
@@ -547,43 +533,43 @@ START_TEST(test_rhinoctl)
     PGconn *conn = rt_connect(dsn);
     char   *out, *err;
 
-    ck_assert_int_eq(ctl(dsn, &out, &err, "schedule", "nightly", "0 3 * * *", "report", "--payload",
-                         "{\"to\": \"ops\"}", "--queue", "slow"), 0);
+    ck_assert_int_eq(rt_ctl(dsn, NULL, &out, &err, "schedule", "nightly", "0 3 * * *", "report", "--payload",
+                         "{\"to\": \"ops\"}", "--queue", "slow", NULL), 0);
     ck_assert_msg(strstr(out, "schedule nightly created: \"0 3 * * *\"") != NULL, "%s", out);
     ck_assert_msg(strstr(out, "next fire at ") != NULL && strstr(out, "T03:00:00Z") != NULL, "%s", out);
     free(out);
     free(err);
     assert_q(conn, "SELECT kind || ' ' || queue || ' ' || payload::text || ' ' || source FROM rhino.schedules",
              "report slow {\"to\": \"ops\"} sql");
-    ck_assert_int_eq(ctl(dsn, &out, &err, "schedule", "nightly", "0 3 * * *", "report", "--payload={\"to\": \"ops\"}",
-                         "--queue=slow", "--missed", "all"), 0);
+    ck_assert_int_eq(rt_ctl(dsn, NULL, &out, &err, "schedule", "nightly", "0 3 * * *", "report", "--payload={\"to\": \"ops\"}",
+                         "--queue=slow", "--missed", "all", NULL), 0);
     ck_assert_msg(strstr(out, "schedule nightly changed") != NULL, "%s", out);
     free(out);
     free(err);
-    ck_assert_int_eq(ctl(dsn, &out, &err, "schedule", "nightly", "0 3 * * *", "report", "{\"to\": \"ops\"}",
-                         "--queue=slow", "--missed", "all"), 0);
+    ck_assert_int_eq(rt_ctl(dsn, NULL, &out, &err, "schedule", "nightly", "0 3 * * *", "report", "{\"to\": \"ops\"}",
+                         "--queue=slow", "--missed", "all", NULL), 0);
     ck_assert_msg(strstr(out, "schedule nightly unchanged") != NULL, "%s", out);
     free(out);
     free(err);
 
     /* usage errors, before the database: exit 2 and a message naming the field */
-    ck_assert_int_eq(ctl(dsn, &out, &err, "schedule", "bad", "0 0 31 2 *", "k", N, N, N, N), 2);
+    ck_assert_int_eq(rt_ctl(dsn, NULL, &out, &err, "schedule", "bad", "0 0 31 2 *", "k", NULL), 2);
     ck_assert_msg(strstr(err, "day-of-month field \"31\" names no day that month field \"2\" has") != NULL, "%s", err);
     free(out);
     free(err);
-    ck_assert_int_eq(ctl(dsn, &out, &err, "schedule", "bad", "* * * *", "k", N, N, N, N), 2);
+    ck_assert_int_eq(rt_ctl(dsn, NULL, &out, &err, "schedule", "bad", "* * * *", "k", NULL), 2);
     ck_assert_msg(strstr(err, "4 fields; expected 5") != NULL, "%s", err);
     free(out);
     free(err);
-    ck_assert_int_eq(ctl(dsn, &out, &err, "schedule", "bad", "@daily", "k", "--missed", "never", N, N), 2);
+    ck_assert_int_eq(rt_ctl(dsn, NULL, &out, &err, "schedule", "bad", "@daily", "k", "--missed", "never", NULL), 2);
     ck_assert_msg(strstr(err, "--missed: \"never\" is not one of latest, all, none") != NULL, "%s", err);
     free(out);
     free(err);
-    ck_assert_int_eq(ctl(dsn, &out, &err, "schedule", "bad", "@daily", N, N, N, N, N), 2);
+    ck_assert_int_eq(rt_ctl(dsn, NULL, &out, &err, "schedule", "bad", "@daily", NULL), 2);
     free(out);
     free(err);
     /* the database refuses bad JSON: exit 1 */
-    ck_assert_int_eq(ctl(dsn, &out, &err, "schedule", "bad", "@daily", "k", "--payload", "{nope", N, N), 1);
+    ck_assert_int_eq(rt_ctl(dsn, NULL, &out, &err, "schedule", "bad", "@daily", "k", "--payload", "{nope", NULL), 1);
     ck_assert_msg(strstr(err, "json") != NULL, "%s", err);
     free(out);
     free(err);
@@ -593,14 +579,14 @@ START_TEST(test_rhinoctl)
     rt_exec(conn, "UPDATE rhino.schedules SET fired_until = date_trunc('minute', now()) - interval '2 minutes',"
                   " next_fire_at = NULL WHERE name = 'every'");
     ck_assert_int_eq(tick(conn, NULL), 1);
-    ck_assert_int_eq(ctl(dsn, &out, &err, "schedules", N, N, N, N, N, N, N), 0);
+    ck_assert_int_eq(rt_ctl(dsn, NULL, &out, &err, "schedules", NULL), 0);
     ck_assert_msg(strstr(out, "NAME") != NULL && strstr(out, "NEXT_FIRE") != NULL && strstr(out, "LAST_FIRE") != NULL,
                   "%s", out);
     ck_assert_msg(strstr(out, "every") != NULL && strstr(out, "nightly") != NULL && strstr(out, "0 3 * * *") != NULL,
                   "%s", out);
     free(out);
     free(err);
-    ck_assert_int_eq(ctl(dsn, &out, &err, "schedules", "--json", N, N, N, N, N, N), 0);
+    ck_assert_int_eq(rt_ctl(dsn, NULL, &out, &err, "schedules", "--json", NULL), 0);
     ck_assert_msg(strstr(out, "{\"name\":\"every\",\"cron\":\"* * * * *\",\"kind\":\"ok\",\"queue\":\"default\"")
                   == out, "%s", out);
     ck_assert_msg(strstr(out, "\"last_job_id\":1,") != NULL && strstr(out, "\"next_fire\":\"20") != NULL &&
@@ -609,11 +595,11 @@ START_TEST(test_rhinoctl)
     free(out);
     free(err);
 
-    ck_assert_int_eq(ctl(dsn, &out, &err, "unschedule", "nightly", N, N, N, N, N, N), 0);
+    ck_assert_int_eq(rt_ctl(dsn, NULL, &out, &err, "unschedule", "nightly", NULL), 0);
     ck_assert_str_eq(out, "unscheduled nightly\n");
     free(out);
     free(err);
-    ck_assert_int_eq(ctl(dsn, &out, &err, "unschedule", "nightly", N, N, N, N, N, N), 1);
+    ck_assert_int_eq(rt_ctl(dsn, NULL, &out, &err, "unschedule", "nightly", NULL), 1);
     ck_assert_msg(strstr(err, "unschedule: no schedule nightly") != NULL, "%s", err);
     free(out);
     free(err);

@@ -172,35 +172,6 @@ notes_free(notes_t *nn)
     nn->n = 0;
 }
 
-/* ---- rhinoctl ---------------------------------------------------------------- */
-
-#define CTL_MAX_ARGS 16
-
-static int
-ctl(const char *dsn, const char *stdin_text, char **out, char **err, ...)
-{
-    char       *argv[CTL_MAX_ARGS + 2], *env[2], *env_dsn = NULL;
-    const char *a;
-    va_list     ap;
-    int         n = 0, rc;
-
-    argv[n++] = (char *) rt_env("RHINOCTL_BIN");
-    va_start(ap, err);
-    while ((a = va_arg(ap, const char *)) != NULL) {
-        ck_assert_int_lt(n, CTL_MAX_ARGS);
-        argv[n++] = (char *) a;
-    }
-    va_end(ap);
-    argv[n] = NULL;
-    if (dsn != NULL)
-        ck_assert_int_ge(asprintf(&env_dsn, "RHINO_DSN=%s", dsn), 0);
-    env[0] = env_dsn ? env_dsn : (char *) "RHINO_DSN";
-    env[1] = NULL;
-    rc = rt_run(argv, env, stdin_text, out, err);
-    free(env_dsn);
-    return rc;
-}
-
 /* ============================================================================ */
 /* SQL                                                                            */
 /* ============================================================================ */
@@ -571,40 +542,40 @@ START_TEST(test_ctl_unique_key)
     long    id;
     int     rc;
 
-    rc = ctl(dsn, NULL, &out, &err, "enqueue", "k", "--unique-key", "u1", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "k", "--unique-key", "u1", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     id = strtol(out, NULL, 10);
     snprintf(expect, sizeof(expect), "%ld new\n", id);
     ck_assert_str_eq(out, expect);
     free(out);
     free(err);
-    rc = ctl(dsn, NULL, &out, &err, "enqueue", "k", "{\"x\": 1}", "--unique-key", "u1", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "k", "{\"x\": 1}", "--unique-key", "u1", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     snprintf(expect, sizeof(expect), "%ld existing\n", id);
     ck_assert_str_eq(out, expect);
     free(out);
     free(err);
-    rc = ctl(dsn, NULL, &out, &err, "enqueue", "k", "--unique-key", "u1", "--json", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "k", "--unique-key", "u1", "--json", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     snprintf(expect, sizeof(expect), "{\"id\":%ld,\"existing\":true}\n", id);
     ck_assert_str_eq(out, expect);
     free(out);
     free(err);
-    rc = ctl(dsn, NULL, &out, &err, "enqueue", "k", "--json", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "k", "--json", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     ck_assert_msg(strstr(out, "\"existing\":false}\n") != NULL, "%s", out);
     free(out);
     free(err);
 
     /* a window: the second enqueue gets the first job even after it finished */
-    rc = ctl(dsn, NULL, &out, &err, "enqueue", "k", "--unique-key", "w", "--unique-for", "1 hour", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "k", "--unique-key", "w", "--unique-for", "1 hour", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     id = strtol(out, NULL, 10);
     free(out);
     free(err);
     conn = rt_connect(dsn);
     rt_exec(conn, "DELETE FROM rhino.jobs WHERE unique_key = 'w'");
-    rc = ctl(dsn, NULL, &out, &err, "enqueue", "k", "--unique-key", "w", "--unique-for", "90 s", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "k", "--unique-key", "w", "--unique-for", "90 s", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     snprintf(expect, sizeof(expect), "%ld existing\n", id);
     ck_assert_str_eq(out, expect);
@@ -612,11 +583,11 @@ START_TEST(test_ctl_unique_key)
     free(err);
 
     /* --concurrency-key is stored, one job and --bulk */
-    rc = ctl(dsn, NULL, &out, &err, "enqueue", "ck", "--concurrency-key", "tenant-7", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "ck", "--concurrency-key", "tenant-7", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     free(out);
     free(err);
-    rc = ctl(dsn, "{}\n{}\n", &out, &err, "enqueue", "--bulk", "ckb", "--concurrency-key", "tenant\t8", NULL);
+    rc = rt_ctl(dsn, "{}\n{}\n", &out, &err, "enqueue", "--bulk", "ckb", "--concurrency-key", "tenant\t8", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     free(out);
     free(err);
@@ -645,24 +616,24 @@ START_TEST(test_ctl_usage_errors)
 
     for (size_t i = 0; i < sizeof(usage) / sizeof(usage[0]); i++) {
         /* no RHINO_DSN: a usage error must not need the database */
-        rc = ctl(NULL, NULL, &out, &err, usage[i][0], usage[i][1], usage[i][2], usage[i][3], usage[i][4],
+        rc = rt_ctl(NULL, NULL, &out, &err, usage[i][0], usage[i][1], usage[i][2], usage[i][3], usage[i][4],
                  usage[i][5], NULL);
         ck_assert_msg(rc == 2, "case %zu: exit %d: %s", i, rc, err);
         ck_assert_str_eq(out, "");
         free(out);
         free(err);
     }
-    rc = ctl(NULL, NULL, &out, &err, "enqueue", "k", "--unique-for", "1 min", NULL);
+    rc = rt_ctl(NULL, NULL, &out, &err, "enqueue", "k", "--unique-for", "1 min", NULL);
     ck_assert_msg(strstr(err, "--unique-for needs --unique-key") != NULL, "%s", err);
     free(out);
     free(err);
     /* a duration the server cannot read: named as the option, exit 1, nothing enqueued */
-    rc = ctl(dsn, NULL, &out, &err, "enqueue", "k", "--unique-key", "x", "--unique-for", "soon", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "k", "--unique-key", "x", "--unique-for", "soon", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "--unique-for") != NULL && strstr(err, "interval") != NULL, "%s", err);
     free(out);
     free(err);
-    rc = ctl(dsn, NULL, &out, &err, "enqueue", "k", "--unique-key", "x", "--unique-for", "-5 min", NULL);
+    rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "k", "--unique-key", "x", "--unique-for", "-5 min", NULL);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "not longer than 0") != NULL, "%s", err);
     free(out);
@@ -685,16 +656,16 @@ START_TEST(test_ctl_bulk_notifies_once)
     notes_t nn;
     int     rc;
 
-    rc = ctl(dsn, "{}\n{}\n{}\n", &out, &err, "enqueue", "--bulk", "k", "--queue", "bulkq", NULL);
+    rc = rt_ctl(dsn, "{}\n{}\n{}\n", &out, &err, "enqueue", "--bulk", "k", "--queue", "bulkq", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     ck_assert_str_eq(out, "enqueued 3 jobs\n");
     free(out);
     free(err);
-    rc = ctl(dsn, "{}\n", &out, &err, "enqueue", "--bulk", "k", "--queue", "later", "--run-at", "+1 hour", NULL);
+    rc = rt_ctl(dsn, "{}\n", &out, &err, "enqueue", "--bulk", "k", "--queue", "later", "--run-at", "+1 hour", NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     free(out);
     free(err);
-    rc = ctl(dsn, "{}\nnope\n", &out, &err, "enqueue", "--bulk", "k", "--queue", "bad", NULL);
+    rc = rt_ctl(dsn, "{}\nnope\n", &out, &err, "enqueue", "--bulk", "k", "--queue", "bad", NULL);
     ck_assert_int_eq(rc, 1);
     free(out);
     free(err);

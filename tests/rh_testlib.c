@@ -21,6 +21,7 @@
 #include <ftw.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -602,6 +603,35 @@ rt_read_file(const char *path)
         ck_abort_msg("cannot read %s: %s", path, strerror(errno));
     fclose(f);
     return buf_take(&b);
+}
+
+#define RT_CTL_MAX_ARGS 16
+
+int
+rt_ctl(const char *dsn, const char *stdin_text, char **out, char **err, ...)
+{
+    char       *argv[RT_CTL_MAX_ARGS + 2], *env[2], *env_dsn = NULL;
+    const char *a;
+    va_list     ap;
+    int         n = 0, rc;
+
+    argv[n++] = (char *) rt_env("RHINOCTL_BIN");
+    va_start(ap, err);
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        ck_assert_int_lt(n, RT_CTL_MAX_ARGS);
+        argv[n++] = (char *) a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+
+    if (dsn != NULL)
+        ck_assert_int_ge(asprintf(&env_dsn, "RHINO_DSN=%s", dsn), 0);
+    /* a bare name removes the variable: no RHINO_DSN leaking in from the caller */
+    env[0] = env_dsn ? env_dsn : (char *) "RHINO_DSN";
+    env[1] = NULL;
+    rc = rt_run(argv, env, stdin_text, out, err);
+    free(env_dsn);
+    return rc;
 }
 
 /* ---- a rhino daemon per test ------------------------------------------ */

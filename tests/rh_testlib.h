@@ -38,6 +38,13 @@ long    rt_query_long(PGconn *conn, const char *sql);        /* asserts one non-
  */
 int   rt_run(char *const argv[], char *const env[], const char *stdin_text, char **out, char **err);
 
+/*
+ * Run rhinoctl with the NULL-terminated arguments, RHINO_DSN set to dsn (or
+ * removed from the environment when dsn is NULL), stdin_text (may be NULL)
+ * on stdin; as rt_run.  At most 16 arguments.
+ */
+int   rt_ctl(const char *dsn, const char *stdin_text, char **out, char **err, ...);
+
 /* Start argv in the background with env added, stdout+stderr appended to logpath. */
 pid_t rt_spawn(char *const argv[], char *const env[], const char *logpath);
 /* Wait up to timeout seconds; returns exit code, 128+signal, or -1 on timeout. */

@@ -599,17 +599,6 @@ job_from_row(int row, rhino_job *job)
     job->snooze = -1;
 }
 
-/* Did the reaper see a cancellation of this claimed job before it started? */
-static int
-cancelled_before_start(int64_t id)
-{
-    uint32_t head = rh_shm_load(&W.root->cancel_head);
-
-    for (uint32_t k = 0; k < RH_SHM_CANCELS && k < head; k++)
-        if (rh_shm_load(&W.root->cancel_ids[(head - 1 - k) % RH_SHM_CANCELS]) == id)
-            return 1;
-    return 0;
-}
 
 /*
  * Call the handler with the job published in shared memory, so that the
@@ -695,7 +684,8 @@ job_handler(int row, rhino_job *job)
     const rh_handler_t *h;
 
     job_from_row(row, job);
-    if (cancelled_before_start(job->id)) {
+    if (rh_shm_cancel_listed(W.root, job->id)) {
+        /* the reaper saw it cancelled after we claimed it and before it started */
         /* the finalize records it as cancelled: its cancel_requested_at is set */
         outcome_add(&W.pending, job->id, job->attempt, "discarded", 0, "cancelled before it started");
         W.pending.v[W.pending.n - 1].mkey = rh_metrics_key(job->queue, job->kind);
