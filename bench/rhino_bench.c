@@ -123,7 +123,8 @@ check_set(const char *s)
     if (dot == NULL || eq == NULL || dot == s || eq < dot + 2 || dot - s >= 64 || eq - dot - 1 >= 64 ||
         strchr(s, '\n') != NULL || strchr(eq + 1, '[') != NULL || strlen(eq + 1) >= 1024)
         usage_error("--set %s: expected SECTION.KEY=VALUE on one line, like worker.poll_interval=0.01", s);
-    if (strncmp(s, "database.", 9) == 0)
+    /* the connection is --dsn's; [database]'s other keys (listen, prepare) are fair game */
+    if (strncmp(s, "database.dsn", 12) == 0 || strncmp(s, "database.listen_dsn", 19) == 0)
         usage_error("--set %s: give the database with --dsn or RHINO_DSN", s);
 }
 

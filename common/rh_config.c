@@ -53,6 +53,7 @@ static const rh_cf_key_t rh_config_keys[] = {
     { "database",  "dsn",               RH_CF_STRING,   OFF(dsn),                   "",        0, 0, 0 },
     { "database",  "listen",            RH_CF_BOOL,     OFF(listen),                "on",      0, 0, 0 },
     { "database",  "listen_dsn",        RH_CF_STRING,   OFF(listen_dsn),            "",        0, 0, 0 },
+    { "database",  "prepare",           RH_CF_BOOL,     OFF(prepare),               "on",      0, 0, 0 },
     { "worker",    "processes",         RH_CF_INT,      OFF(processes),             "2",       1, RH_MAX_PROCESSES, 0 },
     { "worker",    "batch_size",        RH_CF_INT,      OFF(batch_size),            "1000",    1, RH_MAX_BATCH, 0 },
     { "worker",    "queues",            RH_CF_LIST,     OFF(queues),                "default", 0, 0, OFF(nqueues) },

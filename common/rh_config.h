@@ -14,6 +14,7 @@ typedef struct rh_config {
     char    *dsn;                   /* after RHINO_DSN; "" = libpq's defaults */
     int      listen;                /* the master LISTENs for new jobs (rh_listen.c) */
     char    *listen_dsn;            /* its own DSN ("" = dsn): behind PgBouncer, the server's */
+    int      prepare;               /* workers use named prepared statements (off behind PgBouncer < 1.21) */
 
     /* [worker] */
     int      processes;

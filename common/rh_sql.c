@@ -1,10 +1,12 @@
 /*
  * rh_sql.c - the statement table: all SQL text of the daemon and rhinoctl.
  *
- * Statements are sent unnamed with PQsendQueryParams/PQexecParams, never as
- * named prepared statements and never with session state (SET, LISTEN,
- * advisory locks), so that every connection can sit behind PgBouncer in
- * transaction mode.  Parameters are always bound, never spliced into text.
+ * Statements are sent with bound parameters, never spliced into text, and
+ * without session state (SET, advisory locks), so that every connection can
+ * sit behind PgBouncer in transaction mode.  The workers prepare theirs once
+ * per connection ([database] prepare, worker/rh_worker.c send_query), named
+ * "rhino_" and the name below; everyone else sends them unnamed.  LISTEN is
+ * the master's alone (master/rh_listen.c).
  *
  * The fence: every statement that moves a running job matches
  * (id, attempt, state = 'running').  The claim increments attempt, so a
@@ -112,6 +114,34 @@
         "                  THEN ARRAY(SELECT id FROM f EXCEPT SELECT id FROM d) END" \
         "   FROM (SELECT count(*) AS n FROM d) m"
 
+/*
+ * The rescue of the jobs in CTE dead (id, attempt, cancel), by
+ * RH_STMT_RESCUE and RH_STMT_RESCUE_ORPHANS: available again, or, if their
+ * cancellation was asked for, into the history as cancelled.
+ */
+#define RH_RESCUE_TAIL \
+        " u AS (" \
+        "  UPDATE rhino.jobs j" \
+        "     SET state = 'available', worker_id = NULL," \
+        "         last_error = 'worker died during attempt ' || j.attempt" \
+        "    FROM dead" \
+        "   WHERE j.id = dead.id AND j.attempt = dead.attempt AND j.state = 'running' AND NOT dead.cancel" \
+        "  RETURNING j.id)," \
+        /* a job whose cancellation was asked for is not run again */ \
+        " c AS (" \
+        "  DELETE FROM rhino.jobs j USING dead" \
+        "   WHERE j.id = dead.id AND j.attempt = dead.attempt AND j.state = 'running' AND dead.cancel" \
+        "  RETURNING j.id, j.queue, j.kind, j.payload, 'cancelled'::rhino.job_state, j.priority, j.attempt," \
+        "            j.max_attempts, j.run_at, j.created_at, j.attempted_at, j.crash_count, j.errors," \
+        "            'cancelled while running; its worker died during attempt ' || j.attempt," \
+        "            " RH_CARRIED_J ")," \
+        " h AS (" \
+        "  INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts," \
+        "                               run_at, created_at, attempted_at, crash_count, errors, last_error," \
+        "                               " RH_CARRIED ")" \
+        "  SELECT * FROM c)" \
+        " SELECT id FROM u UNION ALL SELECT id FROM c"
+
 static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
 
     /*
@@ -126,14 +156,19 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * Queues with limits drop out in the same lookup: they are claimed only
      * by RH_STMT_CLAIM_LIMITED (below, queue limits), which workers send
      * instead of this one while the reaper sees such a queue among theirs.
+     * The UPDATE finds the locked rows by ctid (a TID scan), not by a second
+     * walk down the primary key: 1.2 ms less per 1000 jobs.  A row locked
+     * here cannot move before the UPDATE, which is in the same statement;
+     * had a concurrent update moved it before the lock, the lock follows it
+     * to its newest version and the ctid returned is that version's.
      */
     [RH_STMT_CLAIM] = { RH_STMT_CLAIM, "claim",
         "WITH c AS MATERIALIZED ("
-        "  SELECT j.id FROM (SELECT u.name FROM unnest($1::text[]) AS u(name)"
+        "  SELECT j.tid FROM (SELECT u.name FROM unnest($1::text[]) AS u(name)"
         "                     WHERE NOT EXISTS (SELECT 1 FROM rhino.queues p"
         "                                        WHERE p.name = u.name AND (p.paused OR p.limited))) AS q(name)"
         "  CROSS JOIN LATERAL ("
-        "    SELECT id, priority, run_at FROM rhino.jobs"
+        "    SELECT ctid AS tid, id, priority, run_at FROM rhino.jobs"
         "     WHERE state = 'available' AND queue = q.name AND run_at <= now()"
         "     ORDER BY priority, run_at, id"
         "     LIMIT $2"
@@ -144,7 +179,7 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "  LIMIT $2)"
         " UPDATE rhino.jobs j"
         "    SET state = 'running', attempt = j.attempt + 1, attempted_at = now(), worker_id = $3"
-        "   FROM c WHERE j.id = c.id"
+        "   FROM c WHERE j.ctid = c.tid"
         " RETURNING j.id, j.attempt, j.max_attempts, j.queue, j.kind, j.payload::text, j.timeout, j.errors",
         3 },
 
@@ -340,36 +375,35 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * process stopped with SIGSTOP).
      * The update matches the attempt it read, so a job finalized or
      * re-claimed meanwhile is left alone.  The attempt stays consumed.
+     * Every reaper pass sends it, so it starts from the few dead workers
+     * and probes jobs_running for each; starting from the running jobs (2000
+     * of them in a drain with two workers of 1000) cost 11 to 29 ms a pass.
      */
     [RH_STMT_RESCUE] = { RH_STMT_RESCUE, "rescue",
         "WITH dead AS MATERIALIZED ("
-        "  SELECT j.id, j.attempt, j.cancel_requested_at IS NOT NULL AS cancel FROM rhino.jobs j"
-        "    LEFT JOIN rhino.workers w ON w.id = j.worker_id"
-        "   WHERE j.state = 'running'"
-        "     AND (w.id IS NULL OR w.ended_at IS NOT NULL OR w.lease_until < now())"
+        "  SELECT j.id, j.attempt, j.cancel_requested_at IS NOT NULL AS cancel"
+        "    FROM rhino.workers w JOIN rhino.jobs j ON j.worker_id = w.id"
+        "   WHERE (w.ended_at IS NOT NULL OR w.lease_until < now()) AND j.state = 'running'"
         "   LIMIT 10000"
         "   FOR UPDATE OF j SKIP LOCKED),"
-        " u AS ("
-        "  UPDATE rhino.jobs j"
-        "     SET state = 'available', worker_id = NULL,"
-        "         last_error = 'worker died during attempt ' || j.attempt"
-        "    FROM dead"
-        "   WHERE j.id = dead.id AND j.attempt = dead.attempt AND j.state = 'running' AND NOT dead.cancel"
-        "  RETURNING j.id),"
-        /* a job whose cancellation was asked for is not run again */
-        " c AS ("
-        "  DELETE FROM rhino.jobs j USING dead"
-        "   WHERE j.id = dead.id AND j.attempt = dead.attempt AND j.state = 'running' AND dead.cancel"
-        "  RETURNING j.id, j.queue, j.kind, j.payload, 'cancelled'::rhino.job_state, j.priority, j.attempt,"
-        "            j.max_attempts, j.run_at, j.created_at, j.attempted_at, j.crash_count, j.errors,"
-        "            'cancelled while running; its worker died during attempt ' || j.attempt,"
-        "            " RH_CARRIED_J "),"
-        " h AS ("
-        "  INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
-        "                               run_at, created_at, attempted_at, crash_count, errors, last_error,"
-        "                               " RH_CARRIED ")"
-        "  SELECT * FROM c)"
-        " SELECT id FROM u UNION ALL SELECT id FROM c",
+        RH_RESCUE_TAIL,
+        0 },
+
+    /*
+     * The same for running jobs whose worker row is gone altogether (rows
+     * are removed only with their node, by RH_STMT_GC_NODES, which waits
+     * for the node's jobs to finish; so this is for rows deleted by hand).
+     * It reads every running job, so the reaper sends it with the pruning,
+     * once a minute.
+     */
+    [RH_STMT_RESCUE_ORPHANS] = { RH_STMT_RESCUE_ORPHANS, "rescue_orphans",
+        "WITH dead AS MATERIALIZED ("
+        "  SELECT j.id, j.attempt, j.cancel_requested_at IS NOT NULL AS cancel FROM rhino.jobs j"
+        "   WHERE j.state = 'running'"
+        "     AND NOT EXISTS (SELECT 1 FROM rhino.workers w WHERE w.id = j.worker_id)"
+        "   LIMIT 10000"
+        "   FOR UPDATE OF j SKIP LOCKED),"
+        RH_RESCUE_TAIL,
         0 },
 
     /*
@@ -827,7 +861,7 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "                     WHERE NOT EXISTS (SELECT 1 FROM rhino.queues p"
         "                                        WHERE p.name = u.name AND (p.paused OR p.limited))) AS q(name)"
         "  CROSS JOIN LATERAL ("
-        "    SELECT id, priority, run_at FROM rhino.jobs"
+        "    SELECT ctid AS tid, id, priority, run_at FROM rhino.jobs"
         "     WHERE state = 'available' AND queue = q.name AND run_at <= now()"
         "     ORDER BY priority, run_at, id"
         "     LIMIT $2"

@@ -54,7 +54,7 @@ static struct {
     PGconn            *conn;
     ev_timer           tick;
     ev_signal          sig_term, sig_usr1;
-    double             last_renew, last_prune, last_depth;
+    double             last_renew, last_prune, last_depth, last_orphans;
     double             depth_every;     /* seconds between queue depth counts */
     int                prune_behind;    /* the last prune left work: prune again next pass */
     double             reconnect_delay;
@@ -320,6 +320,14 @@ pass(void)
     reconcile();
     cancel_requests();
     n = r_exec_count(RH_STMT_RESCUE, NULL);
+    /* running jobs whose worker row is gone: that reads every running job, so once a minute */
+    if (now - R.last_orphans >= 60) {
+        int o = r_exec_count(RH_STMT_RESCUE_ORPHANS, NULL);
+
+        R.last_orphans = now;
+        if (o > 0)
+            n = (n > 0 ? n : 0) + o;
+    }
     if (n > 0 && rh_metrics)
         __atomic_fetch_add(&rh_metrics->rescued, (uint64_t) n, __ATOMIC_RELAXED);
     if (n > 0)

@@ -240,6 +240,31 @@ START_TEST(test_kill9_worker_is_replaced_and_jobs_complete)
 }
 END_TEST
 
+/*
+ * A running job whose worker row is gone (deleted by hand: the daemon deletes
+ * worker rows only with their node, once nothing of theirs runs) is not
+ * found by the per-pass rescue, which starts from dead workers; the reaper's
+ * once-a-minute orphan rescue, which also runs at its start, hands it back.
+ */
+START_TEST(test_job_of_a_deleted_worker_row_is_rescued)
+{
+    rt_daemon_t d;
+    char       *s;
+
+    rt_daemon_setup(&d, NULL);
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"i\": 1}')");
+    rt_exec(d.conn, "UPDATE rhino.jobs SET state = 'running', attempt = 1, worker_id = 987654321,"
+                    " attempted_at = now()");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done WHERE state = 'completed'", 30);
+    rt_daemon_stop(&d);
+    s = rt_query1(d.conn, "SELECT attempt || ' ' || last_error FROM rhino.jobs_done");
+    ck_assert_str_eq(s, "2 worker died during attempt 1");
+    free(s);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
 START_TEST(test_sigterm_with_batch_in_flight)
 {
     rt_daemon_t d;
@@ -568,6 +593,7 @@ daemon_suite(void)
     tc = tcase_create("signals");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_kill9_worker_is_replaced_and_jobs_complete);
+    tcase_add_test(tc, test_job_of_a_deleted_worker_row_is_rescued);
     tcase_add_test(tc, test_sigterm_with_batch_in_flight);
     tcase_add_test(tc, test_sighup_roll_loses_nothing);
     tcase_add_test(tc, test_sighup_with_bad_config_keeps_running);
