@@ -71,6 +71,7 @@ typedef enum {
     E_END,
     E_JOB_STATES,
     E_PREPARE,      /* a statement's first use on this connection (send_query) */
+    E_SETTING,      /* RH_STMT_CUSTOM_PLANS: result ignored */
     E_SYNC
 } rh_expect_kind_t;
 
@@ -137,6 +138,7 @@ static struct {
     double             reconnect_delay;
     int                io_events;
     int                prepare;         /* named prepared statements ([database] prepare) */
+    int                tx_open;         /* statements sent since the last sync (custom plans set) */
     unsigned char      prepared[RH_STMT__COUNT];  /* ... prepared on this connection */
 
     rh_expect_t        fifo[FIFO_MAX];
@@ -444,15 +446,14 @@ io_update(int want_write)
 /*
  * Send statement id with its parameters.  With [database] prepare on, each
  * statement is prepared on its first use on the connection, in the same
- * pipeline, and executed by name from then on: the server parses and plans
- * the claim and the finalize once per connection instead of once per round.
- * Planning was 0.3-0.4 ms of each (pg_stat_statements), which a round of
- * one job pays in full: the trickle's pickup latency and a good part of the
- * server's work per job when jobs come one at a time.  Their plans take no
- * statistics into account that could go stale (see RH_FINALIZE_CTES), so a
- * generic plan is the same plan.  Off behind a pooler in transaction mode
- * that does not carry prepared statements (PgBouncer before 1.21): on_result
- * turns it off by itself if the server says a statement is missing.
+ * pipeline, and executed by name from then on: the server parses and
+ * analyzes the claim and the finalize once per connection instead of once
+ * per round, which a round of one job pays in full (the trickle's pickup
+ * latency).  Every transaction starts with RH_STMT_CUSTOM_PLANS, so that
+ * the plans are still made for the table as it is (see there).  Off behind
+ * a pooler in transaction mode that does not carry prepared statements
+ * (PgBouncer before 1.21): on_result turns it off by itself if the server
+ * says a statement is missing.
  */
 static int
 send_query(rh_stmt_id_t id, rh_expect_kind_t kind, rh_seg_t seg, const char *const *params)
@@ -461,6 +462,11 @@ send_query(rh_stmt_id_t id, rh_expect_kind_t kind, rh_seg_t seg, const char *con
     char             name[64];
     int              ok;
 
+    if (W.prepare && !W.tx_open && id != RH_STMT_CUSTOM_PLANS) {
+        if (send_query(RH_STMT_CUSTOM_PLANS, E_SETTING, seg, NULL) < 0)
+            return -1;
+    }
+    W.tx_open = 1;
     if (W.prepare) {
         snprintf(name, sizeof(name), "rhino_%s", st->name);
         if (!W.prepared[id]) {
@@ -493,6 +499,7 @@ send_sync(rh_seg_t seg)
         return -1;
     }
     fifo_push(E_SYNC, seg);
+    W.tx_open = 0;
     W.round_inflight++;
     W.sent_at[seg] = ev_time();
     return 0;
@@ -1633,6 +1640,7 @@ w_broken(const char *why)
     W.connecting = 0;
     W.connected = 0;
     memset(W.prepared, 0, sizeof(W.prepared));      /* a new session prepares anew */
+    W.tx_open = 0;
     W.fifo_len = 0;
     W.round_inflight = 0;
     W.seg_error = 0;
