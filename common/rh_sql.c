@@ -186,7 +186,9 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * walk down the primary key: 1.2 ms less per 1000 jobs.  A row locked
      * here cannot move before the UPDATE, which is in the same statement;
      * had a concurrent update moved it before the lock, the lock follows it
-     * to its newest version and the ctid returned is that version's.
+     * to its newest version, whose ctid is the one returned (and were it
+     * not, the UPDATE would match nothing for that row: one job fewer in
+     * this batch, still available, never claimed twice).
      */
     [RH_STMT_CLAIM] = { RH_STMT_CLAIM, "claim",
         "WITH c AS MATERIALIZED (" RH_CLAIM_PICK("$2") ")"
@@ -420,8 +422,8 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * The same for running jobs whose worker row is gone altogether (rows
      * are removed only with their node, by RH_STMT_GC_NODES, which waits
      * for the node's jobs to finish; so this is for rows deleted by hand).
-     * It reads every running job, so the reaper sends it with the pruning,
-     * once a minute.
+     * It reads every running job, so the reaper sends it once a minute (and
+     * in its first pass), not every pass.
      */
     [RH_STMT_RESCUE_ORPHANS] = { RH_STMT_RESCUE_ORPHANS, "rescue_orphans",
         "WITH dead AS MATERIALIZED ("
