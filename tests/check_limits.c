@@ -61,15 +61,6 @@ typedef struct {
     int       allow_errors;    /* the test kills a worker: the master logs that as an error */
 } lt_t;
 
-static const char *
-handlers_so(void)
-{
-    static char path[4096];
-
-    snprintf(path, sizeof(path), "%s/test_handlers.so", rt_env("RHINO_TEST_HANDLERS"));
-    return path;
-}
-
 /* A fresh migrated database; the ledger file sits in a fresh temp dir. */
 static void
 lt_setup(lt_t *t)
@@ -100,7 +91,7 @@ lt_start(lt_t *t, const char *name, int procs, int batch, const char *queues)
              "[retry]\nbase_delay = 0.05\nmax_delay = 0.2\n"
              "[reaper]\ninterval = 0.1\n"
              "[master]\nname = %s\nshutdown_timeout = 20\n",
-             procs, batch, queues, handlers_so(), name);
+             procs, batch, queues, rt_handlers_so(), name);
     n->ini = rt_write_file("rhino.ini", ini);
     snprintf(n->log, sizeof(n->log), "%s", n->ini);
     slash = strrchr(n->log, '/');
@@ -151,20 +142,11 @@ static void
 lt_teardown(lt_t *t)
 {
     for (int i = 0; i < t->nnodes; i++) {
-        char *log;
-
         if (t->node[i].pid > 0) {
             kill(t->node[i].pid, SIGKILL);
             rt_wait_exit(t->node[i].pid, 5);
         }
-        log = rt_read_file(t->node[i].log);
-        if (log != NULL) {
-            ck_assert_msg(strstr(log, "Sanitizer") == NULL && strstr(log, "runtime error:") == NULL,
-                          "a sanitizer reported from inside rhino:\n%s", log);
-            ck_assert_msg(t->allow_errors || strstr(log, "level=error") == NULL,
-                          "rhino logged an error in a test that provokes none:\n%s", log);
-            free(log);
-        }
+        rt_check_log(t->node[i].log, NULL, t->allow_errors);
         free(t->node[i].ini);
     }
     PQfinish(t->conn);

@@ -32,15 +32,6 @@ typedef struct {
     int     allow_errors;
 } mt_t;
 
-static const char *
-handlers_so(void)
-{
-    static char path[4096];
-
-    snprintf(path, sizeof(path), "%s/test_handlers.so", rt_env("RHINO_TEST_HANDLERS"));
-    return path;
-}
-
 /* A port nobody listens on right now (bound to 0, read back, closed). */
 static int
 free_port(void)
@@ -75,7 +66,7 @@ mt_setup(mt_t *t, const char *listen_line)
              "[handlers]\npath = %s\n"
              "[retry]\nbase_delay = 0.05\nmax_delay = 0.1\n"
              "[reaper]\ninterval = 0.1\n"
-             "[metrics]\n%s", handlers_so(), listen_line ? listen_line : listen);
+             "[metrics]\n%s", rt_handlers_so(), listen_line ? listen_line : listen);
     t->ini = rt_write_file("rhino.ini", ini);
     snprintf(t->log, sizeof(t->log), "%s", t->ini);
     slash = strrchr(t->log, '/');
@@ -105,8 +96,6 @@ dump_log(mt_t *t)
 static void
 mt_teardown(mt_t *t)
 {
-    char *log;
-
     if (t->pid > 0) {
         kill(t->pid, SIGKILL);
         rt_wait_exit(t->pid, 5);
@@ -114,13 +103,7 @@ mt_teardown(mt_t *t)
     PQfinish(t->conn);
     free(t->dsn);
     free(t->ini);
-    log = rt_read_file(t->log);
-    if (log != NULL) {
-        ck_assert_msg(strstr(log, "Sanitizer") == NULL && strstr(log, "runtime error:") == NULL,
-                      "a sanitizer reported from inside rhino:\n%s", log);
-        ck_assert_msg(t->allow_errors || strstr(log, "level=error") == NULL, "rhino logged an error:\n%s", log);
-        free(log);
-    }
+    rt_check_log(t->log, NULL, t->allow_errors);
 }
 
 /*
@@ -490,7 +473,7 @@ START_TEST(test_bad_listen_is_refused)
         char *argv[] = { (char *) rt_env("RHINO_BIN"), "-t", "-c", NULL, NULL };
         int   rc;
 
-        snprintf(ini, sizeof(ini), "[handlers]\npath = %s\n[metrics]\n%s", handlers_so(), bad[i]);
+        snprintf(ini, sizeof(ini), "[handlers]\npath = %s\n[metrics]\n%s", rt_handlers_so(), bad[i]);
         path = rt_write_file("rhino.ini", ini);
         argv[3] = path;
         rc = rt_run(argv, NULL, NULL, &out, &err);
@@ -537,7 +520,7 @@ START_TEST(test_without_microhttpd_is_refused)
     char  ini[8192], *path, *out = NULL, *err = NULL;
     char *argv[] = { (char *) rt_env("RHINO_BIN"), "-t", "-c", NULL, NULL };
 
-    snprintf(ini, sizeof(ini), "[handlers]\npath = %s\n[metrics]\nlisten = 127.0.0.1:9187\n", handlers_so());
+    snprintf(ini, sizeof(ini), "[handlers]\npath = %s\n[metrics]\nlisten = 127.0.0.1:9187\n", rt_handlers_so());
     path = rt_write_file("rhino.ini", ini);
     argv[3] = path;
     ck_assert_int_eq(rt_run(argv, NULL, NULL, &out, &err), 1);

@@ -37,15 +37,6 @@ typedef struct {
     int     allow_errors;   /* the test provokes an error on purpose */
 } nt_t;
 
-static const char *
-handlers_so(void)
-{
-    static char path[4096];
-
-    snprintf(path, sizeof(path), "%s/test_handlers.so", rt_env("RHINO_TEST_HANDLERS"));
-    return path;
-}
-
 static void
 nt_setup(nt_t *t)
 {
@@ -61,7 +52,7 @@ nt_setup(nt_t *t)
              "[handlers]\npath = %s\n"
              "[retry]\nbase_delay = 0.05\nmax_delay = 0.2\n"
              "[reaper]\ninterval = 0.1\n"
-             "[master]\nshutdown_timeout = 20\n", handlers_so());
+             "[master]\nshutdown_timeout = 20\n", rt_handlers_so());
     t->ini = rt_write_file("rhino.ini", ini);
     snprintf(t->log, sizeof(t->log), "%s", t->ini);
     slash = strrchr(t->log, '/');
@@ -181,8 +172,6 @@ wait_for(nt_t *t, int from, const char *kv, double timeout)
 static void
 nt_teardown(nt_t *t)
 {
-    char *log;
-
     if (t->pid > 0) {
         kill(t->pid, SIGKILL);
         rt_wait_exit(t->pid, 5);
@@ -191,13 +180,7 @@ nt_teardown(nt_t *t)
     PQfinish(t->conn);
     free(t->dsn);
     free(t->ini);
-    log = rt_read_file(t->log);
-    if (log != NULL) {
-        ck_assert_msg(strstr(log, "Sanitizer") == NULL && strstr(log, "runtime error:") == NULL,
-                      "a sanitizer reported from inside rhino:\n%s", log);
-        ck_assert_msg(t->allow_errors || strstr(log, "level=error") == NULL, "rhino logged an error:\n%s", log);
-        free(log);
-    }
+    rt_check_log(t->log, NULL, t->allow_errors);
     for (int i = 0; i < t->n; i++)
         free(t->msgs[i]);
 }

@@ -731,24 +731,30 @@ has_valgrind_report(const char *log)
 }
 
 void
+rt_check_log(const char *path, const char *who, int allow_errors)
+{
+    char *log = rt_read_file(path);
+
+    if (log == NULL)
+        return;
+    ck_assert_msg(strstr(log, "Sanitizer") == NULL && strstr(log, "runtime error:") == NULL,
+                  "a sanitizer reported from inside rhino%s%s:\n%s", who ? " " : "", who ? who : "", log);
+    ck_assert_msg(!has_valgrind_report(log), "valgrind reported from inside rhino%s%s:\n%s",
+                  who ? " " : "", who ? who : "", log);
+    ck_assert_msg(allow_errors || strstr(log, "level=error") == NULL,
+                  "rhino%s%s logged an error in a test that provokes none:\n%s", who ? " " : "", who ? who : "", log);
+    free(log);
+}
+
+void
 rt_daemon_teardown(rt_daemon_t *d)
 {
-    char *log;
-
     if (d->pid > 0) {
         kill(d->pid, SIGKILL);
         rt_wait_exit(d->pid, 5);
     }
     PQfinish(d->conn);
-    log = rt_read_file(d->log);
-    if (log != NULL) {
-        ck_assert_msg(strstr(log, "Sanitizer") == NULL && strstr(log, "runtime error:") == NULL,
-                      "a sanitizer reported from inside rhino:\n%s", log);
-        ck_assert_msg(!has_valgrind_report(log), "valgrind reported from inside rhino:\n%s", log);
-        ck_assert_msg(d->allow_errors || strstr(log, "level=error") == NULL,
-                      "rhino logged an error in a test that provokes none:\n%s", log);
-        free(log);
-    }
+    rt_check_log(d->log, NULL, d->allow_errors);
 }
 
 void

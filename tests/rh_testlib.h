@@ -78,6 +78,12 @@ typedef struct {
 } rt_daemon_t;
 
 const char *rt_handlers_so(void);
+/*
+ * rhino's log at path, if there is one: no sanitizer or valgrind report (the
+ * master would just respawn the process that made it) and, unless
+ * allow_errors, no error line.  who names the daemon in the message, or NULL.
+ */
+void rt_check_log(const char *path, const char *who, int allow_errors);
 void rt_daemon_setup(rt_daemon_t *d, const char *extra);
 void rt_daemon_start(rt_daemon_t *d);
 void rt_daemon_stop(rt_daemon_t *d);        /* SIGTERM; asserts a clean exit */
