@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "rh_db.h"
+#include "rh_log.h"
 #include "rh_sql.h"
 
 static void
@@ -145,4 +146,46 @@ rh_db_check_schema(PGconn *conn, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+PGresult *
+rh_db_exec(PGconn *conn, rh_stmt_id_t id, const char *const *params, const char *what)
+{
+    const rh_stmt_t *st = rh_sql(id);
+    PGresult        *res = PQexecParams(conn, st->sql, st->nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType   s = PQresultStatus(res);
+
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+        rh_log_error("%s%s%s failed: %s", what ? what : "", what ? ": " : "", st->name, rh_db_error(conn, res));
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
+char *
+rh_db_text_array(char *const *items, int n)
+{
+    size_t cap = 3, len = 0;
+    char  *out;
+
+    for (int i = 0; i < n; i++)
+        cap += 2 * strlen(items[i]) + 3;        /* worst case: every byte escaped, quotes, comma */
+    if ((out = malloc(cap)) == NULL)
+        return NULL;
+    out[len++] = '{';
+    for (int i = 0; i < n; i++) {
+        if (i > 0)
+            out[len++] = ',';
+        out[len++] = '"';
+        for (const char *c = items[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                out[len++] = '\\';
+            out[len++] = *c;
+        }
+        out[len++] = '"';
+    }
+    out[len++] = '}';
+    out[len] = '\0';
+    return out;
 }

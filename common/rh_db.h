@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <libpq-fe.h>
 
+#include "rh_sql.h"
+
 /*
  * Blocking connect with the DSN of the config (RHINO_DSN already applied;
  * "" leaves everything to libpq's PG* variables and service files).
@@ -33,5 +35,18 @@ int rh_db_check_schema(PGconn *conn, char *err, size_t errlen) __attribute__((wa
 
 /* The first line of PQerrorMessage/PQresultErrorMessage, without the newline. */
 const char *rh_db_error(PGconn *conn, const PGresult *res);
+
+/*
+ * Run statement id of the statement table (blocking, parameters bound).  Its
+ * result, for the caller to clear; or NULL after logging "[what: ]name
+ * failed: reason" (what may be NULL).
+ */
+PGresult *rh_db_exec(PGconn *conn, rh_stmt_id_t id, const char *const *params, const char *what);
+
+/*
+ * items[0..n-1] as a text[] literal, each element quoted and escaped:
+ * {"a","b \"c\""}.  malloc'd; NULL on out-of-memory.
+ */
+char *rh_db_text_array(char *const *items, int n);
 
 #endif

@@ -445,27 +445,11 @@ rh_schedule_plan(const rh_cron_t *c, rh_missed_t missed, int64_t fired_until, in
 
 /* ---- the database -------------------------------------------------------------- */
 
-static PGresult *
-s_exec(PGconn *conn, rh_stmt_id_t id, const char *const *params, const char *what)
-{
-    const rh_stmt_t *st = rh_sql(id);
-    PGresult        *res = PQexecParams(conn, st->sql, st->nparams, NULL, params, NULL, NULL, 0);
-    ExecStatusType   s = PQresultStatus(res);
-
-    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-        rh_log_error("%s%s%s failed: %s", what ? what : "", what ? ": " : "", st->name, rh_db_error(conn, res));
-        PQclear(res);
-        return NULL;
-    }
-    return res;
-}
-
 int
 rh_schedule_sync(PGconn *conn, const struct rh_config *cfg)
 {
     PGresult *res;
-    char     *names;
-    size_t    cap = 3, len;
+    char     *names, **v;
     int       changed = 0;
 
     for (int i = 0; i < cfg->nschedules; i++) {
@@ -478,7 +462,7 @@ rh_schedule_sync(PGconn *conn, const struct rh_config *cfg)
         snprintf(att, sizeof(att), "%d", s->max_attempts);
         snprintf(tmo, sizeof(tmo), "%.3f", s->timeout);
         snprintf(what, sizeof(what), "[schedule %s]", s->name);
-        res = s_exec(conn, RH_STMT_SCHEDULE_UPSERT, p, what);
+        res = rh_db_exec(conn, RH_STMT_SCHEDULE_UPSERT, p, what);
         if (res == NULL) {
             if (PQstatus(conn) != CONNECTION_OK)
                 return -1;
@@ -493,19 +477,18 @@ rh_schedule_sync(PGconn *conn, const struct rh_config *cfg)
     }
 
     /* the names as a text[] literal, for the schedules of other (older) configs */
+    if ((v = malloc(sizeof(*v) * (size_t) (cfg->nschedules + 1))) == NULL)
+        return -1;
     for (int i = 0; i < cfg->nschedules; i++)
-        cap += strlen(cfg->schedules[i].name) + 3;
-    names = malloc(cap);
+        v[i] = cfg->schedules[i].name;
+    names = rh_db_text_array(v, cfg->nschedules);
+    free(v);
     if (names == NULL)
         return -1;
-    len = (size_t) snprintf(names, cap, "{");
-    for (int i = 0; i < cfg->nschedules; i++)
-        len += (size_t) snprintf(names + len, cap - len, "%s\"%s\"", i ? "," : "", cfg->schedules[i].name);
-    snprintf(names + len, cap - len, "}");
     {
         const char *p[1] = { names };
 
-        res = s_exec(conn, RH_STMT_SCHEDULE_ORPHANS, p, NULL);
+        res = rh_db_exec(conn, RH_STMT_SCHEDULE_ORPHANS, p, NULL);
     }
     free(names);
     if (res == NULL)
@@ -547,7 +530,7 @@ static int
 park(PGconn *conn, const char *name, const char *cron, const char *why)
 {
     const char *p[3] = { name, cron, why };
-    PGresult   *res = s_exec(conn, RH_STMT_SCHEDULE_INVALID, p, name);
+    PGresult   *res = rh_db_exec(conn, RH_STMT_SCHEDULE_INVALID, p, name);
 
     if (res == NULL)
         return -1;
@@ -594,7 +577,7 @@ fire_one(PGconn *conn, const char *name, const char *cron, const char *missed_s,
     {
         const char *p[6] = { name, cron, old_s, new_s, next_s, fires };
 
-        res = s_exec(conn, RH_STMT_SCHEDULE_FIRE, p, name);
+        res = rh_db_exec(conn, RH_STMT_SCHEDULE_FIRE, p, name);
     }
     free(fires);
     if (res == NULL) {
@@ -635,7 +618,7 @@ int
 rh_schedule_tick(PGconn *conn, const char *now)
 {
     const char *p[2] = { now, RH_SCHEDULE_BATCH };
-    PGresult   *res = s_exec(conn, RH_STMT_SCHEDULES_DUE, p, NULL);
+    PGresult   *res = rh_db_exec(conn, RH_STMT_SCHEDULES_DUE, p, NULL);
     int         total = 0, rc = 0;
 
     if (res == NULL)
@@ -665,7 +648,7 @@ rh_schedule_prune(PGconn *conn, double keep)
     int         n;
 
     snprintf(k, sizeof(k), "%.3f", keep);
-    res = s_exec(conn, RH_STMT_SCHEDULE_PRUNE, p, NULL);
+    res = rh_db_exec(conn, RH_STMT_SCHEDULE_PRUNE, p, NULL);
     if (res == NULL)
         return -1;
     n = atoi(PQcmdTuples(res));

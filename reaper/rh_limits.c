@@ -28,70 +28,21 @@
 #define RH_LIMITS_PRUNE_INTERVAL 60.0
 
 static struct {
-    char   queues[8192];        /* [worker] queues as a text[] literal */
-    int    queues_ok;
+    char  *queues;              /* [worker] queues as a text[] literal; NULL until the first pass */
     double last_prune;
 } L;
-
-/* [worker] queues as a text[] literal, every name quoted; -1 if it does not fit. */
-static int
-limits_queues_literal(const rh_config_t *cfg)
-{
-    size_t n = 0;
-
-    L.queues[n++] = '{';
-    for (int i = 0; i < cfg->nqueues; i++) {
-        if (n + 3 >= sizeof(L.queues))
-            return -1;
-        if (i > 0)
-            L.queues[n++] = ',';
-        L.queues[n++] = '"';
-        for (const char *c = cfg->queues[i]; *c; c++) {
-            if (n + 4 >= sizeof(L.queues))
-                return -1;
-            if (*c == '"' || *c == '\\')
-                L.queues[n++] = '\\';
-            L.queues[n++] = *c;
-        }
-        L.queues[n++] = '"';
-    }
-    L.queues[n++] = '}';
-    L.queues[n] = '\0';
-    return 0;
-}
-
-/* Run one statement; its result (caller clears), or NULL after logging the failure. */
-static PGresult *
-limits_exec(PGconn *conn, rh_stmt_id_t id, const char *const *params)
-{
-    const rh_stmt_t *st = rh_sql(id);
-    PGresult        *res = PQexecParams(conn, st->sql, st->nparams, NULL, params, NULL, NULL, 0);
-    ExecStatusType   s = PQresultStatus(res);
-
-    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-        rh_log_error("%s failed: %s", st->name, rh_db_error(conn, res));
-        PQclear(res);
-        return NULL;
-    }
-    return res;
-}
 
 void
 rh_limits_pass(PGconn *conn, const rh_config_t *cfg, rh_shm_t *shm, double now)
 {
     PGresult *res;
 
-    if (!L.queues_ok) {
-        if (limits_queues_literal(cfg) < 0) {
-            rh_log_error("[worker] queues is too long to look up its limits; limited queues are not claimed");
-            L.queues[0] = '\0';
-        }
-        L.queues_ok = 1;
-    }
-    if (L.queues[0] != '\0') {
+    if (L.queues == NULL && (L.queues = rh_db_text_array(cfg->queues, cfg->nqueues)) == NULL)
+        rh_log_error("out of memory: the limits of [worker] queues are not looked up this pass");
+    if (L.queues != NULL) {
         const char *p[1] = { L.queues };
 
-        if ((res = limits_exec(conn, RH_STMT_LIMITS_FLAG, p)) != NULL) {
+        if ((res = rh_db_exec(conn, RH_STMT_LIMITS_FLAG, p, NULL)) != NULL) {
             int limited = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
             int n = rh_shm_load(&shm->nslots);
 
@@ -101,7 +52,7 @@ rh_limits_pass(PGconn *conn, const rh_config_t *cfg, rh_shm_t *shm, double now)
         }
     }
 
-    if ((res = limits_exec(conn, RH_STMT_AGE, NULL)) != NULL) {
+    if ((res = rh_db_exec(conn, RH_STMT_AGE, NULL, NULL)) != NULL) {
         int n = atoi(PQcmdTuples(res));
 
         if (n > 0)
@@ -111,7 +62,7 @@ rh_limits_pass(PGconn *conn, const rh_config_t *cfg, rh_shm_t *shm, double now)
 
     if (now - L.last_prune >= RH_LIMITS_PRUNE_INTERVAL) {
         L.last_prune = now;
-        if ((res = limits_exec(conn, RH_STMT_LIMITS_PRUNE, NULL)) != NULL)
+        if ((res = rh_db_exec(conn, RH_STMT_LIMITS_PRUNE, NULL, NULL)) != NULL)
             PQclear(res);
     }
 }

@@ -65,16 +65,7 @@ static struct {
 static PGresult *
 r_exec(rh_stmt_id_t id, const char *const *params)
 {
-    const rh_stmt_t *st = rh_sql(id);
-    PGresult        *res = PQexecParams(R.conn, st->sql, st->nparams, NULL, params, NULL, NULL, 0);
-    ExecStatusType   s = PQresultStatus(res);
-
-    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-        rh_log_error("%s failed: %s", st->name, rh_db_error(R.conn, res));
-        PQclear(res);
-        return NULL;
-    }
-    return res;
+    return rh_db_exec(R.conn, id, params, NULL);
 }
 
 static int

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "rh_db.h"
 #include "rh_migrate.h"
 #include "rh_testlib.h"
 
@@ -38,6 +39,32 @@ stats_count(const char *out, const char *queue, const char *state)
 
 /* Every line of out is one JSON object (a minimal checker, below); returns the number of lines. */
 static int json_lines(const char *out);
+
+/* ---- text[] literals (common/rh_db.c) ----------------------------------- */
+
+/* The literal the daemon binds for queue names reads back as those names, quotes and backslashes too. */
+START_TEST(test_text_array_literal)
+{
+    char       *dsn = rt_db_create();
+    PGconn     *conn = rt_connect(dsn);
+    char       *items[] = { "default", "with \"quotes\"", "back\\slash", "comma,brace}", "" };
+    char       *lit = rh_db_text_array(items, 5), *empty = rh_db_text_array(items, 0);
+    const char *p[1] = { lit };
+    PGresult   *res;
+
+    ck_assert_ptr_nonnull(lit);
+    ck_assert_str_eq(empty, "{}");
+    res = PQexecParams(conn, "SELECT $1::text[] = ARRAY['default', 'with \"quotes\"', 'back\\slash', 'comma,brace}', '']",
+                       1, NULL, p, NULL, NULL, 0);
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    ck_assert_msg(strcmp(PQgetvalue(res, 0, 0), "t") == 0, "%s did not read back as its items", lit);
+    PQclear(res);
+    free(lit);
+    free(empty);
+    PQfinish(conn);
+    free(dsn);
+}
+END_TEST
 
 /* ---- migrate ------------------------------------------------------------ */
 
@@ -1833,6 +1860,7 @@ ctl_suite(void)
 
     tc = tcase_create("migrate");
     tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_text_array_literal);
     tcase_add_test(tc, test_migrate_empty_db);
     tcase_add_test(tc, test_migrate_twice);
     tcase_add_test(tc, test_migrate_concurrent);

@@ -1672,17 +1672,16 @@ w_broken(const char *why)
 static void
 build_queue_literal(void)
 {
-    rh_buf_t b = { 0 };
+    char  *lit = rh_db_text_array(W.cfg->queues, W.cfg->nqueues);
+    size_t len;
 
-    buf_printf(&b, "{");
-    for (int i = 0; i < W.cfg->nqueues; i++)
-        buf_array_elem(&b, W.cfg->queues[i]);
-    buf_printf(&b, "}");
-    if (b.len >= sizeof(W.queues_lit))
-        rh_fatal("[worker] queues: the list is too long (%zu bytes; at most %zu)", b.len,
-                 sizeof(W.queues_lit) - 1);
-    memcpy(W.queues_lit, b.s, b.len + 1);
-    free(b.s);
+    if (lit == NULL)
+        rh_fatal("out of memory");
+    len = strlen(lit);
+    if (len >= sizeof(W.queues_lit))
+        rh_fatal("[worker] queues: the list is too long (%zu bytes; at most %zu)", len, sizeof(W.queues_lit) - 1);
+    memcpy(W.queues_lit, lit, len + 1);
+    free(lit);
 }
 
 void
