@@ -109,6 +109,23 @@
 #define RH_DONE_F \
         "WITH f AS MATERIALIZED (" \
         "  SELECT *, 'running'::rhino.job_state AS cur FROM unnest($1::bigint[], $2::int[]) AS f(id, attempt)),"
+/*
+ * Their fence, as a restriction on the DELETE: the ctids of the rows that
+ * still run the attempt, each found by one probe of the primary key per
+ * outcome.  Written so that the plan cannot depend on the statistics (they
+ * run as generic plans, RH_STMT_PLANS_GENERIC): LIMIT 1 keeps the LATERAL
+ * subquery from being flattened into a join whose order the planner would
+ * choose (for a table it believes empty: a walk of all of jobs_pkey with f
+ * rescanned per row), f.cur keeps jobs_running out (see RH_FINALIZE_CTES),
+ * and ctid = ANY is a TID scan.  A row a rescue updated after our snapshot
+ * has a new ctid, not in the array: the DELETE's recheck skips it, and it
+ * counts as stale.
+ */
+#define RH_DONE_MATCH \
+        " WHERE j.ctid = ANY (ARRAY(SELECT x.tid FROM f CROSS JOIN LATERAL" \
+        "                            (SELECT k.ctid AS tid FROM rhino.jobs k" \
+        "                              WHERE k.id = f.id AND k.attempt = f.attempt AND k.state = f.cur" \
+        "                              LIMIT 1) x))"
 #define RH_DONE_COUNT \
         " SELECT m.n, CASE WHEN m.n < (SELECT count(*) FROM f)" \
         "                  THEN ARRAY(SELECT id FROM f EXCEPT SELECT id FROM d) END" \
@@ -165,8 +182,12 @@
         "  LIMIT " n
 #define RH_CLAIM_SET \
         "    SET state = 'running', attempt = j.attempt + 1, attempted_at = now(), worker_id = $3" \
-        "   FROM c WHERE j.ctid = c.tid" \
-        " RETURNING j.id, j.attempt, j.max_attempts, j.queue, j.kind, j.payload::text, j.timeout, j.errors"
+        "  WHERE j.ctid = ANY (ARRAY(SELECT tid FROM c))" \
+        " RETURNING j.id, j.attempt, j.max_attempts, j.queue, j.kind, j.payload::text AS payload, j.timeout," \
+        "           j.errors, j.priority, j.run_at"
+/* what the worker reads of u, the UPDATE: the batch in the order it was picked */
+#define RH_CLAIM_OUT \
+        "SELECT id, attempt, max_attempts, queue, kind, payload, timeout, errors FROM u ORDER BY priority, run_at, id"
 
 static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
 
@@ -191,9 +212,10 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * this batch, still available, never claimed twice).
      */
     [RH_STMT_CLAIM] = { RH_STMT_CLAIM, "claim",
-        "WITH c AS MATERIALIZED (" RH_CLAIM_PICK("$2") ")"
-        " UPDATE rhino.jobs j" RH_CLAIM_SET,
-        3 },
+        "WITH c AS MATERIALIZED (" RH_CLAIM_PICK("$2") "),"
+        " u AS (UPDATE rhino.jobs j" RH_CLAIM_SET ")"
+        " " RH_CLAIM_OUT,
+        3, 1 },
 
     /*
      * The pipelined finalize (RH_FINALIZE_CTES above).  Returns how many
@@ -229,15 +251,13 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      */
     [RH_STMT_FINALIZE_DONE] = { RH_STMT_FINALIZE_DONE, "finalize_done",
         RH_DONE_F
-        " d AS (DELETE FROM rhino.jobs j USING f"
-        "        WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur RETURNING j.id)"
+        " d AS (DELETE FROM rhino.jobs j" RH_DONE_MATCH " RETURNING j.id)"
         RH_DONE_COUNT,
-        2 },
+        2, 1 },
 
     [RH_STMT_FINALIZE_DONE_KEEP] = { RH_STMT_FINALIZE_DONE_KEEP, "finalize_done_keep",
         RH_DONE_F
-        " d AS (DELETE FROM rhino.jobs j USING f"
-        "        WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur"
+        " d AS (DELETE FROM rhino.jobs j" RH_DONE_MATCH
         "        RETURNING j.id, j.queue, j.kind, j.payload, 'completed'::rhino.job_state, j.priority, j.attempt,"
         "                  j.max_attempts, j.run_at, j.created_at, j.attempted_at, j.crash_count, j.errors,"
         "                  j.last_error, " RH_CARRIED_J "),"
@@ -246,7 +266,7 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "                                    " RH_CARRIED ")"
         "       SELECT * FROM d)"
         RH_DONE_COUNT,
-        2 },
+        2, 1 },
 
     /* Where a job stands now: after an ambiguous commit, or a stale-attempt error. */
     [RH_STMT_JOB_STATES] = { RH_STMT_JOB_STATES, "job_states",
@@ -289,25 +309,42 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         1 },
 
     /*
-     * The first statement of every transaction of a worker that prepares
-     * its statements ([database] prepare): plans made for the values at
-     * hand, never a generic plan.  PostgreSQL switches a prepared statement
-     * to a generic plan after five executions, and keeps it until the table
-     * is analyzed again; one made while rhino.jobs was empty (a worker
-     * starting on an idle queue) reads the whole table for every claim once
-     * a burst arrives: a sequential scan and sort instead of jobs_claim, and
-     * a nested loop over it for the UPDATE.  Custom plans keep what preparing
-     * saves, the parsing and analysis of these long statements (a 10-job
-     * round: claim 1.2-1.7 ms and finalize 1.3-1.8 ms prepared, against
-     * 2.9-3.7 and 2.4-3.0 ms unnamed).  Local to the transaction, so that it
-     * never outlives it on a pooled server connection.
+     * How a worker that prepares its statements ([database] prepare) has
+     * them planned: one of these two precedes a statement whenever the
+     * transaction is not yet in the mode the statement asks for (the
+     * generic field above).  Both turn sequential scans off: no worker
+     * statement wants one on rhino.jobs, and with them off the shapes marked
+     * generic admit a single plan.
+     *
+     * Why not leave it to PostgreSQL: after five executions it switches a
+     * prepared statement to a generic plan, and keeps it until the table is
+     * analyzed again; one made while rhino.jobs was empty (a worker starting
+     * on an idle queue) reads the whole table for every claim once a burst
+     * arrives, a sequential scan and sort instead of jobs_claim, a nested
+     * loop over it for the UPDATE.  Why not custom plans throughout:
+     * planning the claim costs 0.43 ms and the finalize
+     * about as much, every round; a round of one job pays it in full, and a
+     * trickle's pickup p50 was 3.9-4.0 ms with custom plans against
+     * 1.9-2.7 ms with generic ones, alternated in the same minutes.
+     *
+     * Generic: the claim (jobs_claim for the pick, a TID scan for the
+     * UPDATE), the finalize of a batch that all completed (a primary key
+     * probe per job, a TID scan), the liveness check.  Custom: the rest,
+     * which are rarer (failures, releases, reconnects) and join by id.
+     * Both are local to the transaction, so that they never outlive it on a
+     * pooled server connection.
      */
-    [RH_STMT_CUSTOM_PLANS] = { RH_STMT_CUSTOM_PLANS, "custom_plans",
-        "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)", 0 },
+    [RH_STMT_PLANS_GENERIC] = { RH_STMT_PLANS_GENERIC, "plans_generic",
+        "SELECT set_config('plan_cache_mode', 'force_generic_plan', true),"
+        "       set_config('enable_seqscan', 'off', true)", 0 },
+
+    [RH_STMT_PLANS_CUSTOM] = { RH_STMT_PLANS_CUSTOM, "plans_custom",
+        "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
+        "       set_config('enable_seqscan', 'off', true)", 0 },
 
     [RH_STMT_WORKER_ALIVE] = { RH_STMT_WORKER_ALIVE, "worker_alive",
         "SELECT ended_at IS NULL AND lease_until > now() FROM rhino.workers WHERE id = $1",
-        1 },
+        1, 1 },
 
     [RH_STMT_SCHEMA_VERSION] = { RH_STMT_SCHEMA_VERSION, "schema_version",
         "SELECT coalesce(max(version), 0) FROM rhino.schema_migrations",
@@ -887,7 +924,7 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "  SELECT * FROM rhino.claim_limited($1::text[], $2::int, $3::bigint)),"
         " c AS MATERIALIZED (" RH_CLAIM_PICK("greatest($2 - (SELECT count(*) FROM l), 0)") "),"
         " u AS (UPDATE rhino.jobs j" RH_CLAIM_SET ")"
-        " SELECT * FROM l UNION ALL SELECT * FROM u",
+        " SELECT * FROM l UNION ALL (" RH_CLAIM_OUT ")",
         3 },
 
     /* Does any of the queues $1 have limits (and is not paused)?  The reaper, every pass. */

@@ -33,7 +33,8 @@ typedef enum {
     RH_STMT_WORKERS_RECONCILE,
     RH_STMT_RESCUE,
     RH_STMT_RESCUE_ORPHANS,
-    RH_STMT_CUSTOM_PLANS,
+    RH_STMT_PLANS_GENERIC,
+    RH_STMT_PLANS_CUSTOM,
     RH_STMT_PROMOTE,
     RH_STMT_PRUNE,
     RH_STMT_PRUNE_ERRORS,
@@ -86,6 +87,12 @@ typedef struct {
     const char  *name;
     const char  *sql;
     int          nparams;
+    /*
+     * 1: the statement's shape admits one plan whatever the statistics say
+     * (with sequential scans off), so a worker that prepares it may run its
+     * generic plan: RH_STMT_PLANS_GENERIC.  0: plan it for the values at hand.
+     */
+    int          generic;
 } rh_stmt_t;
 
 const rh_stmt_t *rh_sql(rh_stmt_id_t id);

@@ -71,7 +71,7 @@ typedef enum {
     E_END,
     E_JOB_STATES,
     E_PREPARE,      /* a statement's first use on this connection (send_query) */
-    E_SETTING,      /* RH_STMT_CUSTOM_PLANS: result ignored */
+    E_SETTING,      /* RH_STMT_PLANS_*: result ignored */
     E_SYNC
 } rh_expect_kind_t;
 
@@ -138,7 +138,8 @@ static struct {
     double             reconnect_delay;
     int                io_events;
     int                prepare;         /* named prepared statements ([database] prepare) */
-    int                tx_open;         /* statements sent since the last sync (custom plans set) */
+    int                tx_open;         /* statements sent since the last sync */
+    rh_stmt_id_t       tx_plans;        /* ... and the RH_STMT_PLANS_* mode they set, if tx_open */
     unsigned char      prepared[RH_STMT__COUNT];  /* ... prepared on this connection */
 
     rh_expect_t        fifo[FIFO_MAX];
@@ -449,8 +450,9 @@ io_update(int want_write)
  * pipeline, and executed by name from then on: the server parses and
  * analyzes the claim and the finalize once per connection instead of once
  * per round, which a round of one job pays in full (the trickle's pickup
- * latency).  Every transaction starts with RH_STMT_CUSTOM_PLANS, so that
- * the plans are still made for the table as it is (see there).  Off behind
+ * latency).  Before its first statement, and again when a statement asks
+ * for the other mode, a transaction says how they are to be planned
+ * (RH_STMT_PLANS_GENERIC or _CUSTOM, see there).  Off behind
  * a pooler in transaction mode that does not carry prepared statements
  * (PgBouncer before 1.21): on_result turns it off by itself if the server
  * says a statement is missing.
@@ -462,9 +464,14 @@ send_query(rh_stmt_id_t id, rh_expect_kind_t kind, rh_seg_t seg, const char *con
     char             name[64];
     int              ok;
 
-    if (W.prepare && !W.tx_open && id != RH_STMT_CUSTOM_PLANS) {
-        if (send_query(RH_STMT_CUSTOM_PLANS, E_SETTING, seg, NULL) < 0)
-            return -1;
+    if (W.prepare && id != RH_STMT_PLANS_GENERIC && id != RH_STMT_PLANS_CUSTOM) {
+        rh_stmt_id_t plans = st->generic ? RH_STMT_PLANS_GENERIC : RH_STMT_PLANS_CUSTOM;
+
+        if (!W.tx_open || W.tx_plans != plans) {
+            if (send_query(plans, E_SETTING, seg, NULL) < 0)
+                return -1;
+            W.tx_plans = plans;
+        }
     }
     W.tx_open = 1;
     if (W.prepare) {
