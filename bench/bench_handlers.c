@@ -4,8 +4,9 @@
  * and bench.stamp, which records how long a job waited for its handler.
  *
  * bench.stamp reads the enqueue time that rhino-bench put into the payload
- * ({"t": <CLOCK_REALTIME in microseconds>, ...}) and appends one line
- * "<t> <now - t>\n" (microseconds) to the file named by RHINO_BENCH_STAMP_FILE,
+ * ({"t": <CLOCK_REALTIME in microseconds>, "i": <the job's number>}) and
+ * appends one line "<t> <now - t> <i>\n" (microseconds; i is -1 if the
+ * payload has none) to the file named by RHINO_BENCH_STAMP_FILE,
  * which the workers inherit from the rhino that rhino-bench starts.  The clock
  * is the wall clock because the enqueuer and the worker are different
  * processes; both run on the same machine, so they read the same clock.
@@ -53,7 +54,8 @@ stamp(rhino_job *job)
 {
     struct timespec ts;
     const char     *p = strstr(rhino_job_payload(job), "\"t\"");
-    long long       t, now;
+    const char     *pi = strstr(rhino_job_payload(job), "\"i\"");
+    long long       t, now, i = -1;
     char            line[64];
     int             fd, n;
 
@@ -70,10 +72,12 @@ stamp(rhino_job *job)
         rhino_job_set_error(job, "bench.stamp: \"t\" in the payload is not a positive number of microseconds");
         return RHINO_DISCARD;
     }
+    if (pi != NULL && (pi = strchr(pi, ':')) != NULL)
+        i = strtoll(pi + 1, NULL, 10);
     fd = stamp_file();
     if (fd < 0)
         return RHINO_OK;        /* nobody asked for the latencies */
-    n = snprintf(line, sizeof(line), "%lld %lld\n", t, now - t);
+    n = snprintf(line, sizeof(line), "%lld %lld %lld\n", t, now - t, i);
     if (write(fd, line, (size_t) n) != n) {
         /* rhino-bench counts the lines: a missing one shows up as a missing sample */
     }

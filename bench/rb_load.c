@@ -174,6 +174,7 @@ typedef struct {
     const rb_trickle_t *trickle;
     atomic_llong      *next, *late;
     const double      *t0;                  /* CLOCK_MONOTONIC of job 0's slot, set before the barrier */
+    int64_t           *acked_us;            /* per job i: CLOCK_REALTIME when its enqueue returned */
 } rb_client_t;
 
 static void
@@ -425,8 +426,10 @@ trickle_client(void *arg)
         res = PQexecParams(c->conn, sql, np, NULL, p, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
             client_error(c, "rhino.enqueue()", res);
-        else
+        else {
+            c->acked_us[i] = rb_realtime_us();     /* its commit is confirmed: Rhino's part starts */
             atomic_fetch_add(c->done, 1);
+        }
         PQclear(res);
     }
     return NULL;
@@ -442,9 +445,13 @@ rb_load_trickle(const rb_trickle_t *t, rb_trickle_result_t *out)
 
     if (cl == NULL)
         rb_die("out of memory");
+    out->total = total;
+    out->acked_us = rb_xmalloc((size_t) (total > 0 ? total : 1) * sizeof(int64_t));
+    memset(out->acked_us, 0, (size_t) (total > 0 ? total : 1) * sizeof(int64_t));
     for (int i = 0; i < t->clients; i++) {
         cl[i].index = i;
         cl[i].trickle = t;
+        cl[i].acked_us = out->acked_us;
         cl[i].next = &next;
         cl[i].late = &late;
         cl[i].t0 = &t0;

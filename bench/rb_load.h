@@ -44,12 +44,15 @@ typedef struct {
     long long late;         /* sent more than 1 ms after their scheduled time (no client was free) */
     double    elapsed;      /* seconds from the first scheduled send to the last return */
     int64_t   t0_us;        /* CLOCK_REALTIME of the first scheduled send */
+    long long total;        /* jobs scheduled: the size of acked_us */
+    int64_t  *acked_us;     /* per job i: CLOCK_REALTIME when rhino.enqueue() returned, 0 if it
+                               failed; malloc'd, the caller frees it */
 } rb_trickle_result_t;
 
 /*
  * One bench.stamp job every 1/rate s on an absolute schedule (a slow call
  * does not lower the rate), payload {"t": <CLOCK_REALTIME us just before the
- * call>, "i": i}.
+ * call>, "i": i}; out->acked_us[i] says when the call returned.
  */
 void rb_load_trickle(const rb_trickle_t *t, rb_trickle_result_t *out);
 

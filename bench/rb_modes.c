@@ -640,33 +640,57 @@ latency_out(rb_json_t *j, const char *key, const char *title, int64_t *v, size_t
         (double) rb_percentile(v, n, 99) / 1000.0, (double) v[n - 1] / 1000.0, n);
 }
 
-/* The stamp file's "t latency" lines with t >= cutoff; *lines gets how many there were in all. */
-static int64_t *
-read_stamps(const char *path, int64_t cutoff, size_t *n, long long *lines)
-{
-    FILE      *fp = fopen(path, "r");
-    size_t     cap = 1024;
-    int64_t   *v = rb_xmalloc(cap * sizeof(*v));
-    long long  t, lat;
+/* A growable vector of microsecond samples. */
+typedef struct {
+    int64_t *v;
+    size_t   n, cap;
+} rb_samples_t;
 
-    *n = 0;
+static void
+samples_add(rb_samples_t *s, int64_t x)
+{
+    if (s->n == s->cap) {
+        int64_t *g = realloc(s->v, (s->cap = s->cap ? 2 * s->cap : 1024) * sizeof(*g));
+        if (g == NULL)
+            rb_die("out of memory");
+        s->v = g;
+    }
+    s->v[s->n++] = x;
+}
+
+/*
+ * The stamp file's "t latency i" lines with t >= cutoff: the pickup
+ * latencies, and, for the jobs whose enqueue returned (acked_us[i]), the
+ * enqueue call's own time (its commit included) and the time from there to
+ * the handler (what is Rhino's: the notification, the wake-up, the claim
+ * and its commit).  *lines gets how many lines there were in all.
+ */
+static void
+read_stamps(const char *path, int64_t cutoff, const rb_trickle_result_t *tr, rb_samples_t *pick,
+            rb_samples_t *call, rb_samples_t *after, long long *lines)
+{
+    FILE     *fp = fopen(path, "r");
+    char      buf[128];
+    long long t, lat, i;
+
     *lines = 0;
     if (fp == NULL)
-        return v;               /* no job ran: the check reports it */
-    while (fscanf(fp, "%lld %lld", &t, &lat) == 2) {
+        return;                 /* no job ran: the check reports it */
+    while (fgets(buf, sizeof(buf), fp) != NULL) {
+        int got = sscanf(buf, "%lld %lld %lld", &t, &lat, &i);
+
+        if (got < 2)
+            continue;
         (*lines)++;
         if (t < cutoff)
             continue;
-        if (*n == cap) {
-            int64_t *g = realloc(v, (cap *= 2) * sizeof(*v));
-            if (g == NULL)
-                rb_die("out of memory");
-            v = g;
+        samples_add(pick, lat);
+        if (got == 3 && i >= 0 && i < tr->total && tr->acked_us[i] > 0) {
+            samples_add(call, tr->acked_us[i] - t);
+            samples_add(after, t + lat - tr->acked_us[i]);
         }
-        v[(*n)++] = lat;
     }
     fclose(fp);
-    return v;
 }
 
 int
@@ -684,8 +708,9 @@ rb_mode_trickle(rb_opts_t *o)
         char                stamp[4200], cut[32];
         const char         *kp[2] = { o->queue, "bench.stamp" };
         const char         *lp[2] = { o->queue, cut };
-        int64_t             cutoff, *pick, *comp;
-        size_t              npick, ncomp = 0;
+        int64_t             cutoff, *comp;
+        rb_samples_t        pick = { 0 }, call = { 0 }, after = { 0 };
+        size_t              ncomp = 0;
         long long           stamped;
         double              deadline;
 
@@ -719,7 +744,7 @@ rb_mode_trickle(rb_opts_t *o)
         counts(o, &c);
 
         cutoff = tr.t0_us + (int64_t) (o->warmup * 1e6);
-        pick = read_stamps(stamp, cutoff, &npick, &stamped);
+        read_stamps(stamp, cutoff, &tr, &pick, &call, &after, &stamped);
         say("  enqueued         %lld jobs, %.1f/s achieved, %lld sent late (> 1 ms after their slot)\n",
             tr.sent, (double) tr.sent / tr.elapsed, tr.late);
         /* the latencies start before the call, so slow enqueues are in them: say so where it happened */
@@ -742,7 +767,16 @@ rb_mode_trickle(rb_opts_t *o)
         rb_json_int(&j, "late", tr.late);
         rb_json_num(&j, "achieved_rate", (double) tr.sent / tr.elapsed, 1);
         rb_json_int(&j, "stamped", stamped);
-        latency_out(&j, "pickup", "enqueue->handler", pick, npick, 1);
+        latency_out(&j, "pickup", "enqueue->handler", pick.v, pick.n, 1);
+        /*
+         * The pickup split where the producer's commit returns: the first
+         * part is the enqueue transaction itself (on this VM an INSERT and
+         * its commit take 0.7-0.9 ms at 500/s, idle CPUs waking included),
+         * the second is what Rhino adds.  The second can be slightly
+         * negative: the listener may hear of the commit before the producer.
+         */
+        latency_out(&j, "enqueue_call", "  enqueue call", call.v, call.n, 0);
+        latency_out(&j, "after_commit", "  after commit", after.v, after.n, 1);
         if (o->retention > 0) {
             PGresult *res;
 
@@ -767,7 +801,10 @@ rb_mode_trickle(rb_opts_t *o)
         }
         rb_json_end(&j);
         record_end(&j);
-        free(pick);
+        free(pick.v);
+        free(call.v);
+        free(after.v);
+        free(tr.acked_us);
     }
     return failed;
 }

@@ -247,8 +247,8 @@ START_TEST(test_trickle)
         "trickle", "--rate", "100", "--seconds", "2", "--warmup", "0.5", "-w", "2", NULL
     };
     static const char *const keys[] = {
-        "sent", "late", "achieved_rate", "stamped", "pickup", "completion", "p50_ms", "p90_ms", "p99_ms", "max_ms",
-        "quantiles_ms", "check", NULL
+        "sent", "late", "achieved_rate", "stamped", "pickup", "enqueue_call", "after_commit", "completion", "p50_ms",
+        "p90_ms", "p99_ms", "max_ms", "quantiles_ms", "check", NULL
     };
     bench_t b;
     char   *r;
@@ -260,6 +260,8 @@ START_TEST(test_trickle)
     ck_assert_msg(strstr(r, "\"sent\":200,") != NULL && strstr(r, "\"stamped\":200,") != NULL, "%s", r);
     /* the latencies were measured, not left out: the objects are there, not null */
     ck_assert_msg(strstr(r, "\"pickup\":{") != NULL && strstr(r, "\"completion\":{") != NULL, "%s", r);
+    /* ... and split at the enqueue's commit, matched job by job ("i" in the payload) */
+    ck_assert_msg(strstr(r, "\"enqueue_call\":{") != NULL && strstr(r, "\"after_commit\":{") != NULL, "%s", r);
     free(r);
     done = db_long(b.dsn, DONE_COMPLETED);
     ck_assert_int_eq(done, 200);
