@@ -457,8 +457,9 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
 
     /*
      * The same for running jobs whose worker row is gone altogether (rows
-     * are removed only with their node, by RH_STMT_GC_NODES, which waits
-     * for the node's jobs to finish; so this is for rows deleted by hand).
+     * are removed with their node, by RH_STMT_GC_NODES, or an hour after
+     * they ended, by RH_STMT_GC_WORKERS, each only once no job of theirs
+     * runs; so this is for rows deleted by hand, or a very late claim).
      * It reads every running job, so the reaper sends it once a minute (and
      * in its first pass), not every pass.
      */
@@ -539,6 +540,22 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         " WHERE coalesce(n.stopped_at, n.lease_until) < now() - interval '1 day'"
         "   AND NOT EXISTS (SELECT 1 FROM rhino.jobs j JOIN rhino.workers w ON w.id = j.worker_id"
         "                    WHERE w.node_id = n.id AND j.state = 'running')",
+        0 },
+
+    /*
+     * Forget worker rows that ended over an hour ago and hold no running
+     * job: a live node otherwise keeps one row per worker process it ever
+     * started (every roll, every crash), and RH_STMT_RESCUE probes
+     * jobs_running once for each ended row on every pass.  A row with
+     * running jobs stays until RH_STMT_RESCUE has made them available
+     * (the same pass, before this).  Should a claim of a worker ended that
+     * long ago still commit afterwards, its jobs would point at no row:
+     * RH_STMT_RESCUE_ORPHANS takes them back within a minute.
+     */
+    [RH_STMT_GC_WORKERS] = { RH_STMT_GC_WORKERS, "gc_workers",
+        "DELETE FROM rhino.workers w"
+        " WHERE w.id IN (SELECT id FROM rhino.workers WHERE ended_at < now() - interval '1 hour' LIMIT 1000)"
+        "   AND NOT EXISTS (SELECT 1 FROM rhino.jobs j WHERE j.worker_id = w.id AND j.state = 'running')",
         0 },
 
     /*

@@ -39,6 +39,7 @@ typedef enum {
     RH_STMT_PRUNE,
     RH_STMT_PRUNE_ERRORS,
     RH_STMT_GC_NODES,
+    RH_STMT_GC_WORKERS,
     RH_STMT_QUEUE_DEPTH,
     RH_STMT_CANCEL_REQUESTS,
     /* master */

@@ -365,6 +365,8 @@ pass(void)
         for (int i = 0; i < 20 && r_exec_count(RH_STMT_UNIQUE_PRUNE, NULL) > 0; i++)
             ;
         r_exec_count(RH_STMT_GC_NODES, NULL);
+        if ((n = r_exec_count(RH_STMT_GC_WORKERS, NULL)) > 0)
+            rh_log_debug("forgot %d ended worker row(s)", n);
     }
     if (R.cfg->metrics_listen && R.cfg->metrics_listen[0] && now - R.last_depth >= R.depth_every) {
         double t0 = rh_mono_now();

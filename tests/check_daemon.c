@@ -267,6 +267,45 @@ START_TEST(test_job_of_a_deleted_worker_row_is_rescued)
 END_TEST
 
 /*
+ * Worker rows that ended long ago are forgotten once no job of theirs runs
+ * (RH_STMT_GC_WORKERS), so that a node that rolls its workers for months
+ * does not keep a row per process it ever started.  One row ended two hours
+ * ago still holds a running job: the same reaper pass rescues the job first
+ * and then forgets the row.  A row ended a minute ago, and a live one, stay.
+ */
+START_TEST(test_ended_worker_rows_are_forgotten)
+{
+    rt_daemon_t d;
+    char       *s;
+
+    rt_daemon_setup(&d, NULL);
+    rt_exec(d.conn, "INSERT INTO rhino.nodes (id, name, pid, lease_until, stopped_at)"
+                    " OVERRIDING SYSTEM VALUE VALUES (900, 'gone', 1, now() - interval '2 hours', now() - interval '2 hours'),"
+                    "                                (901, 'old', 1, now() + interval '1 hour', NULL)");
+    rt_exec(d.conn, "INSERT INTO rhino.workers (id, node_id, slot, generation, pid, lease_until, ended_at)"
+                    " OVERRIDING SYSTEM VALUE VALUES"
+                    " (9001, 901, 0, 1, 1, now() - interval '2 hours', now() - interval '2 hours'),"
+                    " (9002, 901, 0, 2, 1, now() - interval '2 hours', now() - interval '2 hours'),"
+                    " (9003, 901, 0, 3, 1, now(), now() - interval '1 minute'),"
+                    " (9004, 901, 0, 4, 1, now() + interval '1 hour', NULL),"
+                    " (9005, 900, 0, 1, 1, now() - interval '2 hours', now() - interval '2 hours')");
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"i\": 1}')");
+    rt_exec(d.conn, "UPDATE rhino.jobs SET state = 'running', attempt = 1, worker_id = 9002, attempted_at = now()");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done WHERE state = 'completed'", 30);
+    rt_daemon_wait(&d, "SELECT NOT EXISTS (SELECT 1 FROM rhino.workers WHERE id IN (9001, 9002, 9005))", 30);
+    rt_daemon_stop(&d);
+    s = rt_query1(d.conn, "SELECT string_agg(id::text, ',' ORDER BY id) FROM rhino.workers WHERE id > 9000");
+    ck_assert_str_eq(s, "9003,9004");
+    free(s);
+    s = rt_query1(d.conn, "SELECT attempt || ' ' || last_error FROM rhino.jobs_done");
+    ck_assert_str_eq(s, "2 worker died during attempt 1");
+    free(s);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
+/*
  * A worker that started on an empty queue, whose statistics say empty (as
  * autovacuum leaves them after a queue drained), still drains a burst once
  * and in time.  Its statements are prepared, and PostgreSQL would switch a
@@ -733,6 +772,7 @@ daemon_suite(void)
     tcase_add_test(tc, test_job_of_a_deleted_worker_row_is_rescued);
     tcase_add_test(tc, test_prepared_claims_follow_a_filling_queue);
     tcase_add_test(tc, test_generic_plans_ignore_statistics);
+    tcase_add_test(tc, test_ended_worker_rows_are_forgotten);
     tcase_add_test(tc, test_sigterm_with_batch_in_flight);
     tcase_add_test(tc, test_sighup_roll_loses_nothing);
     tcase_add_test(tc, test_sighup_with_bad_config_keeps_running);
