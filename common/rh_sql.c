@@ -322,10 +322,10 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * on an idle queue) reads the whole table for every claim once a burst
      * arrives, a sequential scan and sort instead of jobs_claim, a nested
      * loop over it for the UPDATE.  Why not custom plans throughout:
-     * planning the claim costs 0.43 ms and the finalize
-     * about as much, every round; a round of one job pays it in full, and a
-     * trickle's pickup p50 was 3.9-4.0 ms with custom plans against
-     * 1.9-2.7 ms with generic ones, alternated in the same minutes.
+     * planning the claim costs 0.43 ms and the finalize about as much,
+     * every round; a round of one job pays it in full, and a trickle's
+     * pickup p50 was 3.1-3.6 ms with custom plans against 1.42-1.56 ms with
+     * these, alternated in the same minutes.
      *
      * Generic: the claim (jobs_claim for the pick, a TID scan for the
      * UPDATE), the finalize of a batch that all completed (a primary key
