@@ -1,0 +1,14 @@
+-- Schema version 8: job ids are handed out a hundred at a time per session.
+--
+-- With the default cache of 1, every job's id is a visit to the sequence's
+-- buffer under its lock, and a WAL record every 32 ids.  A COPY of 250,000
+-- jobs spent 7% of its time there (1.79-1.83 s with a cache of 1, 1.66-1.73 s
+-- with 100, in the same minutes; 1000 was no better than 100).
+--
+-- What changes for users: ids are still unique and still rise within one
+-- session, but two sessions enqueueing at once take turns by blocks of a
+-- hundred, so ids no longer follow commit order across sessions, and a
+-- session that ends leaves the rest of its block unused (gaps).  Nothing in
+-- Rhino orders by id across sessions except as the last tie-break of the
+-- claim, after priority and run_at, and `rhinoctl list`'s "newest first".
+ALTER TABLE rhino.jobs ALTER COLUMN id SET CACHE 100;
