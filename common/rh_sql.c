@@ -507,16 +507,25 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * holds locks for long.  One reaper at a time: a transaction-scoped
      * advisory lock ("rhinoprn"), which PgBouncer's transaction mode keeps
      * intact; a reaper that does not get it prunes nothing this time.
+     *
+     * The rows are deleted where the index scan found them (a TID scan),
+     * without locking them first: at steady state the history loses as
+     * many rows as the workers finish, and a batch of 5000 took 30 ms as
+     * a join on id after FOR UPDATE SKIP LOCKED, 11-12 ms this way
+     * (pgbench, 1M rows, alternated).  Nothing in Rhino updates a finished
+     * row; one deleted meanwhile (rhinoctl retry, purge) is simply not
+     * deleted twice, and a short batch only means the next one waits for
+     * the next minute.
      */
     [RH_STMT_PRUNE] = { RH_STMT_PRUNE, "prune",
-        "DELETE FROM rhino.jobs_done d"
-        " USING (SELECT id FROM rhino.jobs_done"
-        "         WHERE finished_at < now() - make_interval(secs => least($1::float8, $2::float8))"
-        "           AND ((state = 'completed' AND finished_at < now() - make_interval(secs => $1::float8))"
-        "             OR (state <> 'completed' AND finished_at < now() - make_interval(secs => $2::float8)))"
-        "           AND pg_try_advisory_xact_lock(8243955040938652270)"
-        "         LIMIT 5000 FOR UPDATE SKIP LOCKED) old"
-        " WHERE d.id = old.id",
+        "DELETE FROM rhino.jobs_done"
+        " WHERE ctid = ANY (ARRAY("
+        "   SELECT ctid FROM rhino.jobs_done"
+        "    WHERE finished_at < now() - make_interval(secs => least($1::float8, $2::float8))"
+        "      AND ((state = 'completed' AND finished_at < now() - make_interval(secs => $1::float8))"
+        "        OR (state <> 'completed' AND finished_at < now() - make_interval(secs => $2::float8)))"
+        "      AND pg_try_advisory_xact_lock(8243955040938652270)"
+        "    LIMIT 5000))",
         2 },
 
     /*
@@ -722,12 +731,17 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         " RETURNING (SELECT paused FROM old)",
         1 },
 
-    /* rhinoctl purge: one batch of $2 of the jobs finished before $1. */
+    /*
+     * rhinoctl purge: one batch of $2 of the jobs finished before $1, by TID
+     * as RH_STMT_PRUNE (17 against 27-30 ms per 5000).  Unlike the reaper's
+     * prune, it locks its batch with SKIP LOCKED: purge stops at the first
+     * batch that deletes nothing, so it must not pick the rows a pruning
+     * reaper is deleting at the same moment.
+     */
     [RH_STMT_CTL_PURGE] = { RH_STMT_CTL_PURGE, "ctl_purge",
-        "DELETE FROM rhino.jobs_done d"
-        " USING (SELECT id FROM rhino.jobs_done WHERE finished_at < $1::timestamptz"
-        "         LIMIT $2::int FOR UPDATE SKIP LOCKED) old"
-        " WHERE d.id = old.id",
+        "DELETE FROM rhino.jobs_done"
+        " WHERE ctid = ANY (ARRAY(SELECT ctid FROM rhino.jobs_done WHERE finished_at < $1::timestamptz"
+        "                          LIMIT $2::int FOR UPDATE SKIP LOCKED))",
         2 },
 
     /*

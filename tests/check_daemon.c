@@ -306,6 +306,43 @@ START_TEST(test_ended_worker_rows_are_forgotten)
 END_TEST
 
 /*
+ * The reaper prunes the history past retention (RH_STMT_PRUNE), completed
+ * and failed jobs each by their own setting, in batches of 5000 that go on
+ * pass after pass while a batch comes back full: 12000 old completed rows go
+ * within the wait, not a minute apart.  Rows inside their retention stay,
+ * and so does every live job.
+ */
+START_TEST(test_history_is_pruned_past_retention)
+{
+    rt_daemon_t d;
+    char       *s;
+
+    rt_daemon_setup(&d, "[retention]\ncompleted = 3600\ndiscarded = 7200\n");
+    rt_exec(d.conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+                    "                             run_at, created_at, finished_at)"
+                    " SELECT g, 'default', 'ok', '{}', 'completed', 0, 1, 25, now(), now(),"
+                    "        now() - interval '2 hours' - g * interval '1 ms'"
+                    "   FROM generate_series(1000, 12999) g");
+    rt_exec(d.conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+                    "                             run_at, created_at, finished_at) VALUES"
+                    " (1, 'default', 'ok', '{}', 'completed', 0, 1, 25, now(), now(), now() - interval '30 minutes'),"
+                    " (2, 'default', 'ok', '{}', 'discarded', 0, 3, 3, now(), now(), now() - interval '90 minutes'),"
+                    " (3, 'default', 'ok', '{}', 'discarded', 0, 3, 3, now(), now(), now() - interval '3 hours'),"
+                    " (4, 'default', 'ok', '{}', 'cancelled', 0, 0, 3, now(), now(), now() - interval '3 hours'),"
+                    " (5, 'default', 'ok', '{}', 'cancelled', 0, 0, 3, now(), now(), now() - interval '1 hour')");
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', run_at => now() + interval '1 hour')");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 3 FROM rhino.jobs_done", 30);
+    rt_daemon_stop(&d);
+    s = rt_query1(d.conn, "SELECT string_agg(id || ' ' || state, ',' ORDER BY id) FROM rhino.jobs_done");
+    ck_assert_str_eq(s, "1 completed,2 discarded,5 cancelled");
+    free(s);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE state = 'scheduled'"), 1);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
+/*
  * A worker that started on an empty queue, whose statistics say empty (as
  * autovacuum leaves them after a queue drained), still drains a burst once
  * and in time.  Its statements are prepared, and PostgreSQL would switch a
@@ -773,6 +810,7 @@ daemon_suite(void)
     tcase_add_test(tc, test_prepared_claims_follow_a_filling_queue);
     tcase_add_test(tc, test_generic_plans_ignore_statistics);
     tcase_add_test(tc, test_ended_worker_rows_are_forgotten);
+    tcase_add_test(tc, test_history_is_pruned_past_retention);
     tcase_add_test(tc, test_sigterm_with_batch_in_flight);
     tcase_add_test(tc, test_sighup_roll_loses_nothing);
     tcase_add_test(tc, test_sighup_with_bad_config_keeps_running);
