@@ -490,13 +490,21 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         " WHERE j.cancel_requested_at IS NOT NULL AND j.state = 'running' AND w.node_id = $1",
         1 },
 
+    /*
+     * Due scheduled and retryable jobs become available, 10000 a pass, and
+     * the nodes with idle workers are woken per queue.  The locked rows are
+     * updated where they were found (ctid = ANY, a TID scan, as the claim):
+     * 10000 promotions took 224-244 ms joined back by id, 193-210 ms so
+     * (pgbench, 1M available and 50k due, alternated).  The lock taken in
+     * the subquery keeps the row where it was found until the UPDATE.
+     */
     [RH_STMT_PROMOTE] = { RH_STMT_PROMOTE, "promote",
         "WITH p AS ("
         "  UPDATE rhino.jobs j SET state = 'available'"
-        "    FROM (SELECT id FROM rhino.jobs"
-        "           WHERE state IN ('scheduled', 'retryable') AND run_at <= now()"
-        "           ORDER BY run_at LIMIT 10000 FOR UPDATE SKIP LOCKED) due"
-        "   WHERE j.id = due.id"
+        "   WHERE j.ctid = ANY (ARRAY("
+        "     SELECT ctid FROM rhino.jobs"
+        "      WHERE state IN ('scheduled', 'retryable') AND run_at <= now()"
+        "      ORDER BY run_at LIMIT 10000 FOR UPDATE SKIP LOCKED))"
         "  RETURNING j.queue)"
         " SELECT rhino.wake(q.queue) FROM (SELECT DISTINCT queue FROM p) q",
         0 },
