@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "rh_migrate.h"
+#include "rb_cluster.h"
 #include "rb_facts.h"
 #include "rb_modes.h"
 #include "rb_pg.h"
@@ -54,7 +55,10 @@ usage(FILE *fp)
           "\n"
           "Options:\n"
           "  --dsn DSN             the database (else RHINO_DSN); rhino-bench migrates it and\n"
-          "                        TRUNCATEs rhino.jobs and rhino.jobs_done: use a database of its own\n"
+          "                        TRUNCATEs rhino.jobs and rhino.jobs_done: use a database of its own.\n"
+          "                        Neither given: a throwaway PostgreSQL cluster under $TMPDIR or /tmp,\n"
+          "                        deleted at exit (server binaries from $RHINO_PG_BIN, else\n"
+          "                        /usr/lib/postgresql/N/bin, else the PATH)\n"
           "  -n, --jobs N          jobs (insert, drain: 250k; bloat: 1M); k and M suffixes work\n"
           "  -w, --workers LIST    [worker] processes (2); drain takes a list: 1,2,4\n"
           "  -b, --batch LIST      [worker] batch_size (1000); drain takes a list: 100,500,1000\n"
@@ -149,6 +153,7 @@ at_exit(void)
 {
     rb_rhino_cleanup();
     rb_report_close();
+    rb_cluster_stop();          /* after rhino: it was the cluster's client */
 }
 
 /*
@@ -333,9 +338,8 @@ main(int argc, char **argv)
 
     if (o.dsn == NULL) {
         o.dsn = getenv("RHINO_DSN");
-        if (o.dsn == NULL || *o.dsn == '\0')
-            usage_error("no database: set RHINO_DSN or give --dsn (a database rhino-bench may fill and empty; "
-                        "tests/pgcluster.sh start && tests/pgcluster.sh env gives a throwaway one)");
+        if (o.dsn != NULL && *o.dsn == '\0')
+            usage_error("RHINO_DSN is set but empty: give it a DSN, or unset it for a throwaway cluster");
     }
 
     /* a signal handler only sets the flag; the loops notice it and stop rhino on their way out */
@@ -352,6 +356,13 @@ main(int argc, char **argv)
     rb_rhino_locate(argv[0], rhino_opt, handlers_opt);
     rb_tmpdir_keep(keep);
     atexit(at_exit);
+    if (o.dsn == NULL) {
+        /* no database given: one of our own, stopped and deleted by at_exit */
+        static char throwaway[1024];
+
+        rb_cluster_start(throwaway, sizeof(throwaway));
+        o.dsn = throwaway;
+    }
     rb_report_open(json);
 
     o.conn = rb_pg_connect(o.dsn);

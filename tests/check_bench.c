@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rh_testlib.h"
 
@@ -334,15 +335,39 @@ END_TEST
 
 /* ---- refusals: clear messages, and no measurement on a database that is not its own ---- */
 
-START_TEST(test_no_database_is_a_usage_error)
+/*
+ * No database given: rhino-bench starts a throwaway cluster of its own,
+ * measures on it and deletes it at exit.  Its directory is deleted only
+ * after the server's stop succeeded, so a directory gone means a server
+ * gone.  An empty RHINO_DSN is a mistake to name, not a wish for a cluster.
+ */
+START_TEST(test_no_database_starts_a_throwaway_cluster)
 {
-    char *argv[] = { (char *) rt_env("RHINO_BENCH_BIN"), "drain", "-n", "10", NULL };
-    char *env[] = { "RHINO_DSN", NULL };        /* unset */
-    char *out = NULL, *err = NULL;
-    int   rc = rt_run(argv, env, NULL, &out, &err);
+    char       *argv[] = { (char *) rt_env("RHINO_BENCH_BIN"), "insert", "-n", "500", "--clients", "2",
+                           "--tx", "50", "--rhino", (char *) rt_env("RHINO_BIN"), "--timeout", "60", NULL };
+    char       *unset[] = { "RHINO_DSN", NULL };
+    char       *empty[] = { "RHINO_DSN=", NULL };
+    char       *out = NULL, *err = NULL, dir[256];
+    const char *p;
+    int         rc = rt_run(argv, unset, NULL, &out, &err);
 
+    ck_assert_msg(rc == 0, "rhino-bench without a database exited %d\nstdout:\n%s\nstderr:\n%s", rc, out, err);
+    p = strstr(err, "throwaway cluster in ");
+    ck_assert_msg(p != NULL, "no word of a throwaway cluster: %s", err);
+    p += strlen("throwaway cluster in ");
+    snprintf(dir, sizeof(dir), "%.*s", (int) strcspn(p, " \n"), p);
+    ck_assert_msg(strncmp(dir, "/tmp/rhino-bench-pg-", 20) == 0 || getenv("TMPDIR") != NULL, "%s", dir);
+    ck_assert_msg(access(dir, F_OK) != 0, "the throwaway cluster %s is still there", dir);
+    /* it measured: both measurements ran their jobs exactly once */
+    ck_assert_msg(strstr(out, "500 completed exactly once") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "PostgreSQL 15") != NULL, "%s", out);
+    free(out);
+    free(err);
+
+    out = err = NULL;
+    rc = rt_run(argv, empty, NULL, &out, &err);
     ck_assert_int_eq(rc, 2);
-    ck_assert_msg(strstr(err, "RHINO_DSN") != NULL && strstr(err, "--dsn") != NULL, "%s", err);
+    ck_assert_msg(strstr(err, "RHINO_DSN is set but empty") != NULL, "%s", err);
     free(out);
     free(err);
 }
@@ -415,7 +440,7 @@ bench_suite(void)
 
     tc = tcase_create("bad_input");
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_no_database_is_a_usage_error);
+    tcase_add_test(tc, test_no_database_starts_a_throwaway_cluster);
     tcase_add_test(tc, test_bad_options_are_named);
     tcase_add_test(tc, test_foreign_jobs_are_refused);
     suite_add_tcase(s, tc);
