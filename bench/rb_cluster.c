@@ -88,15 +88,18 @@ find_bindir(void)
         snprintf(bindir, sizeof(bindir), "%s", env);
         return;
     }
-    /* Debian: /usr/lib/postgresql/15/bin; the newest version sorts last (glob sorts) */
+    /* Debian: /usr/lib/postgresql/15/bin; the highest version number (not the last name: "9.6" > "15") */
     if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) == 0) {
-        for (size_t i = g.gl_pathc; i-- > 0;) {
-            char *slash = strrchr(g.gl_pathv[i], '/');
+        double best = -1;
+
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            char  *slash = strrchr(g.gl_pathv[i], '/');
+            double v = strtod(g.gl_pathv[i] + strlen("/usr/lib/postgresql/"), NULL);
 
             *slash = '\0';
-            if (executable(g.gl_pathv[i], "pg_ctl")) {
+            if (v > best && executable(g.gl_pathv[i], "pg_ctl")) {
+                best = v;
                 snprintf(bindir, sizeof(bindir), "%s", g.gl_pathv[i]);
-                break;
             }
         }
         globfree(&g);
@@ -122,7 +125,9 @@ find_bindir(void)
 
 /*
  * Run bindir/argv[0] as the cluster's owner, from /, its output appended to
- * base/setup.log; its exit status (0 = fine).
+ * base/setup.log; its exit status (0 = fine), or -1 when it could not be
+ * run (said on stderr).  It never exits: rb_cluster_stop calls it from
+ * atexit, where exit() again would be undefined.
  */
 static int
 run_owner(char *const argv[])
@@ -134,14 +139,19 @@ run_owner(char *const argv[])
     snprintf(prog, sizeof(prog), "%s/%s", bindir, argv[0]);
     snprintf(log, sizeof(log), "%s/setup.log", base);
     fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0)
-        rb_die("cannot open %s: %s", log, strerror(errno));
-    if (run_uid != (uid_t) -1 && fchown(fd, run_uid, run_gid) < 0)
-        rb_die("cannot hand %s to the postgres user: %s", log, strerror(errno));
+    if (fd < 0 || (run_uid != (uid_t) -1 && fchown(fd, run_uid, run_gid) < 0)) {
+        fprintf(stderr, "rhino-bench: cannot open %s for the postgres user: %s\n", log, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
     fflush(NULL);
     pid = fork();
-    if (pid < 0)
-        rb_die("fork() failed while running %s: %s", prog, strerror(errno));
+    if (pid < 0) {
+        fprintf(stderr, "rhino-bench: fork() failed while running %s: %s\n", prog, strerror(errno));
+        close(fd);
+        return -1;
+    }
     if (pid == 0) {
         int devnull = open("/dev/null", O_RDONLY);
 
@@ -159,8 +169,10 @@ run_owner(char *const argv[])
     }
     close(fd);
     while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            rb_die("waitpid() failed while running %s: %s", prog, strerror(errno));
+        if (errno != EINTR) {
+            fprintf(stderr, "rhino-bench: waitpid() failed while running %s: %s\n", prog, strerror(errno));
+            return -1;
+        }
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
