@@ -19,7 +19,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <glob.h>
 #include <grp.h>
 #include <pwd.h>
@@ -176,16 +175,6 @@ run_owner(char *const argv[])
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void) st;
-    (void) flag;
-    (void) ftw;
-    remove(path);
-    return 0;
-}
-
 void
 rb_cluster_stop(void)
 {
@@ -205,7 +194,7 @@ rb_cluster_stop(void)
     else {
         name = strrchr(base, '/');
         if (name != NULL && strncmp(name + 1, RB_CLUSTER_PREFIX, strlen(RB_CLUSTER_PREFIX)) == 0)
-            nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+            rb_rmtree(base);
     }
     started = 0;
     base[0] = '\0';

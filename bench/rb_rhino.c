@@ -9,7 +9,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -173,16 +172,6 @@ void
 rb_tmpdir_keep(int keep)
 {
     tmpdir_keep = keep;
-}
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void) st;
-    (void) flag;
-    (void) ftw;
-    remove(path);
-    return 0;
 }
 
 /* ---- the config ---------------------------------------------------------- */
@@ -657,6 +646,6 @@ rb_rhino_cleanup(void)
         if (tmpdir_keep)
             fprintf(stderr, "rhino-bench: kept the configs and logs in %s\n", tmpdir);
         else
-            nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+            rb_rmtree(tmpdir);
     }
 }

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -359,4 +360,20 @@ rb_parse_list(const char *opt, const char *s, long long *out, size_t max, long l
             rb_die_usage("%s: \"%s\" is not a comma list of whole numbers (like 1,2,4 or 250k,1M)", opt, s);
         p = end + 1;
     }
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void) st;
+    (void) flag;
+    (void) ftw;
+    remove(path);
+    return 0;
+}
+
+void
+rb_rmtree(const char *path)
+{
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }

@@ -74,4 +74,7 @@ void    rb_sort_i64(int64_t *v, size_t n);
 /* Parse a comma list of positive integers ("1,2,4"); returns how many, dies naming opt on bad input. */
 size_t rb_parse_list(const char *opt, const char *s, long long *out, size_t max, long long min, long long maxval);
 
+/* Delete a directory tree (files, subdirectories, the directory), not following symlinks; best effort. */
+void rb_rmtree(const char *path);
+
 #endif
