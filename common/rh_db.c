@@ -163,6 +163,21 @@ rh_db_exec(PGconn *conn, rh_stmt_id_t id, const char *const *params, const char 
     return res;
 }
 
+size_t
+rh_db_array_quote(char *dst, const char *v)
+{
+    size_t len = 0;
+
+    dst[len++] = '"';
+    for (const char *c = v; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            dst[len++] = '\\';
+        dst[len++] = *c;
+    }
+    dst[len++] = '"';
+    return len;
+}
+
 char *
 rh_db_text_array(char *const *items, int n)
 {
@@ -170,20 +185,14 @@ rh_db_text_array(char *const *items, int n)
     char  *out;
 
     for (int i = 0; i < n; i++)
-        cap += 2 * strlen(items[i]) + 3;        /* worst case: every byte escaped, quotes, comma */
+        cap += RH_DB_QUOTED_MAX(strlen(items[i])) + 1;     /* and a comma */
     if ((out = malloc(cap)) == NULL)
         return NULL;
     out[len++] = '{';
     for (int i = 0; i < n; i++) {
         if (i > 0)
             out[len++] = ',';
-        out[len++] = '"';
-        for (const char *c = items[i]; *c; c++) {
-            if (*c == '"' || *c == '\\')
-                out[len++] = '\\';
-            out[len++] = *c;
-        }
-        out[len++] = '"';
+        len += rh_db_array_quote(out + len, items[i]);
     }
     out[len++] = '}';
     out[len] = '\0';

@@ -44,6 +44,14 @@ const char *rh_db_error(PGconn *conn, const PGresult *res);
 PGresult *rh_db_exec(PGconn *conn, rh_stmt_id_t id, const char *const *params, const char *what);
 
 /*
+ * v as one element of an array literal: in double quotes, with " and \
+ * escaped.  Written to dst, which must hold RH_DB_QUOTED_MAX(strlen(v))
+ * bytes; returns how many it wrote (no NUL).
+ */
+#define RH_DB_QUOTED_MAX(len) (2 * (len) + 2)
+size_t rh_db_array_quote(char *dst, const char *v);
+
+/*
  * items[0..n-1] as a text[] literal, each element quoted and escaped:
  * {"a","b \"c\""}.  malloc'd; NULL on out-of-memory.
  */

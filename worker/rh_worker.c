@@ -226,14 +226,8 @@ buf_array_elem(rh_buf_t *b, const char *v)
         buf_printf(b, "NULL");
         return;
     }
-    buf_reserve(b, strlen(v) * 2 + 2);
-    b->s[b->len++] = '"';
-    for (const char *p = v; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            b->s[b->len++] = '\\';
-        b->s[b->len++] = *p;
-    }
-    b->s[b->len++] = '"';
+    buf_reserve(b, RH_DB_QUOTED_MAX(strlen(v)));
+    b->len += rh_db_array_quote(b->s + b->len, v);
     b->s[b->len] = '\0';
 }
 
