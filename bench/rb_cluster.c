@@ -263,11 +263,9 @@ rb_cluster_start(char *dsn, size_t dsnlen)
     {
         char *argv[] = { "pg_ctl", "-D", data, "-l", log, "-w", "-t", "60", "start", NULL };
 
-        if (run_owner(argv) != 0) {
-            started = 1;        /* it may be half up: stop it on the way out */
+        started = 1;            /* even if it fails, it may be half up: stop it on the way out */
+        if (run_owner(argv) != 0)
             rb_die("the throwaway cluster did not start; see %s and %s/setup.log", log, base);
-        }
-        started = 1;
     }
     /* the database rhino-bench fills and empties, in a cluster nobody else uses */
     snprintf(conninfo, sizeof(conninfo), "host=%s port=5432 user=postgres dbname=postgres", base);
