@@ -121,20 +121,29 @@ fx_sleep(fx_t *fx, double seconds)
     }
 }
 
+/* Enqueue n more tx_ledger jobs (payload from payload_sql, over g) and count them in. */
+static void
+fx_enqueue(fx_t *fx, long n, const char *payload_sql)
+{
+    char sql[2048];
+
+    snprintf(sql, sizeof(sql), "INSERT INTO rhino.jobs (kind, payload) SELECT 'tx_ledger', %s"
+             " FROM generate_series(1, %ld) g", payload_sql, n);
+    rt_exec(fx->conn, sql);
+    fx->jobs += n;
+}
+
 static void
 fx_setup(fx_t *fx, const char *cell, long jobs, const char *payload_sql, const char *extra_ini)
 {
-    char ini[8192], sql[2048], *slash;
+    char ini[8192], *slash;
 
     memset(fx, 0, sizeof(*fx));
     fx->cell = cell;
-    fx->jobs = jobs;
     fx->dsn = rt_db_create_migrated();
     fx->conn = rt_connect(fx->dsn);
     rt_exec(fx->conn, "CREATE TABLE ledger (job_id bigint NOT NULL, attempt int NOT NULL, pid int NOT NULL)");
-    snprintf(sql, sizeof(sql), "INSERT INTO rhino.jobs (kind, payload) SELECT 'tx_ledger', %s"
-             " FROM generate_series(1, %ld) g", payload_sql, jobs);
-    rt_exec(fx->conn, sql);
+    fx_enqueue(fx, jobs, payload_sql);
     snprintf(ini, sizeof(ini),
              "[worker]\nprocesses = 2\nbatch_size = 1000\npoll_interval = 0.05\nmax_crashes = 1000\n"
              "job_timeout = 30\n"
@@ -291,7 +300,13 @@ START_TEST(cell1_kill9_workers)
         pid = fx_random_worker(&fx);
         if (pid > 0 && kill((pid_t) pid, SIGKILL) == 0)
             fx.faults++;
-        ck_assert_msg(fx.last_done < fx.jobs, "the queue drained after only %d kills: enqueue more", fx.faults);
+        /*
+         * The kills must land on busy workers, however fast this machine
+         * drains between them: keep a backlog by topping the queue up
+         * while it runs (the verdict counts every job enqueued).
+         */
+        if (fx.jobs - fx.last_done < 30000)
+            fx_enqueue(&fx, 50000, "'{}'");
     }
     fx_drain(&fx, 180);
     fx_stop(&fx);
