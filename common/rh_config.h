@@ -25,6 +25,7 @@ typedef struct rh_config {
     double   job_timeout;           /* default handler deadline; 0 = none */
     double   cancel_grace;          /* a cancelled running handler's time to stop before its worker is killed */
     int      max_crashes;           /* crashes of one job before it is discarded */
+    int      early_start;           /* an idle worker runs a new batch's fast handlers while its claim commits */
 
     /* [handlers] */
     char   **handler_paths;         /* NULL-terminated: .so files or directories */

@@ -593,6 +593,59 @@ END_TEST
 /* ---------------------------------------------------------------------- */
 /* transactional handlers, deadlines, crashes                             */
 
+/*
+ * Early start ([worker] early_start): an idle worker runs a fresh batch's
+ * fast handlers while the server commits its claim.  A deferred trigger
+ * makes the first claim's COMMIT fail, after the claim itself ran.  With
+ * early start the handler has already run once by then: its outcome must be
+ * dropped (the claim rolled back, so no finalize may name it) and the job
+ * runs again and completes once, at attempt 1.  Without early start the
+ * handler never saw the failed claim and runs once.
+ */
+START_TEST(test_early_start_never_finalizes_a_failed_claim)
+{
+    for (int early = 1; early >= 0; early--) {
+        rt_daemon_t d;
+        int        *counts;
+        char       *log;
+
+        rt_daemon_setup(&d, early ? "[worker]\nearly_start = on\n" : "[worker]\nearly_start = off\n");
+        d.allow_errors = 1;     /* the failed commit is logged as an error */
+        rt_exec(d.conn, "CREATE SEQUENCE claim_faults");
+        rt_exec(d.conn, "CREATE FUNCTION fail_first_claim() RETURNS trigger LANGUAGE plpgsql AS $$"
+                        " BEGIN"
+                        "   IF NEW.state = 'running' AND OLD.state = 'available' THEN"
+                        "     IF nextval('claim_faults') = 1 THEN"
+                        "       RAISE EXCEPTION 'injected failure at the claim''s commit';"
+                        "     END IF;"
+                        "   END IF;"
+                        "   RETURN NULL;"
+                        " END $$");
+        rt_exec(d.conn, "CREATE CONSTRAINT TRIGGER fail_first_claim AFTER UPDATE ON rhino.jobs"
+                        " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_first_claim()");
+        rt_exec(d.conn, "SELECT rhino.enqueue('ok')");
+        rt_daemon_start(&d);
+        rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done WHERE state = 'completed'", 30);
+        rt_daemon_stop(&d);
+
+        ck_assert_int_eq(rt_query_long(d.conn, "SELECT last_value FROM claim_faults"), 2);
+        ck_assert_int_eq(rt_query_long(d.conn, "SELECT attempt FROM rhino.jobs_done WHERE id = 1"), 1);
+        ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs"), 0);
+        counts = rt_daemon_ledger_counts(&d, 1);
+        ck_assert_msg(counts[1] == (early ? 2 : 1), "early_start %s: the job ran %d time(s)",
+                      early ? "on" : "off", counts[1]);
+        free(counts);
+        log = rt_read_file(d.log);
+        ck_assert_msg(log && strstr(log, "injected failure at the claim's commit"), "no commit failure logged");
+        ck_assert_msg((strstr(log, "ran before their claim's commit, which failed") != NULL) == early,
+                      "early_start %s: %s", early ? "on" : "off", log);
+        ck_assert_msg(strstr(log, "finalizes were stale") == NULL, "a finalize was stale: %s", log);
+        free(log);
+        rt_daemon_teardown(&d);
+    }
+}
+END_TEST
+
 START_TEST(test_tx_handler_commits_writes_once)
 {
     rt_daemon_t d;
@@ -820,6 +873,7 @@ daemon_suite(void)
     tc = tcase_create("exactly_once");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_tx_handler_commits_writes_once);
+    tcase_add_test(tc, test_early_start_never_finalizes_a_failed_claim);
     tcase_add_test(tc, test_tx_handler_that_commits_is_caught);
     tcase_add_test(tc, test_deadline_kills_and_quarantines);
     tcase_add_test(tc, test_extend_moves_the_deadline);

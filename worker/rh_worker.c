@@ -22,6 +22,19 @@
  * state = 'running').  An outcome is forgotten only once its segment's SYNC
  * arrives with no error before it: that is the commit confirmation.
  *
+ * Early start.  A worker with nothing in hand asks for its next batch in a
+ * claim-only segment and, with [worker] early_start on, a flush request
+ * before the SYNC: the server sends the rows as soon as the claim has run
+ * and commits while the worker already runs the batch's fast handlers
+ * (transactional ones wait for the commit).  Their outcomes are marked
+ * unconfirmed and are sent only after the SYNC arrives without error,
+ * like every finalize; if the claim's transaction fails or the connection
+ * breaks first, they are dropped and the jobs run again (the claim
+ * committed: handed back by release_mine; it did not: still available).
+ * So no finalize ever names a claim whose commit the worker did not see.
+ * A round that also carries a finalize never starts early: a finalize
+ * that failed would roll the claim back with it.
+ *
  * Lost connection.  Outcomes in flight become pending again (replaying a
  * fenced finalize is harmless), the handlers of not-yet-started jobs are not
  * run, and after reconnecting the worker sends one transaction that replays
@@ -101,6 +114,7 @@ typedef struct {
     double      delay;          /* retryable: seconds until run_at */
     char       *err;            /* malloc'd, valid UTF-8, or NULL */
     int         mkey;           /* its (queue, kind) in the metrics table */
+    int         unconfirmed;    /* its claim's commit not seen yet (early start) */
 } rh_outcome_t;
 
 typedef struct {
@@ -155,6 +169,8 @@ static struct {
     int                cur_n, cur_next;
     PGresult          *next;            /* the batch claimed while cur ran */
     PGresult          *claimed;         /* arrived with the round, not yet confirmed */
+    int                claim_flushed;   /* the claim in flight asked for its rows before its commit */
+    int                unconfirmed;     /* cur came from that claim, whose commit is not seen yet */
     int                claim_due;       /* claim in the next round */
     int                check_alive;     /* ask whether our row is still live */
     double             last_alive_check;
@@ -280,6 +296,7 @@ outcome_add(rh_outcomes_t *l, int64_t id, int attempt, const char *state, double
     l->v[l->n].delay = delay;
     l->v[l->n].err = err ? utf8_clean(err) : NULL;
     l->v[l->n].mkey = -1;
+    l->v[l->n].unconfirmed = W.unconfirmed;
     l->n++;
 }
 
@@ -299,8 +316,47 @@ outcomes_move(rh_outcomes_t *dst, rh_outcomes_t *src)
         outcome_add(dst, src->v[i].id, src->v[i].attempt, src->v[i].state, src->v[i].delay, NULL);
         dst->v[dst->n - 1].err = src->v[i].err;
         dst->v[dst->n - 1].mkey = src->v[i].mkey;
+        dst->v[dst->n - 1].unconfirmed = src->v[i].unconfirmed;
     }
     src->n = 0;
+}
+
+/*
+ * The early batch's claim committed (keep = 1: its outcomes are ordinary
+ * ones now) or did not (keep = 0: drop them, and take back the counts
+ * job_outcome made, so that the exit line counts what was recorded).
+ */
+static void
+outcomes_confirm(rh_outcomes_t *l, int keep)
+{
+    int n = 0;
+
+    for (int i = 0; i < l->n; i++) {
+        rh_outcome_t *o = &l->v[i];
+
+        if (!o->unconfirmed) {
+            l->v[n++] = *o;
+            continue;
+        }
+        if (keep) {
+            o->unconfirmed = 0;
+            l->v[n++] = *o;
+            continue;
+        }
+        if (strcmp(o->state, "completed") == 0)
+            W.n_done--;
+        else if (strcmp(o->state, "discarded") == 0)
+            W.n_discard--;
+        else if (strcmp(o->state, "scheduled") == 0)
+            W.n_snooze--;
+        else
+            W.n_retry--;
+        free(o->err);
+    }
+    if (!keep && n < l->n)
+        rh_log_warning("%d job(s) ran before their claim's commit, which failed; their outcomes are dropped "
+                       "and they run again", l->n - n);
+    l->n = n;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1065,8 +1121,13 @@ lost:
  * handlers run one by one, their outcomes finalized by the next round;
  * consecutive transactional jobs run together in one transaction.
  */
+/*
+ * Run the batch in hand.  early: its claim's commit is not seen yet, so
+ * stop before the first transactional handler, which must not begin its
+ * transaction on a claim that may still fail.
+ */
 static void
-run_batch(void)
+run_batch(int early)
 {
     while (W.cur && W.cur_next < W.cur_n && !w_stop && W.connected) {
         rhino_job           job;
@@ -1082,6 +1143,8 @@ run_batch(void)
             W.cur_next++;
             continue;
         }
+        if (early)
+            return;
         for (end = W.cur_next + 1; end < W.cur_n; end++) {
             const rh_handler_t *h2 = rh_loader_find(&W.reg, PQgetvalue(W.cur, end, 4));
             if (h2 == NULL || !(h2->flags & RHINO_F_TX))
@@ -1165,6 +1228,18 @@ on_sync_seg(rh_seg_t seg, int ok)
         }
         break;
     case SEG_CLAIM:
+        W.claim_flushed = 0;
+        if (W.unconfirmed) {
+            /* the batch started early (on_result): its claim's fate is known now */
+            W.unconfirmed = 0;
+            outcomes_confirm(&W.pending, ok);
+            if (ok) {
+                rh_metrics_observe(W.slot, RH_HIST_CLAIM, ev_time() - W.sent_at[seg]);
+                W.claim_due = 1;        /* there was work: look again at once */
+            } else if (W.cur) {
+                cur_clear();            /* rolled back: the rest is not ours to run */
+            }
+        }
         if (ok && W.claimed) {
             int n = PQntuples(W.claimed);
             rh_metrics_observe(W.slot, RH_HIST_CLAIM, ev_time() - W.sent_at[seg]);
@@ -1240,6 +1315,16 @@ on_result(rh_expect_t *e, PGresult *res)
     }
     switch (e->kind) {
     case E_CLAIM:
+        if (W.claim_flushed && W.cur == NULL && W.next == NULL && PQntuples(res) > 0) {
+            /* early start: run it while the server commits the claim (see the top) */
+            W.cur = res;
+            W.cur_n = PQntuples(res);
+            W.cur_next = 0;
+            W.unconfirmed = 1;
+            count_claimed(res);     /* counted now: cur may be done before the commit is seen */
+            W.n_claimed += (uint64_t) W.cur_n;
+            return;
+        }
         W.claimed = res;        /* kept: the batch's strings point into it */
         return;
     case E_FINALIZE:
@@ -1359,6 +1444,10 @@ w_step(void)
     for (;;) {
         int sent = 0, claim;
 
+        if (W.unconfirmed && W.cur && W.connected && !w_stop) {
+            run_batch(1);
+            drain_results();        /* the commit may have come meanwhile */
+        }
         if (!W.connected || W.round_inflight > 0 || W.final_sent)
             return;
 
@@ -1405,6 +1494,14 @@ w_step(void)
                 if (send_query(RH_STMT_WORKER_ALIVE, E_ALIVE, seg, p1) < 0)
                     return;
             }
+            /* nothing in hand and no finalize in this transaction: ask for the rows before the commit */
+            if (seg == SEG_CLAIM && W.cur == NULL && W.cfg->early_start) {
+                if (!PQsendFlushRequest(W.conn)) {
+                    w_broken(PQerrorMessage(W.conn));
+                    return;
+                }
+                W.claim_flushed = 1;
+            }
             if (send_sync(seg) < 0)
                 return;
             sent = 1;
@@ -1418,7 +1515,7 @@ w_step(void)
 
         /* the round is on its way: run the batch in hand meanwhile */
         if (W.cur) {
-            run_batch();
+            run_batch(0);
             drain_results();        /* results may have come while handlers ran */
             if (W.round_inflight == 0)
                 continue;           /* send this batch's outcomes */
@@ -1651,6 +1748,11 @@ w_broken(const char *why)
     }
     /* unknown fate: replay (fenced, so harmless if it did commit) */
     outcomes_move(&W.pending, &W.inflight);
+    /* but never for a claim whose commit we did not see (early start): they run again */
+    if (W.unconfirmed)
+        outcomes_confirm(&W.pending, 0);
+    W.unconfirmed = 0;
+    W.claim_flushed = 0;
     W.draining = 0;
     W.final_sent = 0;
 
