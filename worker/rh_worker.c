@@ -1120,11 +1120,9 @@ lost:
  * Run the batch in hand until it is done or a stop is asked for.  Fast
  * handlers run one by one, their outcomes finalized by the next round;
  * consecutive transactional jobs run together in one transaction.
- */
-/*
- * Run the batch in hand.  early: its claim's commit is not seen yet, so
- * stop before the first transactional handler, which must not begin its
- * transaction on a claim that may still fail.
+ * early: the claim's commit is not seen yet (early start), so stop before
+ * the first transactional handler, whose transaction must not begin on a
+ * claim that may still fail.
  */
 static void
 run_batch(int early)
