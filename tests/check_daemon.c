@@ -478,6 +478,71 @@ START_TEST(test_generic_plans_ignore_statistics)
 }
 END_TEST
 
+/*
+ * No statement a worker runs is compiled by JIT, however large rhino.jobs
+ * looks to the planner: with the thresholds at 0 every plan qualifies, and
+ * the worker's plan settings (RH_STMT_PLANS_*) must still keep it off.  The
+ * generic claim on a 10M-job table had been costed above the default
+ * thresholds and spent 170-210 ms per execution compiling.  The control
+ * (the same statement without those settings) shows that JIT is there to
+ * be used, so that the check cannot pass for want of it.
+ */
+static int
+worker_plan_jits(PGconn *conn, const rh_stmt_t *st, int worker_settings)
+{
+    PGresult *res;
+    char      sql[256];
+    int       np, n, jit = 0;
+
+    res = PQprepare(conn, "j", st->sql, 0, NULL);
+    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "prepare %s: %s", st->name, PQerrorMessage(conn));
+    PQclear(res);
+    res = PQdescribePrepared(conn, "j");
+    np = PQnparams(res);
+    PQclear(res);
+    n = snprintf(sql, sizeof(sql), "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY OFF) EXECUTE j");
+    for (int k = 0; k < np; k++)
+        n += snprintf(sql + n, sizeof(sql) - (size_t) n, "%sNULL", k ? ", " : "(");
+    snprintf(sql + n, sizeof(sql) - (size_t) n, "%s", np ? ")" : "");
+    rt_exec(conn, "BEGIN");
+    rt_exec(conn, "SET LOCAL jit = on");
+    rt_exec(conn, "SET LOCAL jit_above_cost = 0");
+    if (worker_settings)
+        rt_exec(conn, rh_sql(st->generic ? RH_STMT_PLANS_GENERIC : RH_STMT_PLANS_CUSTOM)->sql);
+    res = PQexec(conn, sql);
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "explain %s: %s", st->name, PQerrorMessage(conn));
+    /* EXPLAIN shows the JIT section only with COSTS on */
+    for (int r = 0; r < PQntuples(res); r++)
+        if (strncmp(PQgetvalue(res, r, 0), "JIT:", 4) == 0)
+            jit = 1;
+    PQclear(res);
+    rt_exec(conn, "ROLLBACK");
+    rt_exec(conn, "DEALLOCATE j");
+    return jit;
+}
+
+START_TEST(test_worker_statements_never_jit)
+{
+    PGconn *conn = rt_connect(rt_db_create_migrated());
+    char   *avail = rt_query1(conn, "SELECT pg_jit_available()");
+
+    ck_assert_msg(avail && strcmp(avail, "t") == 0, "this PostgreSQL has no JIT provider (llvmjit): the test "
+                  "cannot tell whether the workers keep it off");
+    free(avail);
+    ck_assert_msg(worker_plan_jits(conn, rh_sql(RH_STMT_CLAIM), 0), "control: the claim was not JIT-compiled "
+                  "even with jit_above_cost = 0");
+    for (int id = 0; id < RH_STMT__COUNT; id++) {
+        const rh_stmt_t *st = rh_sql((rh_stmt_id_t) id);
+
+        if (id == RH_STMT_CLAIM || id == RH_STMT_FINALIZE || id == RH_STMT_FINALIZE_DONE ||
+            id == RH_STMT_FINALIZE_DONE_KEEP || id == RH_STMT_WORKER_ALIVE || id == RH_STMT_RELEASE)
+            ck_assert_msg(!worker_plan_jits(conn, st, 1), "%s: JIT-compiled under the worker's settings",
+                          st->name);
+    }
+    PQfinish(conn);
+}
+END_TEST
+
 START_TEST(test_sigterm_with_batch_in_flight)
 {
     rt_daemon_t d;
@@ -862,6 +927,7 @@ daemon_suite(void)
     tcase_add_test(tc, test_job_of_a_deleted_worker_row_is_rescued);
     tcase_add_test(tc, test_prepared_claims_follow_a_filling_queue);
     tcase_add_test(tc, test_generic_plans_ignore_statistics);
+    tcase_add_test(tc, test_worker_statements_never_jit);
     tcase_add_test(tc, test_ended_worker_rows_are_forgotten);
     tcase_add_test(tc, test_history_is_pruned_past_retention);
     tcase_add_test(tc, test_sigterm_with_batch_in_flight);
