@@ -17,6 +17,13 @@
  *   7. every minute: prune finished jobs past [retention] and old schedule
  *      fire rows, forget old nodes.
  *
+ * With [metrics] listen set, the queue gauges (depth, oldest job's age) are
+ * counted on a second connection of the reaper's, sent without waiting and
+ * read when the loop sees the answer: the count is linear in the backlog
+ * (1.2 s with 10M jobs queued on a quiet server, 4.4 s during a drain), and
+ * on the pass's own connection it held up the rescue of a dead worker's
+ * jobs for that long.
+ *
  * Every statement is safe to run from several hosts at once (SKIP LOCKED,
  * fenced updates), so no leader election is needed.  The master sends
  * SIGUSR1 when a worker dies, so its jobs are back within one round trip
@@ -59,6 +66,10 @@ static struct {
     int                prune_behind;    /* the last prune left work: prune again next pass */
     double             reconnect_delay;
     int                schedules_synced;    /* the config's [schedule] sections are in the table */
+    PGconn            *gconn;           /* the queue gauges' own connection ([metrics] listen) */
+    ev_io              gio;             /* its answer */
+    double             gsent;           /* when the count in flight was sent; 0: none in flight */
+    int                gwarned;         /* its failure to connect was logged */
 } R;
 
 /* Run one statement; returns the result (caller clears) or NULL after logging. */
@@ -220,19 +231,17 @@ depth_slot(rh_metrics_t *m, const char *name)
 }
 
 /*
- * Publish queue depth and the oldest job's age under the seqlock that the
- * master's renderer reads (rh_metrics.c).  A queue once seen stays listed,
- * at 0 when empty, so that a gauge drops to 0 instead of vanishing.
+ * Publish queue depth and the oldest job's age (res: RH_STMT_QUEUE_DEPTH)
+ * under the seqlock that the master's renderer reads (rh_metrics.c).  A
+ * queue once seen stays listed, at 0 when empty, so that a gauge drops to 0
+ * instead of vanishing.
  */
 static void
-queue_depth(void)
+depth_publish(const PGresult *res)
 {
     rh_metrics_t *m = rh_metrics;
-    PGresult     *res;
     uint32_t      seq;
 
-    if (m == NULL || (res = r_exec(RH_STMT_QUEUE_DEPTH, NULL)) == NULL)
-        return;
     seq = __atomic_load_n(&m->qseq, __ATOMIC_RELAXED);
     __atomic_store_n(&m->qseq, seq + 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
@@ -254,7 +263,86 @@ queue_depth(void)
     }
     m->qupdated = rh_mono_now();
     __atomic_store_n(&m->qseq, seq + 2, __ATOMIC_RELEASE);
-    PQclear(res);
+}
+
+/* The gauge connection failed: drop it; the next count connects again. */
+static void
+depth_close(const char *why)
+{
+    char msg[256];
+
+    snprintf(msg, sizeof(msg), "%s", why && *why ? why : "connection lost");
+    msg[strcspn(msg, "\n")] = '\0';
+    rh_log_warning("queue gauges: %s; the next count connects again", msg);
+    ev_io_stop(R.loop, &R.gio);
+    PQfinish(R.gconn);
+    R.gconn = NULL;
+    R.gsent = 0;
+}
+
+/* The count's answer, or part of it, arrived. */
+static void
+on_depth(struct ev_loop *loop, ev_io *w, int revents)
+{
+    PGresult *res;
+
+    if (!PQconsumeInput(R.gconn)) {
+        depth_close(PQerrorMessage(R.gconn));
+        return;
+    }
+    while (!PQisBusy(R.gconn)) {
+        double took;
+
+        if ((res = PQgetResult(R.gconn)) != NULL) {
+            if (PQresultStatus(res) == PGRES_TUPLES_OK)
+                depth_publish(res);
+            else
+                rh_log_warning("queue gauges: %s", rh_db_error(R.gconn, res));
+            PQclear(res);
+            continue;
+        }
+        /*
+         * Done.  Counting is linear in the backlog: keep it under 2% of
+         * one core, so that the gauges never slow the drain they report on.
+         */
+        took = rh_mono_now() - R.gsent;
+        R.depth_every = RH_DEPTH_INTERVAL;
+        if (took * 50 > R.depth_every)
+            R.depth_every = took * 50;
+        ev_io_stop(loop, w);
+        R.gsent = 0;
+        return;
+    }
+}
+
+/* Send the count on the gauge connection, unless one is still in flight. */
+static void
+queue_depth(void)
+{
+    char err[1024];
+
+    if (rh_metrics == NULL || R.gsent > 0)
+        return;
+    if (R.gconn != NULL && PQstatus(R.gconn) != CONNECTION_OK)
+        depth_close(PQerrorMessage(R.gconn));
+    if (R.gconn == NULL) {
+        /* blocking, as the pass's own connect; said once until it works (the count retries every pass) */
+        if ((R.gconn = rh_db_connect(R.cfg->dsn, "reaper gauges", err, sizeof(err))) == NULL) {
+            if (!R.gwarned)
+                rh_log_warning("queue gauges: %s; retrying", err);
+            R.gwarned = 1;
+            return;
+        }
+        R.gwarned = 0;
+        ev_io_init(&R.gio, on_depth, PQsocket(R.gconn), EV_READ);
+    }
+    /* a blocking connection sends the whole query; only the answer is awaited in the loop */
+    if (!PQsendQueryParams(R.gconn, rh_sql(RH_STMT_QUEUE_DEPTH)->sql, 0, NULL, NULL, NULL, NULL, 0)) {
+        depth_close(PQerrorMessage(R.gconn));
+        return;
+    }
+    R.gsent = rh_mono_now();
+    ev_io_start(R.loop, &R.gio);
 }
 
 /*
@@ -368,19 +456,10 @@ pass(void)
         if ((n = r_exec_count(RH_STMT_GC_WORKERS, NULL)) > 0)
             rh_log_debug("forgot %d ended worker row(s)", n);
     }
-    if (R.cfg->metrics_listen && R.cfg->metrics_listen[0] && now - R.last_depth >= R.depth_every) {
-        double t0 = rh_mono_now();
-
+    if (R.cfg->metrics_listen && R.cfg->metrics_listen[0] && now - R.last_depth >= R.depth_every &&
+        R.gsent == 0) {
         R.last_depth = now;
-        queue_depth();
-        /*
-         * Counting is linear in the backlog: 10 million queued jobs take
-         * about a second.  Keep it under 2% of one core, so that the
-         * gauge never slows the drain it reports on.
-         */
-        R.depth_every = RH_DEPTH_INTERVAL;
-        if ((rh_mono_now() - t0) * 50 > R.depth_every)
-            R.depth_every = (rh_mono_now() - t0) * 50;
+        queue_depth();          /* answered in on_depth, while the passes go on */
     }
     if (PQstatus(R.conn) != CONNECTION_OK) {
         rh_log_error("database connection lost; reconnecting");
@@ -420,6 +499,8 @@ on_term(struct ev_loop *loop, ev_signal *w, int revents)
     }
     if (R.conn)
         PQfinish(R.conn);
+    if (R.gconn)
+        PQfinish(R.gconn);
     exit(RH_EXIT_OK);
 }
 

@@ -418,6 +418,9 @@ START_TEST(test_counters_match_the_database)
     check_histogram(body, "rhino_claim_duration_seconds", -1);
     check_histogram(body, "rhino_finalize_duration_seconds", -1);
     ck_assert(metric(body, "rhino_queue_oldest_age_seconds{queue=\"nobody\"}") > 0);
+    /* counted on the reaper's second connection, so that a long count never holds up a pass */
+    ck_assert_int_eq(rt_query_long(t.conn, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                           " AND application_name = 'rhino reaper gauges'"), 1);
     ck_assert(metric(body, "rhino_workers_configured") == 3);
     ck_assert(metric(body, "rhino_workers_alive") == 3);
     ck_assert(metric(body, "rhino_workers_ready") == 3);
