@@ -132,9 +132,15 @@
         "   FROM (SELECT count(*) AS n FROM d) m"
 
 /*
- * The rescue of the jobs in CTE dead (id, attempt, cancel), by
- * RH_STMT_RESCUE and RH_STMT_RESCUE_ORPHANS: available again, or, if their
- * cancellation was asked for, into the history as cancelled.
+ * The rescue of the jobs in CTE dead (tid, attempt, cancel: rows it locked),
+ * by RH_STMT_RESCUE and RH_STMT_RESCUE_ORPHANS: available again, or, if
+ * their cancellation was asked for, into the history as cancelled.  The
+ * rows are found where dead locked them (ctid = ANY, a TID scan, as the
+ * claim): joined to dead by id, the planner walked jobs_running first, every
+ * entry a drain had left in it since the last vacuum, even when dead was
+ * empty, twice a pass.  The lock keeps a row where it was found, with the
+ * attempt it read, until this statement ends; the join on (ctid, attempt)
+ * and the state stay all the same, as the fence every transition states.
  */
 #define RH_RESCUE_TAIL \
         " u AS (" \
@@ -142,12 +148,14 @@
         "     SET state = 'available', worker_id = NULL," \
         "         last_error = 'worker died during attempt ' || j.attempt" \
         "    FROM dead" \
-        "   WHERE j.id = dead.id AND j.attempt = dead.attempt AND j.state = 'running' AND NOT dead.cancel" \
+        "   WHERE j.ctid = ANY (ARRAY(SELECT tid FROM dead WHERE NOT cancel))" \
+        "     AND j.ctid = dead.tid AND j.attempt = dead.attempt AND j.state = 'running'" \
         "  RETURNING j.id)," \
         /* a job whose cancellation was asked for is not run again */ \
         " c AS (" \
         "  DELETE FROM rhino.jobs j USING dead" \
-        "   WHERE j.id = dead.id AND j.attempt = dead.attempt AND j.state = 'running' AND dead.cancel" \
+        "   WHERE j.ctid = ANY (ARRAY(SELECT tid FROM dead WHERE cancel))" \
+        "     AND j.ctid = dead.tid AND j.attempt = dead.attempt AND j.state = 'running'" \
         "  RETURNING j.id, j.queue, j.kind, j.payload, 'cancelled'::rhino.job_state, j.priority, j.attempt," \
         "            j.max_attempts, j.run_at, j.created_at, j.attempted_at, j.crash_count, j.errors," \
         "            'cancelled while running; its worker died during attempt ' || j.attempt," \
@@ -452,14 +460,22 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * Every reaper pass sends it, so it starts from the few dead workers
      * and probes jobs_running for each; starting from the running jobs (2000
      * of them in a drain with two workers of 1000) cost 11 to 29 ms a pass.
+     * The LATERAL subquery (its FOR UPDATE keeps it from being flattened)
+     * fixes that order: written as a join, the planner started from
+     * jobs_running whenever its statistics said few jobs run, and walked
+     * every entry the drain had left in it since the last vacuum: 49 ms a
+     * pass on average, 118 at most, with 10M jobs queued (2 passes a
+     * second).
      */
     [RH_STMT_RESCUE] = { RH_STMT_RESCUE, "rescue",
         "WITH dead AS MATERIALIZED ("
-        "  SELECT j.id, j.attempt, j.cancel_requested_at IS NOT NULL AS cancel"
-        "    FROM rhino.workers w JOIN rhino.jobs j ON j.worker_id = w.id"
-        "   WHERE (w.ended_at IS NOT NULL OR w.lease_until < now()) AND j.state = 'running'"
-        "   LIMIT 10000"
-        "   FOR UPDATE OF j SKIP LOCKED),"
+        "  SELECT j.tid, j.attempt, j.cancel FROM rhino.workers w"
+        "   CROSS JOIN LATERAL ("
+        "     SELECT j.ctid AS tid, j.attempt, j.cancel_requested_at IS NOT NULL AS cancel FROM rhino.jobs j"
+        "      WHERE j.worker_id = w.id AND j.state = 'running'"
+        "        FOR UPDATE SKIP LOCKED) j"
+        "   WHERE w.ended_at IS NOT NULL OR w.lease_until < now()"
+        "   LIMIT 10000),"
         RH_RESCUE_TAIL,
         0 },
 
@@ -473,7 +489,7 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      */
     [RH_STMT_RESCUE_ORPHANS] = { RH_STMT_RESCUE_ORPHANS, "rescue_orphans",
         "WITH dead AS MATERIALIZED ("
-        "  SELECT j.id, j.attempt, j.cancel_requested_at IS NOT NULL AS cancel FROM rhino.jobs j"
+        "  SELECT j.ctid AS tid, j.attempt, j.cancel_requested_at IS NOT NULL AS cancel FROM rhino.jobs j"
         "   WHERE j.state = 'running'"
         "     AND NOT EXISTS (SELECT 1 FROM rhino.workers w WHERE w.id = j.worker_id)"
         "   LIMIT 10000"

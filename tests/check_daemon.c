@@ -247,6 +247,46 @@ END_TEST
  * found by the per-pass rescue, which starts from dead workers; the reaper's
  * once-a-minute orphan rescue, which also runs at its start, hands it back.
  */
+/*
+ * The rescue's other branch: a job claimed by a worker that dies, whose
+ * cancellation was asked for meanwhile, goes to the history as cancelled
+ * instead of running again.  One worker holds two jobs, the first one
+ * running for seconds; the second is cancelled, the worker killed.
+ */
+START_TEST(test_cancelled_job_of_a_dead_worker_is_not_run_again)
+{
+    rt_daemon_t d;
+    long        wpid;
+    char       *e;
+
+    rt_daemon_setup(&d, "[worker]\nprocesses = 1\nbatch_size = 2\n");
+    d.allow_errors = 1;     /* the killed worker is logged as an error */
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 5000}')");
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok')");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 2 FROM rhino.jobs WHERE state = 'running'", 20);
+    wpid = rt_query_long(d.conn, "SELECT w.pid FROM rhino.workers w JOIN rhino.jobs j ON j.worker_id = w.id"
+                                 " WHERE j.id = 2");
+    rt_exec(d.conn, "SELECT rhino.cancel(2)");
+    ck_assert_int_eq(kill((pid_t) wpid, SIGKILL), 0);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done WHERE id = 2", 10);
+    e = rt_query1(d.conn, "SELECT state || ': ' || last_error FROM rhino.jobs_done WHERE id = 2");
+    ck_assert_msg(e && strcmp(e, "cancelled: cancelled while running; its worker died during attempt 1") == 0,
+                  "%s", e ? e : "(null)");
+    free(e);
+    /* the job whose handler was running counts a crash and runs again */
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done WHERE id = 1 AND state = 'completed'"
+                       " AND crash_count = 1", 30);
+    rt_daemon_stop(&d);
+    {
+        int *counts = rt_daemon_ledger_counts(&d, 2);
+        ck_assert_msg(counts[2] == 0, "the cancelled job ran %d time(s)", counts[2]);
+        free(counts);
+    }
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
 START_TEST(test_job_of_a_deleted_worker_row_is_rescued)
 {
     rt_daemon_t d;
@@ -931,6 +971,7 @@ daemon_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_kill9_worker_is_replaced_and_jobs_complete);
     tcase_add_test(tc, test_job_of_a_deleted_worker_row_is_rescued);
+    tcase_add_test(tc, test_cancelled_job_of_a_dead_worker_is_not_run_again);
     tcase_add_test(tc, test_prepared_claims_follow_a_filling_queue);
     tcase_add_test(tc, test_generic_plans_ignore_statistics);
     tcase_add_test(tc, test_worker_statements_never_jit);
