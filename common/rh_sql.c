@@ -373,17 +373,19 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
 
     /*
      * Renew the leases of this node and of its workers that the master sees
-     * alive and not stopped ($3 slots, $4 their generations).  A worker
+     * alive and not stopped ($3 slots, $4 their generations), and say which
+     * queues the node serves ($5, for rhino.wake: sql/010_wake_by_queue.sql).  A worker
      * stopped with SIGSTOP, or a host that vanished, stops being renewed and
      * its jobs are rescued once its lease runs out.
      */
     [RH_STMT_LEASES_RENEW] = { RH_STMT_LEASES_RENEW, "leases_renew",
-        "WITH n AS (UPDATE rhino.nodes SET lease_until = now() + make_interval(secs => $2::float8)"
+        "WITH n AS (UPDATE rhino.nodes SET lease_until = now() + make_interval(secs => $2::float8),"
+        "                                  queues = $5::text[]"
         "            WHERE id = $1 AND stopped_at IS NULL)"
         " UPDATE rhino.workers w SET lease_until = now() + make_interval(secs => $2::float8)"
         "   FROM unnest($3::int[], $4::int[]) AS s(slot, gen)"
         "  WHERE w.node_id = $1 AND w.ended_at IS NULL AND w.slot = s.slot AND w.generation = s.gen",
-        4 },
+        5 },
 
     /*
      * Jobs whose handler was running when its worker died ($3 says how:

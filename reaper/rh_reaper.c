@@ -70,6 +70,7 @@ static struct {
     ev_io              gio;             /* its answer */
     double             gsent;           /* when the count in flight was sent; 0: none in flight */
     int                gwarned;         /* its failure to connect was logged */
+    char              *queues_lit;      /* [worker] queues as a text[] literal, for rhino.nodes.queues */
 } R;
 
 /* Run one statement; returns the result (caller clears) or NULL after logging. */
@@ -129,7 +130,7 @@ renew_leases(void)
 {
     int_list_t  slots = { "{", 1 }, gens = { "{", 1 };
     char        lease[32];
-    const char *p[4] = { R.node_s, lease, slots.s, gens.s };
+    const char *p[5] = { R.node_s, lease, slots.s, gens.s, R.queues_lit };
     int         n = rh_shm_load(&R.shm->nslots);
 
     for (int i = 0; i < n; i++) {
@@ -512,6 +513,8 @@ rh_reaper_main(const rh_config_t *cfg, int64_t node_id, rh_shm_t *shm)
     R.node_id = node_id;
     R.shm = shm;
     snprintf(R.node_s, sizeof(R.node_s), "%" PRId64, node_id);
+    if ((R.queues_lit = rh_db_text_array(cfg->queues, cfg->nqueues)) == NULL)
+        rh_fatal("out of memory");
     rh_log_set_role("reaper");
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);

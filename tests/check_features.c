@@ -52,6 +52,50 @@ START_TEST(test_notify_wakes_idle_worker)
 }
 END_TEST
 
+/*
+ * A producer notifies only when an idle node serves its job's queue
+ * (sql/010_wake_by_queue.sql): a job of a queue nobody serves costs no
+ * NOTIFY, one of a served queue still wakes a worker that polls only every
+ * 60 s.  A connection of the test's own LISTENs on the channel and counts.
+ */
+static int
+notifications(PGconn *listener, const char *want)
+{
+    PGnotify *n;
+    int       count = 0;
+
+    rt_exec(listener, "SELECT 1");      /* pending notifications arrive before its answer */
+    ck_assert_int_eq(PQconsumeInput(listener), 1);
+    while ((n = PQnotifies(listener)) != NULL) {
+        ck_assert_str_eq(n->extra, want);
+        count++;
+        PQfreemem(n);
+    }
+    return count;
+}
+
+START_TEST(test_notify_only_for_served_queues)
+{
+    rt_daemon_t d;
+    PGconn     *listener;
+
+    rt_daemon_setup(&d, "[worker]\npoll_interval = 60\nqueues = default, mail\n");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.nodes WHERE idle AND queues = '{default,mail}'", 30);
+    listener = rt_connect(d.dsn);
+    rt_exec(listener, "LISTEN rhino_jobs");
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', queue => 'elsewhere')");
+    ck_assert_int_eq(notifications(listener, "elsewhere"), 0);
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', queue => 'mail')");
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done WHERE state = 'completed'", 20);
+    ck_assert_int_eq(notifications(listener, "mail"), 1);
+    rt_daemon_stop(&d);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE queue = 'elsewhere'"), 1);
+    PQfinish(listener);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
 /* ---- snooze ------------------------------------------------------------- */
 
 START_TEST(test_snooze_reruns_without_an_error)
@@ -275,6 +319,7 @@ features_suite(void)
 
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_notify_wakes_idle_worker);
+    tcase_add_test(tc, test_notify_only_for_served_queues);
     tcase_add_test(tc, test_snooze_reruns_without_an_error);
     tcase_add_test(tc, test_every_error_is_kept_and_redrivable);
     tcase_add_test(tc, test_redrive_keeps_one_job_per_unique_key);
