@@ -327,7 +327,7 @@ queue_depth(void)
     if (R.gconn != NULL && PQstatus(R.gconn) != CONNECTION_OK)
         depth_close(PQerrorMessage(R.gconn));
     if (R.gconn == NULL) {
-        /* blocking, as the pass's own connect; said once until it works (the count retries every pass) */
+        /* blocking, as the pass's own connect; said once until it works (retried at the next count) */
         if ((R.gconn = rh_db_connect(R.cfg->dsn, "reaper gauges", err, sizeof(err))) == NULL) {
             if (!R.gwarned)
                 rh_log_warning("queue gauges: %s; retrying", err);

@@ -432,13 +432,13 @@ START_TEST(test_prepared_claims_follow_a_filling_queue)
 END_TEST
 
 /*
- * The generic plan of a statement marked generic in the statement table,
- * prepared and explained the way a worker runs it (RH_STMT_PLANS_GENERIC
- * first), with NULL for every parameter: a generic plan does not look at
- * them.  One string, a line per plan node.
+ * EXPLAIN (options) of statement st, prepared and executed the way a worker
+ * runs it, with NULL for every parameter, inside a transaction that first
+ * runs the statements of setup (NULL-terminated) and is rolled back.  One
+ * string, a line per plan line.
  */
 static char *
-generic_plan(PGconn *conn, const rh_stmt_t *st)
+explain_stmt(PGconn *conn, const rh_stmt_t *st, const char *options, const char *const *setup)
 {
     PGresult *res;
     char      sql[256];
@@ -446,18 +446,19 @@ generic_plan(PGconn *conn, const rh_stmt_t *st)
     size_t    len = 0;
     int       np, n;
 
-    res = PQprepare(conn, "g", st->sql, 0, NULL);
+    res = PQprepare(conn, "x", st->sql, 0, NULL);
     ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "prepare %s: %s", st->name, PQerrorMessage(conn));
     PQclear(res);
-    res = PQdescribePrepared(conn, "g");
+    res = PQdescribePrepared(conn, "x");
     np = PQnparams(res);
     PQclear(res);
-    n = snprintf(sql, sizeof(sql), "EXPLAIN (COSTS OFF) EXECUTE g");
+    n = snprintf(sql, sizeof(sql), "EXPLAIN (%s) EXECUTE x", options);
     for (int k = 0; k < np; k++)
         n += snprintf(sql + n, sizeof(sql) - (size_t) n, "%sNULL", k ? ", " : "(");
     snprintf(sql + n, sizeof(sql) - (size_t) n, "%s", np ? ")" : "");
     rt_exec(conn, "BEGIN");
-    rt_exec(conn, rh_sql(RH_STMT_PLANS_GENERIC)->sql);
+    for (int k = 0; setup[k]; k++)
+        rt_exec(conn, setup[k]);
     res = PQexec(conn, sql);
     ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "explain %s: %s", st->name, PQerrorMessage(conn));
     for (int r = 0; r < PQntuples(res); r++) {
@@ -470,8 +471,17 @@ generic_plan(PGconn *conn, const rh_stmt_t *st)
     }
     PQclear(res);
     rt_exec(conn, "ROLLBACK");
-    rt_exec(conn, "DEALLOCATE g");
+    rt_exec(conn, "DEALLOCATE x");
     return plan;
+}
+
+/* The generic plan of a statement marked generic in the statement table (a generic plan ignores the NULLs). */
+static char *
+generic_plan(PGconn *conn, const rh_stmt_t *st)
+{
+    const char *setup[] = { rh_sql(RH_STMT_PLANS_GENERIC)->sql, NULL };
+
+    return explain_stmt(conn, st, "COSTS OFF", setup);
 }
 
 /*
@@ -531,34 +541,14 @@ END_TEST
 static int
 worker_plan_jits(PGconn *conn, const rh_stmt_t *st, int worker_settings)
 {
-    PGresult *res;
-    char      sql[256];
-    int       np, n, jit = 0;
-
-    res = PQprepare(conn, "j", st->sql, 0, NULL);
-    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "prepare %s: %s", st->name, PQerrorMessage(conn));
-    PQclear(res);
-    res = PQdescribePrepared(conn, "j");
-    np = PQnparams(res);
-    PQclear(res);
-    n = snprintf(sql, sizeof(sql), "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY OFF) EXECUTE j");
-    for (int k = 0; k < np; k++)
-        n += snprintf(sql + n, sizeof(sql) - (size_t) n, "%sNULL", k ? ", " : "(");
-    snprintf(sql + n, sizeof(sql) - (size_t) n, "%s", np ? ")" : "");
-    rt_exec(conn, "BEGIN");
-    rt_exec(conn, "SET LOCAL jit = on");
-    rt_exec(conn, "SET LOCAL jit_above_cost = 0");
-    if (worker_settings)
-        rt_exec(conn, rh_sql(st->generic ? RH_STMT_PLANS_GENERIC : RH_STMT_PLANS_CUSTOM)->sql);
-    res = PQexec(conn, sql);
-    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "explain %s: %s", st->name, PQerrorMessage(conn));
+    const char *setup[] = { "SET LOCAL jit = on", "SET LOCAL jit_above_cost = 0",
+                            worker_settings ? rh_sql(st->generic ? RH_STMT_PLANS_GENERIC : RH_STMT_PLANS_CUSTOM)->sql
+                                            : NULL, NULL };
     /* EXPLAIN shows the JIT section only with COSTS on */
-    for (int r = 0; r < PQntuples(res); r++)
-        if (strncmp(PQgetvalue(res, r, 0), "JIT:", 4) == 0)
-            jit = 1;
-    PQclear(res);
-    rt_exec(conn, "ROLLBACK");
-    rt_exec(conn, "DEALLOCATE j");
+    char       *plan = explain_stmt(conn, st, "ANALYZE, TIMING OFF, SUMMARY OFF", setup);
+    int         jit = strncmp(plan, "JIT:", 4) == 0 || strstr(plan, "\nJIT:") != NULL;
+
+    free(plan);
     return jit;
 }
 
