@@ -697,7 +697,7 @@ END_TEST
 /*
  * Early start ([worker] early_start): an idle worker runs a fresh batch's
  * fast handlers while the server commits its claim.  A deferred trigger
- * makes the first claim's COMMIT fail, after the claim itself ran.  With
+ * makes the first claim's COMMIT fail, 0.3 s after the claim itself ran.  With
  * early start the handler has already run once by then: its outcome must be
  * dropped (the claim rolled back, so no finalize may name it) and the job
  * runs again and completes once, at attempt 1.  Without early start the
@@ -717,6 +717,7 @@ START_TEST(test_early_start_never_finalizes_a_failed_claim)
                         " BEGIN"
                         "   IF NEW.state = 'running' AND OLD.state = 'available' THEN"
                         "     IF nextval('claim_faults') = 1 THEN"
+                        "       PERFORM pg_sleep(0.3);"     /* the early rows are surely in hand by then */
                         "       RAISE EXCEPTION 'injected failure at the claim''s commit';"
                         "     END IF;"
                         "   END IF;"

@@ -1396,11 +1396,20 @@ drain_results(void)
             continue;
         }
         if (e->kind == E_SYNC) {
-            /* an error raised at commit time, after the last statement's result */
+            /*
+             * An error raised at commit time, after the last statement's
+             * result: the transaction rolled back.  The Sync's own result
+             * did not always follow it (the worker then waited for it
+             * forever: seen under ASan, with the error and the Sync in one
+             * read), so start over on a fresh connection, as after a lost
+             * one: the finalizes are replayed (fenced), the rest handed
+             * back, a batch started early dropped.  Commits that fail are
+             * rare enough for that.
+             */
             rh_log_error("commit failed: %s", rh_db_error(W.conn, res));
-            W.seg_error = 1;
             PQclear(res);
-            continue;
+            w_broken("the transaction's commit failed");
+            return;
         }
         e->got = 1;
         on_result(e, res);
