@@ -26,6 +26,7 @@ typedef struct {
     int         clients;    /* connections, one thread each */
     int         tx;         /* rhino.enqueue() calls per transaction */
     int         pipeline;   /* send a transaction's calls in one flush (libpq pipeline mode) */
+    int         prepare;    /* call a statement prepared once per connection, not an unnamed one */
 } rb_sql_load_t;
 
 /* The clients connect first; the time runs from when all start to when the last committed. */
@@ -37,6 +38,7 @@ typedef struct {
     double      rate;       /* jobs per second */
     double      seconds;
     int         clients;    /* connections that take turns; one enqueue is one autocommit call */
+    int         prepare;    /* as in rb_sql_load_t */
 } rb_trickle_t;
 
 typedef struct {

@@ -554,6 +554,7 @@ insert_done(rb_opts_t *o, int rep, const char *measurement, int sql, long long f
         rb_json_int(&j, "clients", o->clients);
         rb_json_int(&j, "tx", o->tx);
         rb_json_bool(&j, "pipeline", o->pipeline);
+        rb_json_bool(&j, "prepared", o->prepare);
         rb_json_str(&j, "statement", rb_pg_sql(RB_SQL_ENQUEUE));
     } else {
         rb_json_str(&j, "statement", rh_sql(RH_STMT_CTL_COPY_MIN)->sql);
@@ -577,7 +578,7 @@ rb_mode_insert(rb_opts_t *o)
     char a[32];
 
     for (int rep = 1; rep <= o->reps; rep++) {
-        rb_sql_load_t l = { o->dsn, o->queue, "bench.noop", o->n, o->clients, o->tx, o->pipeline };
+        rb_sql_load_t l = { o->dsn, o->queue, "bench.noop", o->n, o->clients, o->tx, o->pipeline, o->prepare };
         long long     first, last;
         double        s;
 
@@ -591,8 +592,8 @@ rb_mode_insert(rb_opts_t *o)
 
         /* rhino.enqueue() from concurrent clients, in transactions of tx calls */
         rb_check_interrupt();
-        say("\ninsert (SQL rhino.enqueue): %s jobs, %d client(s), %d calls per transaction%s\n",
-            rb_fmt_int(a, sizeof(a), o->n), o->clients, o->tx, o->pipeline ? ", pipelined" : "");
+        say("\ninsert (SQL rhino.enqueue): %s jobs, %d client(s), %d calls per transaction%s%s\n",
+            rb_fmt_int(a, sizeof(a), o->n), o->clients, o->tx, o->pipeline ? ", pipelined" : "", o->prepare ? ", prepared" : ", unnamed");
         reset(o);
         settle(o);
         /* the clients' jobs get the ids after the sequence's last (the progress bar counts from there) */
@@ -701,7 +702,7 @@ rb_mode_trickle(rb_opts_t *o)
     for (int rep = 1; rep <= o->reps; rep++) {
         rb_rhino_conf_t     conf;
         rb_rhino_t          r;
-        rb_trickle_t        t = { o->dsn, o->queue, o->rate, o->seconds, o->clients };
+        rb_trickle_t        t = { o->dsn, o->queue, o->rate, o->seconds, o->clients, o->prepare };
         rb_trickle_result_t tr;
         rb_counts_t         c;
         rb_json_t           j;
@@ -715,8 +716,9 @@ rb_mode_trickle(rb_opts_t *o)
         double              deadline;
 
         rb_check_interrupt();
-        say("\ntrickle: %.0f jobs/s for %.1f s (the first %.1f s not counted), %lld worker(s), batch %lld\n",
-            o->rate, o->seconds, o->warmup, o->workers[0], o->batches[0]);
+        say("\ntrickle: %.0f jobs/s for %.1f s (the first %.1f s not counted), %lld worker(s), batch %lld, "
+            "rhino.enqueue() %s\n", o->rate, o->seconds, o->warmup, o->workers[0], o->batches[0],
+            o->prepare ? "prepared" : "unnamed");
         reset(o);
         /*
          * The writes of whatever ran before (a drain, a bulk insert) are
@@ -759,6 +761,7 @@ rb_mode_trickle(rb_opts_t *o)
         rb_json_num(&j, "seconds", o->seconds, 3);
         rb_json_num(&j, "warmup_s", o->warmup, 3);
         rb_json_int(&j, "clients", o->clients);
+        rb_json_bool(&j, "prepared", o->prepare);
         rb_json_int(&j, "rep", rep);
         params_rhino(&j, o, o->workers[0], o->batches[0]);
         rb_json_end(&j);

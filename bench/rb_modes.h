@@ -23,6 +23,7 @@ typedef struct {
     int          clients;                /* insert: rhino.enqueue clients; trickle: enqueue connections */
     int          tx;                     /* insert: calls per transaction */
     int          pipeline;
+    int          prepare;
     double       rate, seconds, warmup;  /* trickle */
     long long    sizes[RB_MAX_LIST];     /* scale: jobs queued */
     size_t       nsizes;

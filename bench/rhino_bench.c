@@ -67,6 +67,8 @@ usage(FILE *fp)
           "                        (16; each enqueue is one autocommit call, sent when its slot comes)\n"
           "      --tx N            insert: rhino.enqueue() calls per transaction (100)\n"
           "      --no-pipeline     insert: one round trip per call instead of one per transaction\n"
+          "      --no-prepare      insert, trickle: send rhino.enqueue() unnamed, parsed and planned\n"
+          "                        at every call, instead of prepared once per connection\n"
           "      --rate R          trickle: jobs per second (500)\n"
           "      --seconds T       trickle: how long (10)\n"
           "      --warmup S        trickle: the first S seconds are not counted (1)\n"
@@ -191,7 +193,7 @@ int
 main(int argc, char **argv)
 {
     enum {
-        O_REPS = 256, O_CLIENTS, O_TX, O_NO_PIPELINE, O_RATE, O_SECONDS, O_WARMUP, O_SIZES, O_FIRST, O_WINDOW,
+        O_REPS = 256, O_CLIENTS, O_TX, O_NO_PIPELINE, O_NO_PREPARE, O_RATE, O_SECONDS, O_WARMUP, O_SIZES, O_FIRST, O_WINDOW,
         O_RETENTION, O_SET, O_NO_METRICS, O_RHINO, O_HANDLERS, O_QUEUE, O_JSON, O_LABEL, O_TIMEOUT, O_KEEP, O_DSN,
         O_NO_ANALYZE
     };
@@ -204,6 +206,7 @@ main(int argc, char **argv)
         { "clients", required_argument, NULL, O_CLIENTS },
         { "tx", required_argument, NULL, O_TX },
         { "no-pipeline", no_argument, NULL, O_NO_PIPELINE },
+        { "no-prepare", no_argument, NULL, O_NO_PREPARE },
         { "rate", required_argument, NULL, O_RATE },
         { "seconds", required_argument, NULL, O_SECONDS },
         { "warmup", required_argument, NULL, O_WARMUP },
@@ -240,6 +243,7 @@ main(int argc, char **argv)
     o.clients = 4;
     o.tx = 100;
     o.pipeline = 1;
+    o.prepare = 1;
     o.rate = 500;
     o.seconds = 10;
     o.warmup = 1;
@@ -267,6 +271,7 @@ main(int argc, char **argv)
         case O_CLIENTS:     o.clients = (int) parse_one("--clients", optarg, 1, 256); clients_given = 1; break;
         case O_TX:          o.tx = (int) parse_one("--tx", optarg, 1, 100000); break;
         case O_NO_PIPELINE: o.pipeline = 0; break;
+        case O_NO_PREPARE:  o.prepare = 0; break;
         case O_RATE:        o.rate = parse_seconds("--rate", optarg, 0.1, 1e6); break;
         case O_SECONDS:     o.seconds = parse_seconds("--seconds", optarg, 0.1, 86400); break;
         case O_WARMUP:      o.warmup = parse_seconds("--warmup", optarg, 0, 86400); break;

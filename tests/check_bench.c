@@ -178,7 +178,8 @@ START_TEST(test_insert)
     expect_record(r = record(&b, 0), "insert", "copy", keys);
     free(r);
     expect_record(r = record(&b, 1), "insert", "sql_enqueue", keys);
-    ck_assert_msg(strstr(r, "\"clients\":3") && strstr(r, "\"tx\":100") && strstr(r, "\"pipeline\":true"), "%s", r);
+    ck_assert_msg(strstr(r, "\"clients\":3") && strstr(r, "\"tx\":100") && strstr(r, "\"pipeline\":true")
+                  && strstr(r, "\"prepared\":true"), "%s", r);
     free(r);
     /* the last measurement's jobs, run by rhino afterwards: each completed once, none left */
     ck_assert_int_eq(db_long(b.dsn, DONE_COMPLETED), 2000);
@@ -259,6 +260,7 @@ START_TEST(test_trickle)
     ck_assert_int_eq(count_records(&b), 1);
     expect_record(r = record(&b, 0), "trickle", "trickle", keys);
     ck_assert_msg(strstr(r, "\"sent\":200,") != NULL && strstr(r, "\"stamped\":200,") != NULL, "%s", r);
+    ck_assert_msg(strstr(r, "\"prepared\":true") != NULL, "%s", r);
     /* the latencies were measured, not left out: the objects are there, not null */
     ck_assert_msg(strstr(r, "\"pickup\":{") != NULL && strstr(r, "\"completion\":{") != NULL, "%s", r);
     /* ... and split at the enqueue's commit, matched job by job ("i" in the payload) */
@@ -344,7 +346,8 @@ END_TEST
 START_TEST(test_no_database_starts_a_throwaway_cluster)
 {
     char       *argv[] = { (char *) rt_env("RHINO_BENCH_BIN"), "insert", "-n", "500", "--clients", "2",
-                           "--tx", "50", "--rhino", (char *) rt_env("RHINO_BIN"), "--timeout", "60", NULL };
+                           "--tx", "50", "--no-prepare", "--rhino", (char *) rt_env("RHINO_BIN"), "--timeout", "60",
+                           NULL };
     char       *unset[] = { "RHINO_DSN", NULL };
     char       *empty[] = { "RHINO_DSN=", NULL };
     char       *out = NULL, *err = NULL, dir[256];
@@ -361,6 +364,8 @@ START_TEST(test_no_database_starts_a_throwaway_cluster)
     /* it measured: both measurements ran their jobs exactly once */
     ck_assert_msg(strstr(out, "500 completed exactly once") != NULL, "%s", out);
     ck_assert_msg(strstr(out, "PostgreSQL 15") != NULL, "%s", out);
+    /* --no-prepare: the SQL clients sent their calls unnamed */
+    ck_assert_msg(strstr(out, "pipelined, unnamed") != NULL, "%s", out);
     free(out);
     free(err);
 
