@@ -26,6 +26,7 @@ typedef struct rh_config {
     double   cancel_grace;          /* a cancelled running handler's time to stop before its worker is killed */
     int      max_crashes;           /* crashes of one job before it is discarded */
     int      early_start;           /* an idle worker runs a new batch's fast handlers while its claim commits */
+    double   rescan_interval;       /* a claim walks a queue from its first entry at least this often; 0 = always */
 
     /* [handlers] */
     char   **handler_paths;         /* NULL-terminated: .so files or directories */

@@ -197,6 +197,84 @@ START_TEST(test_priority_order)
 }
 END_TEST
 
+/*
+ * Where a claim starts (rh_worker.c): after a full batch a worker's next
+ * claim of the queue starts at the last key it took, so a job that becomes
+ * available before that key (here a better priority, enqueued mid-drain)
+ * waits until a claim starts at the queue's first entry again: the short
+ * claim at the end of the backlog, or the next rescan_interval.  Returns
+ * how many ordinary jobs were claimed after the urgent one had committed
+ * but before it was, and sets *later to how many were claimed after it
+ * (the backlog it did not wait for).  Every job still runs exactly once.
+ */
+static long
+urgent_job_passed_by(double rescan_interval, const char *datestyle, long *later)
+{
+    rt_daemon_t d;
+    char        ini[8192];
+    int        *counts;
+    long        passed;
+    const long  n = 600;
+
+    rt_daemon_setup(&d, NULL);
+    free(d.ini);
+    /* one worker, batches of 20 jobs of 5 ms: 30 full claims, about 3 s */
+    snprintf(ini, sizeof(ini), "[worker]\nprocesses = 1\nbatch_size = 20\npoll_interval = 0.05\n"
+             "rescan_interval = %g\n[handlers]\npath = %s\n", rescan_interval, rt_handlers_so());
+    d.ini = rt_write_file("rhino.ini", ini);
+    if (datestyle != NULL) {
+        char sql[256];
+
+        snprintf(sql, sizeof(sql), "DO $$ BEGIN EXECUTE format('ALTER DATABASE %%I SET DateStyle = %%L',"
+                 " current_database(), '%s'); END $$", datestyle);
+        rt_exec(d.conn, sql);
+    }
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 5}') FROM generate_series(1, 600)");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) >= 100 FROM rhino.jobs_done", 30);
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{}', 'default', now(), (-5)::smallint)");
+    rt_exec(d.conn, "CREATE TEMP TABLE urgent_committed AS SELECT clock_timestamp() AS t");
+    ck_assert_msg(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE state = 'available'") > 100,
+                  "the backlog drained before the urgent job came: the test shows nothing");
+    rt_daemon_wait(&d, "SELECT count(*) = 601 FROM rhino.jobs_done", 60);
+    rt_daemon_stop(&d);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done"
+                                           " WHERE state = 'completed' AND attempt = 1"), n + 1);
+    counts = rt_daemon_ledger_counts(&d, n + 1);
+    for (long id = 1; id <= n + 1; id++)
+        ck_assert_msg(counts[id] == 1, "job %ld ran %d times", id, counts[id]);
+    free(counts);
+    passed = rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done j, urgent_committed u"
+                                   " WHERE j.priority = 0 AND j.attempted_at > u.t"
+                                   "   AND j.attempted_at < (SELECT attempted_at FROM rhino.jobs_done WHERE id = 601)");
+    *later = rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done"
+                                   " WHERE attempted_at > (SELECT attempted_at FROM rhino.jobs_done WHERE id = 601)");
+    rt_daemon_teardown(&d);
+    return passed;
+}
+
+START_TEST(test_claim_starts_after_its_last_full_batch)
+{
+    long later;
+
+    /* started past it: the later full claims took ordinary jobs first; the short last claim took it */
+    ck_assert_int_gt(urgent_job_passed_by(3600, NULL, &later), 0);
+    ck_assert_int_eq(later, 0);
+    /* the default 0.25 s: a claim from the first entry took it while 2 s of backlog were left */
+    urgent_job_passed_by(0.25, NULL, &later);
+    ck_assert_msg(later > 0, "the urgent job waited for the whole backlog");
+    /* every claim from the first entry (rescan_interval = 0): the next claim took it */
+    ck_assert_int_eq(urgent_job_passed_by(0, NULL, &later), 0);
+    ck_assert_int_gt(later, 0);
+    /*
+     * A DateStyle other than ISO: run_at would not read back exactly, so
+     * every claim starts at the first entry, whatever rescan_interval says.
+     */
+    ck_assert_int_eq(urgent_job_passed_by(3600, "SQL, DMY", &later), 0);
+    ck_assert_int_gt(later, 0);
+}
+END_TEST
+
 START_TEST(test_kill9_worker_is_replaced_and_jobs_complete)
 {
     rt_daemon_t d;
@@ -956,6 +1034,7 @@ daemon_suite(void)
     tcase_add_test(tc, test_scheduled_job_waits_until_due);
     tcase_add_test(tc, test_queues_are_respected);
     tcase_add_test(tc, test_priority_order);
+    tcase_add_test(tc, test_claim_starts_after_its_last_full_batch);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("signals");

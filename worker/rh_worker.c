@@ -128,6 +128,11 @@ typedef struct {
     size_t len, cap;
 } rh_buf_t;
 
+/* Where a claim's walk of one queue starts: a key of jobs_claim, as text; all NULL = its first entry. */
+typedef struct {
+    char *priority, *run_at, *id;
+} rh_start_t;
+
 static struct {
     const rh_config_t *cfg;
     rh_shm_slot_t     *shm;             /* our slot of the master's process table */
@@ -172,6 +177,11 @@ static struct {
     int                claim_flushed;   /* the claim in flight asked for its rows before its commit */
     int                unconfirmed;     /* cur came from that claim, whose commit is not seen yet */
     int                claim_due;       /* claim in the next round */
+    rh_stmt_id_t       claim_stmt;      /* RH_STMT_CLAIM or _LIMITED, the claim in flight */
+    rh_start_t        *start;           /* per [worker] queue: where the next claim starts */
+    rh_start_t        *start_next;      /* ... after the claim in flight, once it commits */
+    int                claim_from_start; /* the claim in flight starts every queue at its first entry */
+    double             last_rescan;     /* when a claim last started every queue at its first entry */
     int                check_alive;     /* ask whether our row is still live */
     double             last_alive_check;
 
@@ -245,6 +255,140 @@ buf_array_elem(rh_buf_t *b, const char *v)
     buf_reserve(b, RH_DB_QUOTED_MAX(strlen(v)));
     b->len += rh_db_array_quote(b->s + b->len, v);
     b->s[b->len] = '\0';
+}
+
+/* ---------------------------------------------------------------------- */
+/* where a claim starts                                                   */
+
+/*
+ * Where a claim starts.  Every claimed job leaves its entry in jobs_claim
+ * until VACUUM, in front of every walk of the queue (RH_CLAIM_PICK_FROM).
+ * So after a full batch the next claim of a queue starts at the last key
+ * that batch took of it: everything before it was claimed, or locked by
+ * another worker's claim, when the walk passed.  A job can still become
+ * available before that key: rescued or released, promoted from the
+ * schedule, retried, enqueued with a better priority or an earlier run_at,
+ * or left by a claim that rolled back.  It is found by the next walk from
+ * the queue's first entry, which comes after every claim that was not full
+ * (the walk got to the end: nothing is waiting behind anyone) and at least
+ * every [worker] rescan_interval (0: every claim starts there).
+ */
+static void
+start_clear(rh_start_t *st)
+{
+    for (int q = 0; q < W.cfg->nqueues; q++) {
+        free(st[q].priority);
+        free(st[q].run_at);
+        free(st[q].id);
+        st[q].priority = st[q].run_at = st[q].id = NULL;
+    }
+}
+
+static int
+start_any(const rh_start_t *st)
+{
+    for (int q = 0; q < W.cfg->nqueues; q++)
+        if (st[q].id != NULL)
+            return 1;
+    return 0;
+}
+
+static char *
+xstrdup(const char *s)
+{
+    char *d = strdup(s);
+
+    if (d == NULL)
+        rh_fatal("out of memory");
+    return d;
+}
+
+/*
+ * The claim result res came: compute start_next.  A full batch moves each
+ * queue it took jobs of to the last of them (rows come in key order) and
+ * leaves the others where this claim started them; a short one, the
+ * limited claim, or a session whose DateStyle is not ISO (PostgreSQL's
+ * default is), sends every queue back to its first entry.
+ */
+static void
+start_after_claim(const PGresult *res, int from_start)
+{
+    const char *ds = PQparameterStatus(W.conn, "DateStyle");
+    int         n = PQntuples(res);
+
+    start_clear(W.start_next);
+    if (W.claim_stmt != RH_STMT_CLAIM || n < W.cfg->batch_size || PQnfields(res) < 10)
+        return;
+    /* run_at reads back exactly only in ISO form (RH_CLAIM_OUT_KEY); else every claim starts at the first entry */
+    if (ds == NULL || strncmp(ds, "ISO", 3) != 0)
+        return;
+    if (!from_start)
+        for (int q = 0; q < W.cfg->nqueues; q++)
+            if (W.start[q].id != NULL) {
+                W.start_next[q].priority = xstrdup(W.start[q].priority);
+                W.start_next[q].run_at = xstrdup(W.start[q].run_at);
+                W.start_next[q].id = xstrdup(W.start[q].id);
+            }
+    for (int q = 0; q < W.cfg->nqueues; q++) {
+        int last = -1;
+
+        for (int i = 0; i < n; i++)
+            if (strcmp(PQgetvalue(res, i, 3), W.cfg->queues[q]) == 0)
+                last = i;
+        if (last < 0)
+            continue;
+        free(W.start_next[q].priority);
+        free(W.start_next[q].run_at);
+        free(W.start_next[q].id);
+        W.start_next[q].priority = xstrdup(PQgetvalue(res, last, 8));
+        W.start_next[q].run_at = xstrdup(PQgetvalue(res, last, 9));
+        W.start_next[q].id = xstrdup(PQgetvalue(res, last, 0));
+    }
+}
+
+/* The claim in flight committed (ok) or not: its start_next becomes the start, or every queue starts over. */
+static void
+start_confirm(int ok)
+{
+    rh_start_t *t = W.start;
+
+    if (!ok) {
+        start_clear(W.start);
+        start_clear(W.start_next);
+        return;
+    }
+    start_clear(W.start);
+    W.start = W.start_next;
+    W.start_next = t;
+}
+
+/*
+ * RH_STMT_CLAIM's $4-$6 for this claim into a[] (freed by the caller); all
+ * NULL when it starts every queue at its first entry, as it does every
+ * rescan_interval from now on.  Returns whether it does.
+ */
+static int
+start_params(rh_buf_t a[3], const char *params[6], double now)
+{
+    params[3] = params[4] = params[5] = NULL;
+    if (W.cfg->rescan_interval <= 0 || now - W.last_rescan >= W.cfg->rescan_interval || !start_any(W.start)) {
+        W.last_rescan = now;
+        return 1;
+    }
+    for (int k = 0; k < 3; k++) {
+        memset(&a[k], 0, sizeof(a[k]));
+        buf_printf(&a[k], "{");
+    }
+    for (int q = 0; q < W.cfg->nqueues; q++) {
+        buf_array_elem(&a[0], W.start[q].priority);
+        buf_array_elem(&a[1], W.start[q].run_at);
+        buf_array_elem(&a[2], W.start[q].id);
+    }
+    for (int k = 0; k < 3; k++) {
+        buf_printf(&a[k], "}");
+        params[3 + k] = a[k].s;
+    }
+    return 0;
 }
 
 /*
@@ -1227,6 +1371,7 @@ on_sync_seg(rh_seg_t seg, int ok)
         break;
     case SEG_CLAIM:
         W.claim_flushed = 0;
+        start_confirm(ok);
         if (W.unconfirmed) {
             /* the batch started early (on_result): its claim's fate is known now */
             W.unconfirmed = 0;
@@ -1313,6 +1458,7 @@ on_result(rh_expect_t *e, PGresult *res)
     }
     switch (e->kind) {
     case E_CLAIM:
+        start_after_claim(res, W.claim_from_start);
         if (W.claim_flushed && W.cur == NULL && W.next == NULL && PQntuples(res) > 0) {
             /* early start: run it while the server commits the claim (see the top) */
             W.cur = res;
@@ -1485,15 +1631,30 @@ w_step(void)
             sent = 1;
         }
         if (claim) {
-            const char *params[3] = { W.queues_lit, W.batch_s, W.worker_id_s };
-            double      now = ev_now(W.loop);
+            const char *params[6] = { W.queues_lit, W.batch_s, W.worker_id_s, NULL, NULL, NULL };
+            rh_buf_t    a[3];
+            double      now;
             rh_seg_t    seg = sent ? SEG_ROUND : SEG_CLAIM;
+            int         rc;
+
+            /*
+             * The loop's clock, brought up to date: a drain can stay in one
+             * callback for many rounds (handlers run, results are read in
+             * between), and ev_now would say when that callback began.
+             */
+            ev_now_update(W.loop);
+            now = ev_now(W.loop);
 
             W.claim_due = 0;
             W.claim_seq = rh_shm_load(&W.root->notify_seq);
             /* the limited claim only while the reaper sees limits on our queues: see rh_sql.c */
-            if (send_query(rh_shm_load(&W.shm->limited) ? RH_STMT_CLAIM_LIMITED : RH_STMT_CLAIM,
-                           E_CLAIM, seg, params) < 0)
+            W.claim_stmt = rh_shm_load(&W.shm->limited) ? RH_STMT_CLAIM_LIMITED : RH_STMT_CLAIM;
+            W.claim_from_start = W.claim_stmt != RH_STMT_CLAIM || start_params(a, params, now);
+            rc = send_query(W.claim_stmt, E_CLAIM, seg, params);
+            if (!W.claim_from_start)
+                for (int k = 0; k < 3; k++)
+                    free(a[k].s);
+            if (rc < 0)
                 return;
             if (now - W.last_alive_check > W.cfg->lease / 3) {
                 const char *p1[1] = { W.worker_id_s };
@@ -1760,6 +1921,8 @@ w_broken(const char *why)
         outcomes_confirm(&W.pending, 0);
     W.unconfirmed = 0;
     W.claim_flushed = 0;
+    start_clear(W.start);       /* a new session starts every queue at its first entry */
+    start_clear(W.start_next);
     W.draining = 0;
     W.final_sent = 0;
 
@@ -1814,6 +1977,10 @@ rh_worker_main(const rh_config_t *cfg, int slot, int generation, int64_t node_id
     rh_log_set_role(role);
     snprintf(W.batch_s, sizeof(W.batch_s), "%d", cfg->batch_size);
     build_queue_literal();
+    W.start = calloc((size_t) cfg->nqueues, sizeof(rh_start_t));
+    W.start_next = calloc((size_t) cfg->nqueues, sizeof(rh_start_t));
+    if (W.start == NULL || W.start_next == NULL)
+        rh_fatal("out of memory");
 
     /* handlers are loaded here, after fork, so that a SIGHUP roll loads new code */
     if (rh_loader_load(&W.reg, cfg->handler_paths, cfg->nhandler_paths, err, sizeof(err)) < 0)
