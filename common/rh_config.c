@@ -68,6 +68,7 @@ static const rh_cf_key_t rh_config_keys[] = {
     { "retry",     "max_delay",         RH_CF_SECONDS,  OFF(retry_max_delay),       "3600",    0, 86400 * 365, 0 },
     { "reaper",    "interval",          RH_CF_SECONDS,  OFF(reaper_interval),       "0.5",     0.01, 60, 0 },
     { "reaper",    "lease",             RH_CF_SECONDS,  OFF(lease),                 "30",      1, 3600, 0 },
+    { "reaper",    "vacuum_interval",   RH_CF_SECONDS,  OFF(vacuum_interval),       "5",       0, 86400, 0 },
     { "master",    "name",              RH_CF_STRING,   OFF(node_name),             "",        0, 0, 0 },
     { "master",    "shutdown_timeout",  RH_CF_SECONDS,  OFF(shutdown_timeout),      "30",      0, 86400, 0 },
     { "master",    "fast_shutdown_timeout", RH_CF_SECONDS, OFF(fast_shutdown_timeout), "2",   0, 3600, 0 },

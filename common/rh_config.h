@@ -39,6 +39,7 @@ typedef struct rh_config {
     /* [reaper] */
     double   reaper_interval;
     double   lease;                 /* node lease; a host silent this long is presumed dead */
+    double   vacuum_interval;       /* VACUUM a small, churned rhino.jobs at most this often; 0 = never */
 
     /* [master] */
     char    *node_name;             /* "" = the host name */

@@ -56,6 +56,30 @@ rh_db_check_dsn(const char *dsn, char *err, size_t errlen)
     return -1;
 }
 
+/*
+ * The server's notices (a handler's RAISE NOTICE, a VACUUM that skipped a
+ * locked table) go into our log as structured lines; libpq's default
+ * would write them to stderr as raw text in the middle of the JSON.  A
+ * WARNING is logged as a warning, except lock_not_available (55P03), which
+ * is what a SKIP_LOCKED VACUUM says when it skips, as the reaper asked;
+ * everything else at debug.
+ */
+static void
+notice_receiver(void *arg, const PGresult *res)
+{
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+    (void) arg;
+    if (msg == NULL)
+        msg = "";
+    if (sev != NULL && strcmp(sev, "WARNING") == 0 && (code == NULL || strcmp(code, "55P03") != 0))
+        rh_log_warning("database warning (SQLSTATE %s): %s", code ? code : "?", msg);
+    else
+        rh_log_debug("database %s (SQLSTATE %s): %s", sev ? sev : "notice", code ? code : "?", msg);
+}
+
 PGconn *
 rh_db_connect(const char *dsn, const char *role, char *err, size_t errlen)
 {
@@ -77,6 +101,7 @@ rh_db_connect(const char *dsn, const char *role, char *err, size_t errlen)
         PQfinish(conn);
         return NULL;
     }
+    PQsetNoticeReceiver(conn, notice_receiver, NULL);
     return conn;
 }
 
@@ -85,9 +110,13 @@ rh_db_connect_start(const char *dsn, const char *role)
 {
     const char *keys[3], *vals[3];
     char        app[64];
+    PGconn     *conn;
 
     conn_params(dsn, role, keys, vals, app, sizeof(app));
-    return PQconnectStartParams(keys, vals, 1);
+    conn = PQconnectStartParams(keys, vals, 1);
+    if (conn != NULL)
+        PQsetNoticeReceiver(conn, notice_receiver, NULL);
+    return conn;
 }
 
 const char *

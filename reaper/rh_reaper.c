@@ -61,7 +61,8 @@ static struct {
     PGconn            *conn;
     ev_timer           tick;
     ev_signal          sig_term, sig_usr1;
-    double             last_renew, last_prune, last_depth, last_orphans;
+    double             last_renew, last_prune, last_depth, last_orphans, last_vacuum;
+    int                vacuum_denied;   /* not the owner of rhino.jobs: said once, not tried again */
     double             depth_every;     /* seconds between queue depth counts */
     int                prune_behind;    /* the last prune left work: prune again next pass */
     double             reconnect_delay;
@@ -385,6 +386,36 @@ cancel_requests(void)
     PQclear(res);
 }
 
+#define RH_VACUUM_MIN_DEAD "1000"      /* fewer dead rows than this: nothing worth a VACUUM */
+#define RH_VACUUM_MAX_ROWS "100000"    /* a larger rhino.jobs is left to autovacuum */
+
+/* The hot table's VACUUM ([reaper] vacuum_interval; why: RH_STMT_VACUUM_DUE). */
+static void
+vacuum_hot(void)
+{
+    const char *p[2] = { RH_VACUUM_MIN_DEAD, RH_VACUUM_MAX_ROWS };
+    PGresult   *res = r_exec(RH_STMT_VACUUM_DUE, p);
+    double      t0;
+    int         permitted, due;
+
+    if (res == NULL)
+        return;
+    permitted = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    due = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+    PQclear(res);
+    if (!permitted) {
+        rh_log_info("rhino's database role does not own rhino.jobs, so only autovacuum cleans it "
+                    "([reaper] vacuum_interval needs the owner's privileges; set it to 0 to silence this)");
+        R.vacuum_denied = 1;
+        return;
+    }
+    if (!due)
+        return;
+    t0 = rh_mono_now();
+    if (r_exec_count(RH_STMT_VACUUM_HOT, NULL) >= 0)
+        rh_log_debug("vacuumed rhino.jobs in %.1f ms", (rh_mono_now() - t0) * 1000);
+}
+
 static void
 pass(void)
 {
@@ -456,6 +487,10 @@ pass(void)
         r_exec_count(RH_STMT_GC_NODES, NULL);
         if ((n = r_exec_count(RH_STMT_GC_WORKERS, NULL)) > 0)
             rh_log_debug("forgot %d ended worker row(s)", n);
+    }
+    if (R.cfg->vacuum_interval > 0 && !R.vacuum_denied && now - R.last_vacuum >= R.cfg->vacuum_interval) {
+        R.last_vacuum = now;
+        vacuum_hot();
     }
     if (R.cfg->metrics_listen && R.cfg->metrics_listen[0] && now - R.last_depth >= R.depth_every &&
         R.gsent == 0) {

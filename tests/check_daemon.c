@@ -275,6 +275,112 @@ START_TEST(test_claim_starts_after_its_last_full_batch)
 }
 END_TEST
 
+/*
+ * The reaper VACUUMs a small, churned rhino.jobs every [reaper]
+ * vacuum_interval (RH_STMT_VACUUM_DUE says why), and not at all with 0.
+ * pg_stat_user_tables counts manual VACUUMs apart from autovacuum's.
+ */
+static long
+reaper_vacuums(double interval)
+{
+    rt_daemon_t d;
+    char        extra[128];
+    long        n;
+
+    snprintf(extra, sizeof(extra), "vacuum_interval = %g\n", interval);
+    rt_daemon_setup(&d, NULL);
+    free(d.ini);
+    {
+        char ini[8192];
+
+        snprintf(ini, sizeof(ini), "[worker]\nbatch_size = 100\npoll_interval = 0.05\n[handlers]\npath = %s\n"
+                 "[log]\nlevel = debug\n[reaper]\ninterval = 0.1\n%s", rt_handlers_so(), extra);
+        d.ini = rt_write_file("rhino.ini", ini);
+    }
+    /* 3000 jobs claimed and finished: about 6000 dead row versions, past the 1000 that make it worth it */
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 1}') FROM generate_series(1, 3000)");
+    if (interval > 0) {
+        /*
+         * Another VACUUM's lock for the first half of the drain: the
+         * reaper's passes its turns with a server WARNING (55P03), which
+         * must reach the log as one of its own lines (debug), not as raw
+         * text from libpq.  Then it gets its turn.
+         */
+        PGconn *other = rt_connect(d.dsn);
+        char   *log, *save = NULL;
+
+        rt_exec(other, "BEGIN");
+        rt_exec(other, "LOCK TABLE rhino.jobs IN SHARE UPDATE EXCLUSIVE MODE");
+        rt_daemon_start(&d);
+        rt_daemon_wait(&d, "SELECT count(*) >= 1500 FROM rhino.jobs_done", 60);
+        sleep(2);               /* the workers' statistics reach pg_stat_user_tables within a second */
+        rt_exec(other, "COMMIT");
+        PQfinish(other);
+        rt_daemon_wait(&d, "SELECT count(*) = 3000 FROM rhino.jobs_done", 60);
+        rt_daemon_wait(&d, "SELECT vacuum_count > 0 FROM pg_stat_user_tables"
+                           " WHERE relid = 'rhino.jobs'::regclass", 20);
+        log = rt_read_file(d.log);
+        ck_assert_ptr_nonnull(log);
+        ck_assert_msg(strstr(log, "SQLSTATE 55P03") != NULL, "no skipped VACUUM in the log %s", d.log);
+        for (char *l = strtok_r(log, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+            ck_assert_msg(strncmp(l, "ts=", 3) == 0, "not a log line of rhino's: %.200s", l);
+        free(log);
+    } else {
+        rt_daemon_start(&d);
+        rt_daemon_wait(&d, "SELECT count(*) = 3000 FROM rhino.jobs_done", 60);
+        sleep(2);               /* twenty passes of the reaper */
+    }
+    n = rt_query_long(d.conn, "SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = 'rhino.jobs'::regclass");
+    rt_daemon_stop(&d);
+    rt_daemon_teardown(&d);
+    return n;
+}
+
+START_TEST(test_reaper_vacuums_the_hot_table)
+{
+    ck_assert_int_gt(reaper_vacuums(0.2), 0);
+    ck_assert_int_eq(reaper_vacuums(0), 0);
+}
+END_TEST
+
+/*
+ * A role that does not own rhino.jobs may not VACUUM it (PostgreSQL would
+ * skip it with a warning every time): the reaper's check says so, and the
+ * reaper then leaves the table to autovacuum (one line in its log).
+ */
+START_TEST(test_vacuum_needs_the_owner)
+{
+    PGconn     *conn = rt_connect(rt_db_create_migrated());
+    const char *p[2] = { "0", "100000" };
+    char        role[64], sql[128];
+    PGresult   *res;
+
+    res = PQexecParams(conn, rh_sql(RH_STMT_VACUUM_DUE)->sql, 2, NULL, p, NULL, NULL, 0);
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    ck_assert_str_eq(PQgetvalue(res, 0, 0), "t");       /* the test's superuser may */
+    ck_assert_str_eq(PQgetvalue(res, 0, 1), "t");       /* 0 dead rows wanted, an empty table */
+    PQclear(res);
+    /* a name of this run's own: roles are the cluster's, not the test database's */
+    snprintf(role, sizeof(role), "rhino_test_not_owner_%d", (int) getpid());
+    snprintf(sql, sizeof(sql), "CREATE ROLE %s", role);
+    rt_exec(conn, sql);
+    snprintf(sql, sizeof(sql), "GRANT USAGE ON SCHEMA rhino TO %s", role);
+    rt_exec(conn, sql);
+    snprintf(sql, sizeof(sql), "SET ROLE %s", role);
+    rt_exec(conn, sql);
+    res = PQexecParams(conn, rh_sql(RH_STMT_VACUUM_DUE)->sql, 2, NULL, p, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+    ck_assert_str_eq(PQgetvalue(res, 0, 0), "f");
+    PQclear(res);
+    rt_exec(conn, "RESET ROLE");
+    snprintf(sql, sizeof(sql), "REVOKE USAGE ON SCHEMA rhino FROM %s", role);
+    rt_exec(conn, sql);
+    snprintf(sql, sizeof(sql), "DROP ROLE %s", role);
+    rt_exec(conn, sql);
+    PQfinish(conn);
+}
+END_TEST
+
 START_TEST(test_kill9_worker_is_replaced_and_jobs_complete)
 {
     rt_daemon_t d;
@@ -1035,6 +1141,8 @@ daemon_suite(void)
     tcase_add_test(tc, test_queues_are_respected);
     tcase_add_test(tc, test_priority_order);
     tcase_add_test(tc, test_claim_starts_after_its_last_full_batch);
+    tcase_add_test(tc, test_reaper_vacuums_the_hot_table);
+    tcase_add_test(tc, test_vacuum_needs_the_owner);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("signals");
