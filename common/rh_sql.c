@@ -174,13 +174,15 @@
  * UPDATE's tail that takes them, found by ctid, and what it returns to the
  * worker.  Why each piece is as it is: RH_STMT_CLAIM.
  */
-#define RH_CLAIM_PICK(n) \
-        "  SELECT j.tid FROM (SELECT u.name FROM unnest($1::text[]) AS u(name)" \
+#define RH_CLAIM_PICK(n) RH_CLAIM_PICK_Q("unnest($1::text[]) AS u(name)", "", n)
+/* Both picks: the queues come from unnest (as u, with a column name), the walk's extra condition is after. */
+#define RH_CLAIM_PICK_Q(unnest, after, n) \
+        "  SELECT j.tid FROM (SELECT u.* FROM " unnest \
         "                     WHERE NOT EXISTS (SELECT 1 FROM rhino.queues p" \
-        "                                        WHERE p.name = u.name AND (p.paused OR p.limited))) AS q(name)" \
+        "                                        WHERE p.name = u.name AND (p.paused OR p.limited))) AS q" \
         "  CROSS JOIN LATERAL (" \
         "    SELECT ctid AS tid, id, priority, run_at FROM rhino.jobs" \
-        "     WHERE state = 'available' AND queue = q.name AND run_at <= now()" \
+        "     WHERE state = 'available' AND queue = q.name AND run_at <= now()" after \
         "     ORDER BY priority, run_at, id" \
         "     LIMIT $2" \
         "     FOR UPDATE SKIP LOCKED) j" \
@@ -224,23 +226,9 @@
  * the walk's start in the index (Index Cond), in the generic plan too.
  */
 #define RH_CLAIM_PICK_FROM(n) \
-        "  SELECT j.tid FROM (SELECT u.name, u.wp, u.wr, u.wi" \
-        "                       FROM unnest($1::text[], $4::int[], $5::timestamptz[], $6::int8[])" \
-        "                            AS u(name, wp, wr, wi)" \
-        "                     WHERE NOT EXISTS (SELECT 1 FROM rhino.queues p" \
-        "                                        WHERE p.name = u.name AND (p.paused OR p.limited))) AS q" \
-        "  CROSS JOIN LATERAL (" \
-        "    SELECT ctid AS tid, id, priority, run_at FROM rhino.jobs" \
-        "     WHERE state = 'available' AND queue = q.name AND run_at <= now()" \
-        "       AND (priority, run_at, id) >= (coalesce(q.wp, -32768), coalesce(q.wr, '-infinity')," \
-        "                                      coalesce(q.wi, -9223372036854775808))" \
-        "     ORDER BY priority, run_at, id" \
-        "     LIMIT $2" \
-        "     FOR UPDATE SKIP LOCKED) j" \
-        "  WHERE EXISTS (SELECT 1 FROM rhino.workers w" \
-        "                 WHERE w.id = $3 AND w.ended_at IS NULL AND w.lease_until > now())" \
-        "  ORDER BY j.priority, j.run_at, j.id" \
-        "  LIMIT " n
+        RH_CLAIM_PICK_Q("unnest($1::text[], $4::int[], $5::timestamptz[], $6::int8[]) AS u(name, wp, wr, wi)", \
+                        "       AND (priority, run_at, id) >= (coalesce(q.wp, -32768), coalesce(q.wr, '-infinity')," \
+                        "                                      coalesce(q.wi, -9223372036854775808))", n)
 
 static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
 
