@@ -54,16 +54,12 @@ key_hash(const char *q, const char *k)
  * and is skipped, which may create a second entry for the same names: the
  * master merges equal names when it renders.
  */
-int
-rh_metrics_key(const char *queue, const char *kind)
+/* The entry of the pair (q, k), both already cut to RH_METRIC_NAME - 1 bytes; -1 when the table is full. */
+static int
+key_find(const char *q, const char *k)
 {
-    char     q[RH_METRIC_NAME], k[RH_METRIC_NAME];
     uint32_t h;
 
-    if (rh_metrics == NULL)
-        return -1;
-    snprintf(q, sizeof(q), "%s", queue ? queue : "");
-    snprintf(k, sizeof(k), "%s", kind ? kind : "");
     h = key_hash(q, k);
     for (uint32_t i = 0; i < RH_METRIC_KEYS; i++) {
         int              idx = (int) ((h + i) % RH_METRIC_KEYS);
@@ -74,8 +70,8 @@ rh_metrics_key(const char *queue, const char *kind)
             uint32_t expect = 0;
 
             if (__atomic_compare_exchange_n(&e->state, &expect, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-                memcpy(e->queue, q, sizeof(q));
-                memcpy(e->kind, k, sizeof(k));
+                memcpy(e->queue, q, RH_METRIC_NAME);
+                memcpy(e->kind, k, RH_METRIC_NAME);
                 __atomic_store_n(&e->state, 2, __ATOMIC_RELEASE);
                 return idx;
             }
@@ -89,6 +85,49 @@ rh_metrics_key(const char *queue, const char *kind)
             return idx;
     }
     return -1;
+}
+
+/* s names the same entry as c, a name as stored (cut to RH_METRIC_NAME - 1 bytes) */
+static int
+same_name(const char *s, const char *c)
+{
+    size_t n = strlen(c);
+
+    return strncmp(s, c, n) == 0 && (s[n] == '\0' || n == RH_METRIC_NAME - 1);
+}
+
+int
+rh_metrics_key(const char *queue, const char *kind)
+{
+    /*
+     * The last pair looked up, per thread: a worker asks for the same pair
+     * for every job of a batch, and the two copies and the hash below were
+     * a tenth of its CPU per job in a drain (perf).
+     */
+    static _Thread_local char last_q[RH_METRIC_NAME], last_k[RH_METRIC_NAME];
+    static _Thread_local int  last_idx = -1;
+    static _Thread_local const void *last_table;
+    char     q[RH_METRIC_NAME], k[RH_METRIC_NAME];
+    int      idx;
+
+    if (rh_metrics == NULL)
+        return -1;
+    if (queue == NULL)
+        queue = "";
+    if (kind == NULL)
+        kind = "";
+    if (last_idx >= 0 && last_table == (const void *) rh_metrics && same_name(queue, last_q) && same_name(kind, last_k))
+        return last_idx;
+    snprintf(q, sizeof(q), "%s", queue);
+    snprintf(k, sizeof(k), "%s", kind);
+    idx = key_find(q, k);
+    if (idx >= 0) {
+        memcpy(last_q, q, sizeof(q));
+        memcpy(last_k, k, sizeof(k));
+        last_idx = idx;
+        last_table = rh_metrics;
+    }
+    return idx;
 }
 
 void

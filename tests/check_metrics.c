@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "rh_metrics.h"
 #include "rh_testlib.h"
 
 typedef struct {
@@ -534,6 +535,61 @@ START_TEST(test_without_microhttpd_is_refused)
 }
 END_TEST
 
+/*
+ * rh_metrics_key: one entry per (queue, kind), names cut to RH_METRIC_NAME - 1
+ * bytes as the table stores them, whatever order the pairs come in (the
+ * worker remembers its last pair; the answer must not depend on that).
+ */
+START_TEST(test_metric_keys)
+{
+    rh_metrics_t *saved = rh_metrics, *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+    char          long1[200], long2[200];
+    int           k1, k2, k3, k4, k5;
+
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    memset(long1, 'q', sizeof(long1) - 1);
+    long1[sizeof(long1) - 1] = '\0';
+    memcpy(long2, long1, sizeof(long2));
+    long2[150] = 'x';                       /* differs only past the stored length */
+
+    rh_metrics = a;
+    k1 = rh_metrics_key("default", "ok");
+    k2 = rh_metrics_key("default", "okay");
+    k3 = rh_metrics_key("defaul", "tok");
+    ck_assert_int_ge(k1, 0);
+    ck_assert_int_ne(k1, k2);
+    ck_assert_int_ne(k1, k3);
+    ck_assert_int_ne(k2, k3);
+    ck_assert_int_eq(rh_metrics_key("default", "ok"), k1);
+    ck_assert_int_eq(rh_metrics_key("default", "ok"), k1);
+    ck_assert_int_eq(rh_metrics_key("default", "okay"), k2);
+    ck_assert_int_eq(rh_metrics_key("default", "o"), rh_metrics_key("default", "o"));
+    ck_assert_int_ne(rh_metrics_key("default", "o"), k1);
+    ck_assert_int_eq(rh_metrics_key(NULL, NULL), rh_metrics_key("", ""));
+
+    k4 = rh_metrics_key(long1, "ok");
+    ck_assert_int_ge(k4, 0);
+    ck_assert_int_eq(rh_metrics_key(long2, "ok"), k4);
+    ck_assert_uint_eq(strlen(a->keys[k4].queue), RH_METRIC_NAME - 1);
+    long2[20] = 'x';
+    ck_assert_int_ne(rh_metrics_key(long2, "ok"), k4);
+    ck_assert_str_eq(a->keys[k1].queue, "default");
+    ck_assert_str_eq(a->keys[k1].kind, "ok");
+
+    /* another table (the pointer a worker inherits is the master's): nothing carried over */
+    rh_metrics = b;
+    k5 = rh_metrics_key("default", "ok");
+    ck_assert_int_ge(k5, 0);
+    ck_assert_str_eq(b->keys[k5].kind, "ok");
+    ck_assert_int_eq(b->keys[k5].state, 2);
+
+    rh_metrics = saved;
+    free(a);
+    free(b);
+}
+END_TEST
+
 static Suite *
 metrics_suite(void)
 {
@@ -552,6 +608,9 @@ metrics_suite(void)
     (void) test_port_in_use_fails_the_start;
     tcase_add_test(tc, test_without_microhttpd_is_refused);
 #endif
+    suite_add_tcase(s, tc);
+    tc = tcase_create("keys");
+    tcase_add_test(tc, test_metric_keys);
     suite_add_tcase(s, tc);
     return s;
 }
