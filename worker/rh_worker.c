@@ -256,11 +256,11 @@ buf_put_i64(rh_buf_t *b, int64_t v)
     buf_put(b, p, (size_t) (tmp + sizeof(tmp) - p));
 }
 
-/* Append a value of PGresult column text to an array literal (numbers: no quoting needed). */
+/* Append a number as PGresult's text gave it to an array literal: no quoting needed. */
 static void
-buf_put_elem(rh_buf_t *b, int first, const char *v)
+buf_put_elem(rh_buf_t *b, const char *v)
 {
-    if (!first)
+    if (b->len > 1)
         buf_put(b, ",", 1);
     buf_put(b, v, strlen(v));
 }
@@ -820,17 +820,15 @@ send_release_unstarted(rh_seg_t seg)
     const char *params[2];
     int         rc;
 
-    int         k = 0;
-
     buf_put(&ids, "{", 1);
     buf_put(&att, "{", 1);
-    for (int i = W.cur ? W.cur_next : 0; W.cur && i < W.cur_n; i++, k++) {
-        buf_put_elem(&ids, k == 0, PQgetvalue(W.cur, i, 0));
-        buf_put_elem(&att, k == 0, PQgetvalue(W.cur, i, 1));
+    for (int i = W.cur ? W.cur_next : 0; W.cur && i < W.cur_n; i++) {
+        buf_put_elem(&ids, PQgetvalue(W.cur, i, 0));
+        buf_put_elem(&att, PQgetvalue(W.cur, i, 1));
     }
-    for (int i = 0; W.next && i < PQntuples(W.next); i++, k++) {
-        buf_put_elem(&ids, k == 0, PQgetvalue(W.next, i, 0));
-        buf_put_elem(&att, k == 0, PQgetvalue(W.next, i, 1));
+    for (int i = 0; W.next && i < PQntuples(W.next); i++) {
+        buf_put_elem(&ids, PQgetvalue(W.next, i, 0));
+        buf_put_elem(&att, PQgetvalue(W.next, i, 1));
     }
     buf_put(&ids, "}", 1);
     buf_put(&att, "}", 1);
@@ -1085,7 +1083,7 @@ cur_ids_literal(int start, int end)
 
     buf_put(&ids, "{", 1);
     for (int i = start; i < end; i++)
-        buf_put_elem(&ids, i == start, PQgetvalue(W.cur, i, 0));
+        buf_put_elem(&ids, PQgetvalue(W.cur, i, 0));
     buf_put(&ids, "}", 1);
     return ids.s;
 }
