@@ -277,8 +277,11 @@ rh_listen_start(struct ev_loop *loop, const rh_config_t *cfg, int64_t node_id, r
 void
 rh_listen_reconfigure(const rh_config_t *cfg)
 {
-    char *dsn = l_dsn(cfg);
+    char *dsn;
 
+    if (L.loop == NULL)
+        return;                 /* not started yet (rh_master.c, start_support): it reads the new config */
+    dsn = l_dsn(cfg);
     if ((dsn == NULL && L.dsn == NULL) || (dsn && L.dsn && strcmp(dsn, L.dsn) == 0)) {
         free(dsn);
         return;
