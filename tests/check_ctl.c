@@ -1724,7 +1724,14 @@ START_TEST(test_top_frames)
     env[1] = NULL;
     logpath = rt_write_file("top.log", "");
     pid = rt_spawn(argv, env, logpath);
-    usleep(700 * 1000);
+    /* three frames, waited for rather than slept on: under ASan on a busy machine 0.7 s gave one */
+    t0 = rt_now();
+    do {
+        usleep(100 * 1000);
+        log = rt_read_file(logpath);
+        rc = count_lines_with(log, "rhino top ");
+        free(log);
+    } while (rc < 3 && rt_now() - t0 < 20);
     ck_assert_int_eq(rt_wait_exit(pid, 0.01), -1);      /* still refreshing */
     kill(pid, SIGINT);
     rc = rt_wait_exit(pid, 5);
