@@ -1,6 +1,6 @@
 /*
- * rb_load.c - enqueueing for rhino-bench: COPY, concurrent rhino.enqueue()
- * clients, and the trickle.
+ * rb_load.c - enqueueing for rhino-bench: COPY, librhino's
+ * rhino_enqueue_many(), concurrent rhino.enqueue() clients, and the trickle.
  *
  * The concurrent clients and the trickle use one thread and one connection
  * per client, because that is what an application's connection pool looks
@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "rhino-client.h"
 #include "rh_db.h"
 #include "rh_sql.h"
 #include "rb_load.h"
@@ -154,6 +155,56 @@ rb_load_copy(PGconn *conn, const char *queue, const char *kind, long long n, con
     seconds = rb_mono() - t0;
     if (label != NULL)
         rb_progress_clear();
+    return seconds;
+}
+
+/* ---- librhino: rhino_enqueue_many() ------------------------------------------ */
+
+double
+rb_load_capi(PGconn *conn, const char *queue, const char *kind, long long n, int per_call,
+             const char *label, long long *first_id, long long *last_id)
+{
+    rhino_job_spec *specs = calloc((size_t) per_call, sizeof(*specs));
+    char           *payloads = malloc((size_t) per_call * 32);
+    char            detail[64], num[32];
+    rhino_error     err;
+    double          t0, seconds;
+
+    if (specs == NULL || payloads == NULL)
+        rb_die("out of memory");
+    /* the ids the calls will take: after the sequence's last (the id cache is per session) */
+    *first_id = rb_pg_int(conn, RB_SQL_SEQ_LAST, NULL) + 1;
+    t0 = rb_mono();
+    for (long long done = 0; done < n;) {
+        int k = n - done < per_call ? (int) (n - done) : per_call;
+
+        /* the payloads are made between the calls, as an application's would be */
+        for (int i = 0; i < k; i++) {
+            char *pl = payloads + (size_t) i * 32;
+
+            snprintf(pl, 32, "{\"n\": %lld}", done + i + 1);
+            specs[i].kind = kind;
+            specs[i].payload = pl;
+            specs[i].opts.queue = queue;
+        }
+        if (rhino_enqueue_many(conn, specs, (size_t) k, NULL, NULL, &err) < 0)
+            rb_die("rhino_enqueue_many failed%s%s: %s", err.sqlstate[0] ? " with SQLSTATE " : "", err.sqlstate,
+                   err.message);
+        done += k;
+        if (label != NULL) {
+            snprintf(detail, sizeof(detail), "%s jobs", rb_fmt_int(num, sizeof(num), done));
+            rb_progress(label, (double) done / (double) n, detail);
+        }
+        if (rb_interrupted)
+            rb_die("interrupted after %lld of %lld jobs (those are committed)", done, n);
+    }
+    seconds = rb_mono() - t0;
+    /* one session, nobody else enqueueing: its cached blocks of ids follow one another */
+    *last_id = *first_id + n - 1;
+    if (label != NULL)
+        rb_progress_clear();
+    free(specs);
+    free(payloads);
     return seconds;
 }
 

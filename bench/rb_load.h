@@ -1,7 +1,8 @@
 /*
  * rb_load.h - putting jobs into the queue the ways applications do: one
- * COPY (rhinoctl enqueue --bulk's statement), many clients calling
- * rhino.enqueue() in transactions, and a steady trickle at a fixed rate.
+ * COPY (rhinoctl enqueue --bulk's statement), the C API's
+ * rhino_enqueue_many(), many clients calling rhino.enqueue() in
+ * transactions, and a steady trickle at a fixed rate.
  */
 #ifndef RB_LOAD_H
 #define RB_LOAD_H
@@ -17,6 +18,16 @@
  */
 double rb_load_copy(PGconn *conn, const char *queue, const char *kind, long long n, const char *label,
                     long long *first_id, long long *last_id);
+
+/*
+ * n jobs {"n": i} of kind into queue through librhino's rhino_enqueue_many()
+ * (include/rhino-client.h), per_call jobs a call, each call a transaction of
+ * its own (outside a transaction the call commits by itself), without
+ * asking for the ids.  Returns the seconds from the first call to the last
+ * return; *first_id and *last_id get the ids the jobs got.
+ */
+double rb_load_capi(PGconn *conn, const char *queue, const char *kind, long long n, int per_call,
+                    const char *label, long long *first_id, long long *last_id);
 
 typedef struct {
     const char *dsn;

@@ -533,11 +533,14 @@ run_all(rb_opts_t *o, long long first, long long n, rb_counts_t *c)
 
 /*
  * The end of one insert measurement: its line in the table, rhino running
- * what was inserted, the record.  sql: the rhino.enqueue() clients' method
- * (their parameters go into the record too).  Returns 1 if the check passed.
+ * what was inserted, the record.  how: INSERT_COPY, INSERT_CAPI or
+ * INSERT_SQL, whose parameters go into the record.  Returns 1 if the check
+ * passed.
  */
+enum { INSERT_COPY, INSERT_CAPI, INSERT_SQL };
+
 static int
-insert_done(rb_opts_t *o, int rep, const char *measurement, int sql, long long first, double s)
+insert_done(rb_opts_t *o, int rep, const char *measurement, int how, long long first, double s)
 {
     rb_counts_t c;
     rb_json_t   j;
@@ -550,12 +553,16 @@ insert_done(rb_opts_t *o, int rep, const char *measurement, int sql, long long f
     rb_json_begin(&j, "params");
     rb_json_int(&j, "n", o->n);
     rb_json_int(&j, "rep", rep);
-    if (sql) {
+    if (how == INSERT_SQL) {
         rb_json_int(&j, "clients", o->clients);
         rb_json_int(&j, "tx", o->tx);
         rb_json_bool(&j, "pipeline", o->pipeline);
         rb_json_bool(&j, "prepared", o->prepare);
         rb_json_str(&j, "statement", rb_pg_sql(RB_SQL_ENQUEUE));
+    } else if (how == INSERT_CAPI) {
+        rb_json_str(&j, "api", "rhino_enqueue_many");
+        rb_json_int(&j, "per_call", o->per_call);
+        rb_json_bool(&j, "ids", 0);
     } else {
         rb_json_str(&j, "statement", rh_sql(RH_STMT_CTL_COPY_MIN)->sql);
     }
@@ -588,7 +595,16 @@ rb_mode_insert(rb_opts_t *o)
         reset(o);
         settle(o);
         s = rb_load_copy(o->conn, o->queue, "bench.noop", o->n, "insert copy", &first, &last);
-        failed |= !insert_done(o, rep, "copy", 0, first, s);
+        failed |= !insert_done(o, rep, "copy", INSERT_COPY, first, s);
+
+        /* the C API: librhino's rhino_enqueue_many() (its COPY path: no unique keys) */
+        rb_check_interrupt();
+        say("\ninsert (C API rhino_enqueue_many): %s jobs, %d per call, each call a transaction\n",
+            rb_fmt_int(a, sizeof(a), o->n), o->per_call);
+        reset(o);
+        settle(o);
+        s = rb_load_capi(o->conn, o->queue, "bench.noop", o->n, o->per_call, "insert C API", &first, &last);
+        failed |= !insert_done(o, rep, "capi", INSERT_CAPI, first, s);
 
         /* rhino.enqueue() from concurrent clients, in transactions of tx calls */
         rb_check_interrupt();
@@ -599,7 +615,7 @@ rb_mode_insert(rb_opts_t *o)
         /* the clients' jobs get the ids after the sequence's last (the progress bar counts from there) */
         first = rb_pg_int(o->conn, RB_SQL_SEQ_LAST, NULL) + 1;
         s = rb_load_sql(&l);
-        failed |= !insert_done(o, rep, "sql_enqueue", 1, first, s);
+        failed |= !insert_done(o, rep, "sql_enqueue", INSERT_SQL, first, s);
     }
     return failed;
 }

@@ -22,6 +22,7 @@ typedef struct {
     int          reps;
     int          clients;                /* insert: rhino.enqueue clients; trickle: enqueue connections */
     int          tx;                     /* insert: calls per transaction */
+    int          per_call;               /* insert: jobs per rhino_enqueue_many() call */
     int          pipeline;
     int          prepare;
     double       rate, seconds, warmup;  /* trickle */

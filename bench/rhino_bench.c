@@ -43,8 +43,9 @@ usage(FILE *fp)
     fputs("usage: rhino-bench MODE [options]\n"
           "\n"
           "Modes (each starts its own rhino against an empty rhino.jobs):\n"
-          "  insert    N jobs by COPY in one transaction, then by SQL rhino.enqueue() from --clients\n"
-          "            connections in transactions of --tx calls; jobs/s of each\n"
+          "  insert    N jobs by COPY in one transaction, by the C API's rhino_enqueue_many() in calls\n"
+          "            of --per-call jobs, then by SQL rhino.enqueue() from --clients connections in\n"
+          "            transactions of --tx calls; jobs/s of each\n"
           "  drain     enqueue N (COPY), start rhino, time until none is available or running;\n"
           "            jobs/s, and rhino's CPU, WAL, commits and round trips per job\n"
           "  trickle   --rate jobs/s for --seconds; latency from the enqueue call to the handler's\n"
@@ -66,6 +67,8 @@ usage(FILE *fp)
           "      --clients K       insert: rhino.enqueue() connections (4); trickle: enqueue connections\n"
           "                        (16; each enqueue is one autocommit call, sent when its slot comes)\n"
           "      --tx N            insert: rhino.enqueue() calls per transaction (100)\n"
+          "      --per-call N      insert: jobs per rhino_enqueue_many() call, each call its own\n"
+          "                        transaction (1000)\n"
           "      --no-pipeline     insert: one round trip per call instead of one per transaction\n"
           "      --no-prepare      insert, trickle: send rhino.enqueue() unnamed, parsed and planned\n"
           "                        at every call, instead of prepared once per connection\n"
@@ -193,7 +196,7 @@ int
 main(int argc, char **argv)
 {
     enum {
-        O_REPS = 256, O_CLIENTS, O_TX, O_NO_PIPELINE, O_NO_PREPARE, O_RATE, O_SECONDS, O_WARMUP, O_SIZES, O_FIRST, O_WINDOW,
+        O_REPS = 256, O_CLIENTS, O_TX, O_PER_CALL, O_NO_PIPELINE, O_NO_PREPARE, O_RATE, O_SECONDS, O_WARMUP, O_SIZES, O_FIRST, O_WINDOW,
         O_RETENTION, O_SET, O_NO_METRICS, O_RHINO, O_HANDLERS, O_QUEUE, O_JSON, O_LABEL, O_TIMEOUT, O_KEEP, O_DSN,
         O_NO_ANALYZE
     };
@@ -205,6 +208,7 @@ main(int argc, char **argv)
         { "reps", required_argument, NULL, O_REPS },
         { "clients", required_argument, NULL, O_CLIENTS },
         { "tx", required_argument, NULL, O_TX },
+        { "per-call", required_argument, NULL, O_PER_CALL },
         { "no-pipeline", no_argument, NULL, O_NO_PIPELINE },
         { "no-prepare", no_argument, NULL, O_NO_PREPARE },
         { "rate", required_argument, NULL, O_RATE },
@@ -242,6 +246,7 @@ main(int argc, char **argv)
     o.reps = 1;
     o.clients = 4;
     o.tx = 100;
+    o.per_call = 1000;
     o.pipeline = 1;
     o.prepare = 1;
     o.rate = 500;
@@ -270,6 +275,7 @@ main(int argc, char **argv)
         case O_REPS:        o.reps = (int) parse_one("--reps", optarg, 1, 1000); break;
         case O_CLIENTS:     o.clients = (int) parse_one("--clients", optarg, 1, 256); clients_given = 1; break;
         case O_TX:          o.tx = (int) parse_one("--tx", optarg, 1, 100000); break;
+        case O_PER_CALL:    o.per_call = (int) parse_one("--per-call", optarg, 1, 1000000); break;
         case O_NO_PIPELINE: o.pipeline = 0; break;
         case O_NO_PREPARE:  o.prepare = 0; break;
         case O_RATE:        o.rate = parse_seconds("--rate", optarg, 0.1, 1e6); break;
