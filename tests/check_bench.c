@@ -391,6 +391,7 @@ START_TEST(test_bad_options_are_named)
         { "insert", "--workers=1,2", "only drain" },
         { "drain", "--set=worker", "--set" },
         { "drain", "--batch=5000", "--batch" },
+        { "insert", "--per-call=0", "--per-call" },
         { "scale", "--sizes=1000", "--sizes" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
