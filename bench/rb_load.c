@@ -162,7 +162,7 @@ rb_load_copy(PGconn *conn, const char *queue, const char *kind, long long n, con
 
 double
 rb_load_capi(PGconn *conn, const char *queue, const char *kind, long long n, int per_call,
-             const char *label, long long *first_id, long long *last_id)
+             const char *label, long long *first_id)
 {
     rhino_job_spec *specs = calloc((size_t) per_call, sizeof(*specs));
     char           *payloads = malloc((size_t) per_call * 32);
@@ -199,8 +199,6 @@ rb_load_capi(PGconn *conn, const char *queue, const char *kind, long long n, int
             rb_die("interrupted after %lld of %lld jobs (those are committed)", done, n);
     }
     seconds = rb_mono() - t0;
-    /* one session, nobody else enqueueing: its cached blocks of ids follow one another */
-    *last_id = *first_id + n - 1;
     if (label != NULL)
         rb_progress_clear();
     free(specs);

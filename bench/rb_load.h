@@ -24,10 +24,11 @@ double rb_load_copy(PGconn *conn, const char *queue, const char *kind, long long
  * (include/rhino-client.h), per_call jobs a call, each call a transaction of
  * its own (outside a transaction the call commits by itself), without
  * asking for the ids.  Returns the seconds from the first call to the last
- * return; *first_id and *last_id get the ids the jobs got.
+ * return; *first_id gets the id after the sequence's last before the first
+ * call (where the progress of running them is counted from).
  */
 double rb_load_capi(PGconn *conn, const char *queue, const char *kind, long long n, int per_call,
-                    const char *label, long long *first_id, long long *last_id);
+                    const char *label, long long *first_id);
 
 typedef struct {
     const char *dsn;

@@ -603,7 +603,7 @@ rb_mode_insert(rb_opts_t *o)
             rb_fmt_int(a, sizeof(a), o->n), o->per_call);
         reset(o);
         settle(o);
-        s = rb_load_capi(o->conn, o->queue, "bench.noop", o->n, o->per_call, "insert C API", &first, &last);
+        s = rb_load_capi(o->conn, o->queue, "bench.noop", o->n, o->per_call, "insert C API", &first);
         failed |= !insert_done(o, rep, "capi", INSERT_CAPI, first, s);
 
         /* rhino.enqueue() from concurrent clients, in transactions of tx calls */
