@@ -26,6 +26,14 @@ typedef struct {
     int         nparams;
 } rb_stmt_t;
 
+/*
+ * The newest finished job's id: the rows' primary key, and the batches'
+ * ranges (sql/011_history_batches.sql; a few hundred rows per million jobs).
+ */
+#define RB_DONE_MAX_ID \
+        "greatest((SELECT coalesce(max(id), 0) FROM rhino.jobs_done_rows)," \
+        "         (SELECT coalesce(max(max_id), 0) FROM rhino.jobs_done_batches))"
+
 static const rb_stmt_t rb_stmts[RB_SQL__COUNT] = {
     /*
      * The call an application makes inside its own transaction (README,
@@ -49,7 +57,9 @@ static const rb_stmt_t rb_stmts[RB_SQL__COUNT] = {
      */
     [RB_SQL_FOREIGN_JOBS] = { RB_SQL_FOREIGN_JOBS, "checking the database for jobs that are not rhino-bench's",
         "SELECT (SELECT count(*) FROM (SELECT 1 FROM rhino.jobs WHERE queue <> " RB_Q " LIMIT 1) a)"
-        "     + (SELECT count(*) FROM (SELECT 1 FROM rhino.jobs_done WHERE queue <> " RB_Q " LIMIT 1) b)",
+        "     + (SELECT count(*) FROM (SELECT 1 FROM rhino.jobs_done_rows WHERE queue <> " RB_Q " LIMIT 1) b)"
+        "     + (SELECT count(*) FROM (SELECT 1 FROM rhino.jobs_done_batches b"
+        "                               WHERE EXISTS (SELECT 1 FROM unnest(b.queue) q WHERE q <> " RB_Q ") LIMIT 1) c)",
         1 },
 
     /* Another rhino on this database would take jobs or load the server during a measurement. */
@@ -59,7 +69,7 @@ static const rb_stmt_t rb_stmts[RB_SQL__COUNT] = {
         0 },
 
     [RB_SQL_RESET] = { RB_SQL_RESET, "emptying rhino.jobs and rhino.jobs_done",
-        "TRUNCATE rhino.jobs, rhino.jobs_done", 0 },
+        "TRUNCATE rhino.jobs, rhino.jobs_done_rows, rhino.jobs_done_batches", 0 },
     /*
      * Before a drain, as the peers' benchmarks do: a freshly filled table
      * has no statistics until autovacuum gets to it, and the steady state
@@ -113,13 +123,13 @@ static const rb_stmt_t rb_stmts[RB_SQL__COUNT] = {
         "       (SELECT id FROM rhino.jobs WHERE state = 'available' AND queue = " RB_Q
         "         ORDER BY priority, run_at, id LIMIT 1) IS NULL"
         "   AND NOT EXISTS (SELECT 1 FROM rhino.jobs WHERE state = 'running'),"
-        "       (SELECT coalesce(max(id), 0) FROM rhino.jobs_done)",
+        "       " RB_DONE_MAX_ID "",
         1 },
     /* Scale mode: are the jobs with ids $1..$2 (the first K loaded) all gone from rhino.jobs? */
     [RB_SQL_RANGE_DONE] = { RB_SQL_RANGE_DONE, "polling for the first jobs of the table",
         "SELECT extract(epoch FROM clock_timestamp())::float8,"
         "       NOT EXISTS (SELECT 1 FROM rhino.jobs WHERE id BETWEEN $1::int8 AND $2::int8),"
-        "       (SELECT coalesce(max(id), 0) FROM rhino.jobs_done)",
+        "       " RB_DONE_MAX_ID "",
         2 },
     /* Trickle: every job of the queue and kind $2 finished? */
     [RB_SQL_KIND_DONE] = { RB_SQL_KIND_DONE, "polling for unfinished trickle jobs",
@@ -149,14 +159,20 @@ static const rb_stmt_t rb_stmts[RB_SQL__COUNT] = {
 
     /* The check after each run: completed, other outcomes, still live, still running. */
     [RB_SQL_COUNTS] = { RB_SQL_COUNTS, "counting the outcomes of the run",
-        "SELECT (SELECT count(*) FROM rhino.jobs_done WHERE queue = " RB_Q " AND state = 'completed'),"
-        "       (SELECT count(*) FROM rhino.jobs_done WHERE queue = " RB_Q " AND state <> 'completed'),"
+        "SELECT (SELECT count(*) FROM rhino.jobs_done_rows WHERE queue = " RB_Q " AND state = 'completed')"
+        "     + (SELECT count(*) FROM rhino.jobs_done_batches b CROSS JOIN LATERAL unnest(b.queue) q"
+        "         WHERE q = " RB_Q "),"
+        "       (SELECT count(*) FROM rhino.jobs_done_rows WHERE queue = " RB_Q " AND state <> 'completed'),"
         "       (SELECT count(*) FROM rhino.jobs WHERE queue = " RB_Q "),"
         "       (SELECT count(*) FROM rhino.jobs WHERE queue = " RB_Q " AND state <> 'available')",
         1 },
     /* attempted_at is the claim's now(): the first claim's start, on the server's clock. */
     [RB_SQL_FIRST_CLAIM] = { RB_SQL_FIRST_CLAIM, "reading the time of the first claim",
-        "SELECT coalesce(extract(epoch FROM min(attempted_at))::float8, 0) FROM rhino.jobs_done WHERE queue = " RB_Q,
+        "SELECT coalesce(extract(epoch FROM min(a))::float8, 0)"
+        "  FROM (SELECT attempted_at FROM rhino.jobs_done_rows WHERE queue = " RB_Q
+        "        UNION ALL"
+        "        SELECT u.a FROM rhino.jobs_done_batches b CROSS JOIN LATERAL unnest(b.queue, b.attempted_at) u(q, a)"
+        "         WHERE u.q = " RB_Q ") t(a)",
         1 },
     /*
      * Enqueue to completion, in microseconds: finished_at is now() of the
@@ -170,21 +186,25 @@ static const rb_stmt_t rb_stmts[RB_SQL__COUNT] = {
         2 },
     /* Bloat mode: completions between two server times ($2, $3 in epoch seconds). */
     [RB_SQL_DONE_BETWEEN] = { RB_SQL_DONE_BETWEEN, "counting the jobs finished in the window",
-        "SELECT count(*) FROM rhino.jobs_done WHERE queue = " RB_Q
-        "   AND finished_at >= to_timestamp($2::float8) AND finished_at < to_timestamp($3::float8)",
+        "SELECT (SELECT count(*) FROM rhino.jobs_done_rows WHERE queue = " RB_Q
+        "           AND finished_at >= to_timestamp($2::float8) AND finished_at < to_timestamp($3::float8))"
+        "     + (SELECT count(*) FROM rhino.jobs_done_batches b CROSS JOIN LATERAL unnest(b.queue) q"
+        "         WHERE q = " RB_Q
+        "           AND b.finished_at >= to_timestamp($2::float8) AND b.finished_at < to_timestamp($3::float8))",
         3 },
-    /* Bloat mode's backlog estimate: one descent of the history's primary key. */
+    /* Bloat mode's backlog estimate. */
     [RB_SQL_DONE_MAX_ID] = { RB_SQL_DONE_MAX_ID, "reading the newest finished job",
-        "SELECT coalesce(max(id), 0) FROM rhino.jobs_done", 0 },
+        "SELECT " RB_DONE_MAX_ID, 0 },
 
     /* Dead tuples and sizes of the two job tables (pg_table_size includes TOAST and the free space map). */
     [RB_SQL_TABLE_STATS] = { RB_SQL_TABLE_STATS, "reading the size and dead tuples of the job tables",
-        "SELECT c.relname::text, coalesce(s.n_live_tup, 0), coalesce(s.n_dead_tup, 0),"
-        "       pg_table_size(c.oid), pg_indexes_size(c.oid),"
-        "       coalesce(s.autovacuum_count, 0) + coalesce(s.vacuum_count, 0)"
+        "SELECT CASE WHEN c.relname = 'jobs' THEN 'jobs' ELSE 'jobs_done' END, sum(coalesce(s.n_live_tup, 0)),"
+        "       sum(coalesce(s.n_dead_tup, 0)), sum(pg_table_size(c.oid)), sum(pg_indexes_size(c.oid)),"
+        "       sum(coalesce(s.autovacuum_count, 0) + coalesce(s.vacuum_count, 0))"
         "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         "  LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid"
-        " WHERE n.nspname = 'rhino' AND c.relname IN ('jobs', 'jobs_done') ORDER BY c.relname",
+        " WHERE n.nspname = 'rhino' AND c.relname IN ('jobs', 'jobs_done_rows', 'jobs_done_batches')"
+        " GROUP BY 1 ORDER BY 1",
         0 },
 
     /*

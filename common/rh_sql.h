@@ -37,6 +37,7 @@ typedef enum {
     RH_STMT_PLANS_CUSTOM,
     RH_STMT_PROMOTE,
     RH_STMT_PRUNE,
+    RH_STMT_PRUNE_BATCHES,
     RH_STMT_PRUNE_ERRORS,
     RH_STMT_GC_NODES,
     RH_STMT_GC_WORKERS,
@@ -60,6 +61,7 @@ typedef enum {
     RH_STMT_CTL_PAUSE,
     RH_STMT_CTL_RESUME,
     RH_STMT_CTL_PURGE,
+    RH_STMT_CTL_PURGE_BATCHES,
     RH_STMT_CTL_TOP_QUEUES,
     RH_STMT_CTL_TOP_NODES,
     /* periodic jobs (common/rh_schedule.c; rhinoctl schedule, schedules, unschedule) */

@@ -1451,13 +1451,17 @@ ctl_batches(PGconn *conn, const char *what, const char *progress, rh_stmt_id_t s
                                      NULL, NULL, 0);
         long long n;
 
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
             ctl_progress_end(tty && total > 0);
             ctl_err("%s: %s (%lld jobs done before the error)", what, ctl_pgmsg(conn, res), total);
             PQclear(res);
             return -1;
         }
-        n = strtoll(PQcmdTuples(res), NULL, 10);
+        /* a statement that returns a row says how many jobs it did (a batch row holds many) */
+        if (PQresultStatus(res) == PGRES_TUPLES_OK)
+            n = PQntuples(res) == 1 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+        else
+            n = strtoll(PQcmdTuples(res), NULL, 10);
         PQclear(res);
         total += n;
         if (n == 0 || once)
@@ -1546,7 +1550,7 @@ ctl_purge(PGconn *conn, const ctl_opts_t *o)
     const char *params[2];
     char        ts[64];
     int         future;
-    long long   n;
+    long long   n, nb;
 
     if (ctl_resolve_time(conn, "purge", "--finished-before", o->finished_before, ts, sizeof(ts), &future) < 0)
         return CTL_EXIT_ERROR;
@@ -1555,6 +1559,11 @@ ctl_purge(PGconn *conn, const ctl_opts_t *o)
     n = ctl_batches(conn, "purge", "purged", RH_STMT_CTL_PURGE, params, 0);
     if (n < 0)
         return CTL_EXIT_ERROR;
+    /* completed jobs kept a batch to a row (sql/011_history_batches.sql) */
+    nb = ctl_batches(conn, "purge", "purged", RH_STMT_CTL_PURGE_BATCHES, params, 0);
+    if (nb < 0)
+        return CTL_EXIT_ERROR;
+    n += nb;
     printf("purged %lld jobs\n", n);
     return CTL_EXIT_OK;
 }

@@ -219,6 +219,7 @@ reconcile(void)
 /* Seconds between two reads of the queue gauges (only with [metrics] listen set). */
 #define RH_DEPTH_INTERVAL 2.0
 #define RH_PRUNE_BATCH    5000  /* the LIMIT of RH_STMT_PRUNE and RH_STMT_PRUNE_ERRORS */
+#define RH_PRUNE_BATCH_ROWS 5   /* the LIMIT of RH_STMT_PRUNE_BATCHES, in batch rows */
 
 static rh_metric_queue_t *
 depth_slot(rh_metrics_t *m, const char *name)
@@ -473,6 +474,23 @@ pass(void)
             total += n > 0 ? n : 0;
         } while (n == RH_PRUNE_BATCH && rh_mono_now() - t0 < 0.2);
         R.prune_behind = n == RH_PRUNE_BATCH;
+        /* completed jobs kept a batch to a row (sql/011_history_batches.sql): 5 rows a statement */
+        for (;;) {
+            PGresult *res = r_exec(RH_STMT_PRUNE_BATCHES, p);
+            int       rows;
+
+            if (res == NULL)
+                break;
+            rows = atoi(PQgetvalue(res, 0, 0));
+            total += atoi(PQgetvalue(res, 0, 1));
+            PQclear(res);
+            if (rows < RH_PRUNE_BATCH_ROWS)
+                break;
+            if (rh_mono_now() - t0 >= 0.25) {
+                R.prune_behind = 1;
+                break;
+            }
+        }
         while (r_exec_count(RH_STMT_PRUNE_ERRORS, p) == RH_PRUNE_BATCH && rh_mono_now() - t0 < 0.3)
             ;
         if (total > 0)

@@ -104,7 +104,11 @@ START_TEST(test_migrate_empty_db)
 
     conn = rt_connect(dsn);
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM pg_tables WHERE schemaname = 'rhino' "
-                                         "AND tablename IN ('jobs', 'jobs_done', 'nodes', 'workers')"), 4);
+                                         "AND tablename IN ('jobs', 'jobs_done_rows', 'jobs_done_batches', "
+                                         "'nodes', 'workers')"), 5);
+    /* the history is a view of its two tables (sql/011_history_batches.sql) */
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM pg_views WHERE schemaname = 'rhino' "
+                                         "AND viewname IN ('jobs_done', 'all_jobs')"), 2);
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.schema_migrations "
                                          "WHERE version = 1 AND name = '001_init'"), 1);
     PQfinish(conn);
@@ -617,7 +621,7 @@ START_TEST(test_stats)
     conn = rt_connect(dsn);
     rt_exec(conn, "SELECT rhino.enqueue('a', queue => 'mailq'), rhino.enqueue('b', queue => 'mailq'),"
                   "       rhino.enqueue('c'), rhino.enqueue('d', run_at => now() + interval '1 day')");
-    rt_exec(conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt,"
+    rt_exec(conn, "INSERT INTO rhino.jobs_done_rows (id, queue, kind, payload, state, priority, attempt,"
                   "                             max_attempts, run_at, created_at)"
                   " VALUES (1000, 'mailq', 'a', '{}', 'completed', 0, 1, 25, now(), now())");
 
@@ -1106,7 +1110,7 @@ db_with_jobs(PGconn **connp)
                   " attempt = 1, last_error = 'first try failed' WHERE id = 3");
     rt_exec(conn, "SELECT rhino.enqueue('send', '{\"n\": 4}')");
     rt_exec(conn, "UPDATE rhino.jobs SET state = 'running', attempt = 1, attempted_at = now() WHERE id = 4");
-    rt_exec(conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, errors, max_attempts,"
+    rt_exec(conn, "INSERT INTO rhino.jobs_done_rows (id, queue, kind, payload, state, priority, attempt, errors, max_attempts,"
                   "                             run_at, created_at, finished_at, crash_count, last_error) VALUES"
                   " (101, 'mail', 'send', '{\"n\": 101}', 'completed', 0, 1, 0, 25, now(), now(), now(), 0, NULL),"
                   " (102, 'mail', 'send', '{\"secret\": \"s3cr3t\", \"n\": 102}', 'discarded', -2, 5, 5, 5,"
@@ -1401,7 +1405,7 @@ START_TEST(test_retry_discarded)
     PGconn *conn = rt_connect(dsn);
     int     rc;
 
-    rt_exec(conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, errors,"
+    rt_exec(conn, "INSERT INTO rhino.jobs_done_rows (id, queue, kind, payload, state, priority, attempt, errors,"
                   "                             max_attempts, run_at, created_at, crash_count)"
                   " SELECT g, CASE WHEN g <= 300 THEN 'b' ELSE 'a' END, CASE WHEN g % 100 = 0 THEN 'y' ELSE 'x' END,"
                   "        jsonb_build_object('g', g), CASE WHEN g > 12000 THEN 'completed' WHEN g > 11800 THEN 'cancelled'"
@@ -1512,22 +1516,31 @@ START_TEST(test_purge)
     int     rc;
 
     /* 6000 finished 10 days ago (more than a batch), 100 three days ago, 10 now; and a live job */
-    rt_exec(conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+    rt_exec(conn, "INSERT INTO rhino.jobs_done_rows (id, queue, kind, payload, state, priority, attempt, max_attempts,"
                   "                             run_at, created_at, finished_at)"
                   " SELECT g, 'q', 'k', '{}', CASE WHEN g % 2 = 0 THEN 'completed' ELSE 'discarded' END::rhino.job_state,"
                   "        0, 1, 25, now(), now(),"
                   "        now() - CASE WHEN g <= 6000 THEN interval '10 days' WHEN g <= 6100 THEN interval '3 days'"
                   "                     ELSE interval '0' END"
                   "   FROM generate_series(1, 6110) g");
+    /*
+     * completed jobs as the workers keep them, a batch to a row: 7 batches
+     * of 1000 ten days ago (more than one statement's 5 rows), 3 jobs now
+     */
+    rt_exec(conn, RT_BATCH_INSERT("now() - interval '10 days'",
+                                  "generate_series(0, 6) b, generate_series(100001 + b * 1000, 101000 + b * 1000) g",
+                                  "GROUP BY b"));
+    rt_exec(conn, RT_BATCH_INSERT("now()", "generate_series(200001, 200003) g", ""));
     rt_exec(conn, "SELECT rhino.enqueue('live')");
 
     rc = rt_ctl(dsn, NULL, &out, &err, "purge", "--finished-before", "-7 days", NULL);
     ck_assert_msg(rc == 0, "purge exited %d: %s", rc, err);
-    ck_assert_str_eq(out, "purged 6000 jobs\n");
+    ck_assert_str_eq(out, "purged 13000 jobs\n");
     ck_assert_str_eq(err, "");
     free(out);
     free(err);
-    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done"), 110);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done"), 113);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done_batches"), 1);
 
     /* an absolute timestamp */
     rc = rt_ctl(dsn, NULL, &out, &err, "purge", "--finished-before=2000-01-01 00:00+00", NULL);
@@ -1553,7 +1566,7 @@ START_TEST(test_purge)
     free(out);
     free(err);
 
-    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done"), 10);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done"), 13);
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs"), 1);
     PQfinish(conn);
     free(dsn);
@@ -1669,11 +1682,11 @@ START_TEST(test_top_once)
     rt_exec(conn, "SELECT rhino.enqueue('k', queue => 'mail') FROM generate_series(1, 3)");
     rt_exec(conn, "SELECT rhino.enqueue('k', queue => 'mail', run_at => now() + interval '1 hour')");
     rt_exec(conn, "UPDATE rhino.jobs SET run_at = now() - interval '2 minutes' WHERE id = 1");
-    rt_exec(conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+    rt_exec(conn, "INSERT INTO rhino.jobs_done_rows (id, queue, kind, payload, state, priority, attempt, max_attempts,"
                   "                             run_at, created_at, finished_at)"
                   " SELECT 100 + g, 'mail', 'k', '{}', CASE WHEN g <= 4 THEN 'completed' ELSE 'discarded' END::rhino.job_state,"
                   "        0, 1, 25, now(), now(), now() - interval '5 s' FROM generate_series(1, 5) g");
-    rt_exec(conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+    rt_exec(conn, "INSERT INTO rhino.jobs_done_rows (id, queue, kind, payload, state, priority, attempt, max_attempts,"
                   "                             run_at, created_at, finished_at)"
                   " VALUES (200, 'mail', 'k', '{}', 'completed', 0, 1, 25, now(), now(), now() - interval '2 min')");
     rt_exec(conn, "INSERT INTO rhino.queues (name, paused, paused_at) VALUES ('held', true, now())");

@@ -533,8 +533,10 @@ END_TEST
  * The reaper prunes the history past retention (RH_STMT_PRUNE), completed
  * and failed jobs each by their own setting, in batches of 5000 that go on
  * pass after pass while a batch comes back full: 12000 old completed rows go
- * within the wait, not a minute apart.  Rows inside their retention stay,
- * and so does every live job.
+ * within the wait, not a minute apart.  The batch rows of completed jobs
+ * (sql/011_history_batches.sql) go whole, 5 a statement, on and on the
+ * same way: twelve old batches of 1000.  Rows and batches inside their
+ * retention stay, and so does every live job.
  */
 START_TEST(test_history_is_pruned_past_retention)
 {
@@ -542,26 +544,147 @@ START_TEST(test_history_is_pruned_past_retention)
     char       *s;
 
     rt_daemon_setup(&d, "[retention]\ncompleted = 3600\ndiscarded = 7200\n");
-    rt_exec(d.conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+    rt_exec(d.conn, "INSERT INTO rhino.jobs_done_rows (id, queue, kind, payload, state, priority, attempt, max_attempts,"
                     "                             run_at, created_at, finished_at)"
                     " SELECT g, 'default', 'ok', '{}', 'completed', 0, 1, 25, now(), now(),"
                     "        now() - interval '2 hours' - g * interval '1 ms'"
                     "   FROM generate_series(1000, 12999) g");
-    rt_exec(d.conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+    rt_exec(d.conn, "INSERT INTO rhino.jobs_done_rows (id, queue, kind, payload, state, priority, attempt, max_attempts,"
                     "                             run_at, created_at, finished_at) VALUES"
                     " (1, 'default', 'ok', '{}', 'completed', 0, 1, 25, now(), now(), now() - interval '30 minutes'),"
                     " (2, 'default', 'ok', '{}', 'discarded', 0, 3, 3, now(), now(), now() - interval '90 minutes'),"
                     " (3, 'default', 'ok', '{}', 'discarded', 0, 3, 3, now(), now(), now() - interval '3 hours'),"
                     " (4, 'default', 'ok', '{}', 'cancelled', 0, 0, 3, now(), now(), now() - interval '3 hours'),"
                     " (5, 'default', 'ok', '{}', 'cancelled', 0, 0, 3, now(), now(), now() - interval '1 hour')");
+    rt_exec(d.conn, RT_BATCH_INSERT("now() - interval '2 hours' - b * interval '1 s'",
+                                     "generate_series(0, 11) b, generate_series(20000 + b * 1000, 20999 + b * 1000) g",
+                                     "GROUP BY b"));
+    rt_exec(d.conn, RT_BATCH_INSERT("now() - interval '30 minutes'", "generate_series(40001, 40002) g", ""));
     rt_exec(d.conn, "SELECT rhino.enqueue('ok', run_at => now() + interval '1 hour')");
     rt_daemon_start(&d);
-    rt_daemon_wait(&d, "SELECT count(*) = 3 FROM rhino.jobs_done", 30);
+    rt_daemon_wait(&d, "SELECT count(*) = 5 FROM rhino.jobs_done", 30);
     rt_daemon_stop(&d);
     s = rt_query1(d.conn, "SELECT string_agg(id || ' ' || state, ',' ORDER BY id) FROM rhino.jobs_done");
-    ck_assert_str_eq(s, "1 completed,2 discarded,5 cancelled");
+    ck_assert_str_eq(s, "1 completed,2 discarded,5 cancelled,40001 completed,40002 completed");
     free(s);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done_batches"), 1);
     ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE state = 'scheduled'"), 1);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
+/*
+ * Completed jobs go to the history a batch to a row, one row of
+ * rhino.jobs_done_batches per finalize, their columns arrays
+ * (sql/011_history_batches.sql); discarded ones stay rows of their own.  Every
+ * reader sees each job once, with what it had: the rhino.jobs_done view,
+ * rhino.jobs_done_by_id, rhino.cancel, rhinoctl show, list (unfiltered: the
+ * newest batches only; filtered: all of them), stats and purge.  An insert
+ * into the view, as an older rhino's finalize makes, becomes a row.
+ */
+START_TEST(test_completed_jobs_are_kept_a_batch_to_a_row)
+{
+    rt_daemon_t d;
+    char       *s, *out, *err, sql[256], id7[32], newest[32], second[32], seventh[48], want[64];
+    int         rc;
+
+    rt_daemon_setup(&d, "[worker]\nprocesses = 1\n");
+    rt_exec(d.conn, "INSERT INTO rhino.jobs (kind, payload)"
+                    " SELECT 'ok', jsonb_build_object('i', g) FROM generate_series(1, 250) g");
+    rt_exec(d.conn, "SELECT rhino.enqueue('discard'), rhino.enqueue('discard')");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 252 FROM rhino.jobs_done", 60);
+    rt_daemon_stop(&d);
+
+    /* each job once; the completed ones in batch rows of at most batch_size (100), ranges right */
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(DISTINCT id) FROM rhino.jobs_done"), 252);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'completed'"), 250);
+    s = rt_query1(d.conn, "SELECT string_agg(state::text || ' ' || kind, ',') FROM rhino.jobs_done_rows");
+    ck_assert_str_eq(s, "discarded discard,discarded discard");
+    free(s);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT sum(cardinality(id)) FROM rhino.jobs_done_batches"), 250);
+    ck_assert_int_ge(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done_batches"), 3);
+    ck_assert_int_eq(rt_query_long(d.conn,
+                                   "SELECT count(*) FROM rhino.jobs_done_batches b"
+                                   " WHERE cardinality(b.id) > 100 OR cardinality(b.payload) <> cardinality(b.id)"
+                                   "    OR b.min_id <> (SELECT min(x) FROM unnest(b.id) x)"
+                                   "    OR b.max_id <> (SELECT max(x) FROM unnest(b.id) x)"),
+                     0);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done"
+                                           " WHERE state = 'completed' AND (attempt <> 1 OR attempted_at IS NULL"
+                                           "       OR finished_at < attempted_at OR queue <> 'default')"),
+                     0);
+
+    /* found by id through the indexes, payload and all */
+    s = rt_query1(d.conn, "SELECT id FROM rhino.jobs_done WHERE payload->>'i' = '7'");
+    snprintf(id7, sizeof(id7), "%s", s);
+    free(s);
+    snprintf(sql, sizeof(sql),
+             "SELECT string_agg(state || ' ' || (payload->>'i'), ',')"
+             "  FROM rhino.jobs_done_by_id(ARRAY[%s, 999999999]::bigint[])", id7);
+    s = rt_query1(d.conn, sql);
+    ck_assert_str_eq(s, "completed 7");
+    free(s);
+    snprintf(sql, sizeof(sql), "SELECT rhino.cancel(%s)", id7);
+    s = rt_query1(d.conn, sql);
+    ck_assert_str_eq(s, "already completed");
+    free(s);
+    rc = rt_ctl(d.dsn, NULL, &out, &err, "show", id7, NULL);
+    ck_assert_msg(rc == 0, "show exited %d: %s", rc, err);
+    ck_assert_msg(strstr(out, "\nstate         completed\n") != NULL && strstr(out, "{\"i\": 7}") != NULL,
+                  "show: %s", out);
+    free(out);
+    free(err);
+
+    /* list, newest first: unfiltered (the newest batch rows only) and filtered (every batch) */
+    s = rt_query1(d.conn, "SELECT '\"id\":' || max(id) || ',' FROM rhino.jobs_done WHERE state = 'completed'");
+    snprintf(newest, sizeof(newest), "%s", s);
+    free(s);
+    s = rt_query1(d.conn, "SELECT '\"id\":' || id || ',' FROM rhino.jobs_done WHERE state = 'completed'"
+                          " ORDER BY id DESC OFFSET 1 LIMIT 1");
+    snprintf(second, sizeof(second), "%s", s);
+    free(s);
+    snprintf(seventh, sizeof(seventh), "\"id\":%s,", id7);
+    rc = rt_ctl(d.dsn, NULL, &out, &err, "list", "--json", "--state", "completed", "--limit", "2", NULL);
+    ck_assert_msg(rc == 0, "list exited %d: %s", rc, err);
+    ck_assert_msg(strstr(out, newest) != NULL && strstr(out, second) != NULL &&
+                  strstr(out, seventh) == NULL && strstr(out, "\"state\":\"completed\"") != NULL,
+                  "list: %s", out);
+    free(out);
+    free(err);
+    rc = rt_ctl(d.dsn, NULL, &out, &err, "list", "--json", "--limit", "3", NULL);
+    ck_assert_msg(rc == 0, "list exited %d: %s", rc, err);
+    ck_assert_msg(strstr(out, newest) != NULL && strstr(out, second) == NULL, "list: %s", out);
+    free(out);
+    free(err);
+    rc = rt_ctl(d.dsn, NULL, &out, &err, "list", "--json", "--queue", "default", "--kind", "ok", "--limit", "1", NULL);
+    ck_assert_msg(rc == 0, "list exited %d: %s", rc, err);
+    ck_assert_msg(strstr(out, newest) != NULL && strstr(out, second) == NULL, "list: %s", out);
+    free(out);
+    free(err);
+
+    /* a rhino of schema version 10, still running through the migration, inserts into the view */
+    rt_exec(d.conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+                    "                             run_at, created_at)"
+                    " VALUES (999999001, 'default', 'ok', '{}', 'completed', 0, 1, 25, now(), now())");
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done_rows"
+                                           " WHERE id = 999999001 AND finished_at IS NOT NULL AND errors = 0"),
+                     1);
+    /* stats: one line per (queue, state), the completed jobs of both tables added up */
+    rc = rt_ctl(d.dsn, NULL, &out, &err, "stats", "--json", NULL);
+    ck_assert_msg(rc == 0, "stats exited %d: %s", rc, err);
+    snprintf(want, sizeof(want), "{\"queue\":\"default\",\"state\":\"completed\",\"count\":251,");
+    ck_assert_msg(strstr(out, want) != NULL, "stats: %s", out);
+    free(out);
+    free(err);
+
+    /* purge counts jobs, not batch rows */
+    rc = rt_ctl(d.dsn, NULL, &out, &err, "purge", "--finished-before", "+1 hour", NULL);
+    ck_assert_msg(rc == 0, "purge exited %d: %s", rc, err);
+    ck_assert_str_eq(out, "purged 253 jobs\n");
+    free(out);
+    free(err);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done"), 0);
     rt_daemon_teardown(&d);
 }
 END_TEST
@@ -1155,6 +1278,7 @@ daemon_suite(void)
     tcase_add_test(tc, test_worker_statements_never_jit);
     tcase_add_test(tc, test_ended_worker_rows_are_forgotten);
     tcase_add_test(tc, test_history_is_pruned_past_retention);
+    tcase_add_test(tc, test_completed_jobs_are_kept_a_batch_to_a_row);
     tcase_add_test(tc, test_sigterm_with_batch_in_flight);
     tcase_add_test(tc, test_sighup_roll_loses_nothing);
     tcase_add_test(tc, test_sighup_with_bad_config_keeps_running);

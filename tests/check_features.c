@@ -170,7 +170,7 @@ START_TEST(test_redrive_keeps_one_job_per_unique_key)
     int         rc;
 
     rt_daemon_setup(&d, NULL);
-    rt_exec(d.conn, "INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+    rt_exec(d.conn, "INSERT INTO rhino.jobs_done_rows (id, queue, kind, payload, state, priority, attempt, max_attempts,"
                     "                             run_at, created_at, finished_at, unique_key)"
                     " VALUES (101, 'default', 'ok', '{}', 'discarded', 0, 3, 3, now(), now(), now() - interval '2 s', 'k1'),"
                     "        (102, 'default', 'ok', '{}', 'discarded', 0, 3, 3, now(), now(), now() - interval '1 s', 'k1'),"

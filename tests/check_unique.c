@@ -273,7 +273,7 @@ START_TEST(test_sql_scope_live_states_then_free)
     }
     /* completed: moved to the history, key and all; the key is free again */
     rt_exec(conn, "WITH d AS (DELETE FROM rhino.jobs RETURNING *)"
-                  " INSERT INTO rhino.jobs_done (id, queue, kind, payload, state, priority, attempt, max_attempts,"
+                  " INSERT INTO rhino.jobs_done_rows (id, queue, kind, payload, state, priority, attempt, max_attempts,"
                   "                              run_at, created_at, unique_key)"
                   " SELECT id, queue, kind, payload, 'completed', priority, attempt, max_attempts, run_at, created_at,"
                   "        unique_key FROM d");

@@ -20,6 +20,21 @@
 /* Paths from the environment; abort the test with a clear message if unset. */
 const char *rt_env(const char *name);
 
+/*
+ * SQL that writes completed jobs into the history as the workers do, a batch
+ * to a row (sql/011_history_batches.sql): one row per group of the rows of
+ * `from`, whose column g is the job id; finished_at is the expression fin.
+ */
+#define RT_BATCH_INSERT(fin, from, group) \
+    "INSERT INTO rhino.jobs_done_batches (finished_at, min_id, max_id, id, queue, kind, payload, priority," \
+    "   attempt, errors, max_attempts, run_at, created_at, attempted_at, crash_count, last_error, unique_key," \
+    "   concurrency_key, timeout, cancel_requested_at)" \
+    " SELECT " fin ", min(g), max(g), array_agg(g::bigint), array_agg('default'::text), array_agg('ok'::text)," \
+    "        array_agg('{}'::jsonb), array_agg(0::smallint), array_agg(1), array_agg(0), array_agg(25)," \
+    "        array_agg(now()), array_agg(now()), array_agg(now()), array_agg(0), array_agg(NULL::text)," \
+    "        array_agg(NULL::text), array_agg(NULL::text), array_agg(NULL::float8), array_agg(NULL::timestamptz)" \
+    "   FROM " from " " group
+
 /* Create an empty database with a unique name; returns its DSN (malloc'd). */
 char *rt_db_create(void);
 /* Same, then run `rhinoctl migrate` on it (asserting exit 0). */
