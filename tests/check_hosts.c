@@ -548,6 +548,37 @@ children_of(pid_t parent, pid_t *out, int max)
     return n;
 }
 
+/*
+ * Wait until pid is stopped (state T in /proc/pid/stat): kill() only queues
+ * the SIGSTOP, and a master still running for that moment may fork its
+ * reaper, which a list of its children taken too early would miss.  That
+ * reaper, left running, renews the leases of the stopped workers (its
+ * stopped master's process table still says they live), so they would never
+ * be rescued: seen once in the sanitizer pass, when the freeze fell on the
+ * moment the master starts its reaper (as soon as its workers are ready).
+ */
+static void
+wait_stopped(pid_t pid)
+{
+    char   path[64], buf[512], *rp, state = '?';
+    double until = rt_now() + 5;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+    while (rt_now() < until) {
+        FILE *f = fopen(path, "r");
+
+        if (f != NULL) {
+            if (fgets(buf, sizeof(buf), f) != NULL && (rp = strrchr(buf, ')')) != NULL)
+                state = rp[2];
+            fclose(f);
+        }
+        if (state == 'T' || state == 't')
+            return;
+        hx_sleep(0.005);
+    }
+    ck_abort_msg("process %d did not stop within 5 s of SIGSTOP (state %c)", (int) pid, state);
+}
+
 START_TEST(test_vanished_host_is_rescued)
 {
     hx_t   h;
@@ -580,6 +611,7 @@ START_TEST(test_vanished_host_is_rescued)
              " JOIN rhino.nodes n ON n.id = w.node_id WHERE n.name = 'host-b' AND j.state = 'running'");
     ck_assert_msg(rt_wait_sql(h.conn, sql, 30), "host-b never held running jobs");
     ck_assert_int_eq(kill(b->pid, SIGSTOP), 0);
+    wait_stopped(b->pid);
     nkids = children_of(b->pid, kids, 64);
     for (int i = 0; i < nkids; i++) {
         hx_track(kids[i]);
