@@ -56,15 +56,14 @@ CREATE INDEX jobs_done_batches_range ON rhino.jobs_done_batches USING gist (int8
 -- id of a batch further down).
 CREATE INDEX jobs_done_batches_newest ON rhino.jobs_done_batches (max_id);
 
-CREATE VIEW rhino.jobs_done AS
-    SELECT id, queue, kind, payload, state, priority, attempt, errors, max_attempts, run_at, created_at,
-           attempted_at, finished_at, crash_count, last_error, unique_key, concurrency_key, timeout,
-           cancel_requested_at
-      FROM rhino.jobs_done_rows
-    UNION ALL
-    SELECT u.id, u.queue, u.kind, u.payload, 'completed'::rhino.job_state, u.priority, u.attempt, u.errors,
-           u.max_attempts, u.run_at, u.created_at, u.attempted_at, b.finished_at, u.crash_count, u.last_error,
-           u.unique_key, u.concurrency_key, u.timeout, u.cancel_requested_at
+-- The jobs of the batches one per row, with their batch's id range beside
+-- them: the one place that says which array holds which column.  A condition
+-- on min_id/max_id reaches the batches' range index through it.
+CREATE VIEW rhino.jobs_done_batch_jobs AS
+    SELECT u.id, u.queue, u.kind, u.payload, 'completed'::rhino.job_state AS state, u.priority, u.attempt,
+           u.errors, u.max_attempts, u.run_at, u.created_at, u.attempted_at, b.finished_at, u.crash_count,
+           u.last_error, u.unique_key, u.concurrency_key, u.timeout, u.cancel_requested_at,
+           b.min_id, b.max_id
       FROM rhino.jobs_done_batches b
      CROSS JOIN LATERAL unnest(b.id, b.queue, b.kind, b.payload, b.priority, b.attempt, b.errors,
                                b.max_attempts, b.run_at, b.created_at, b.attempted_at, b.crash_count,
@@ -72,6 +71,17 @@ CREATE VIEW rhino.jobs_done AS
            AS u(id, queue, kind, payload, priority, attempt, errors, max_attempts, run_at, created_at,
                 attempted_at, crash_count, last_error, unique_key, concurrency_key, timeout,
                 cancel_requested_at);
+
+CREATE VIEW rhino.jobs_done AS
+    SELECT id, queue, kind, payload, state, priority, attempt, errors, max_attempts, run_at, created_at,
+           attempted_at, finished_at, crash_count, last_error, unique_key, concurrency_key, timeout,
+           cancel_requested_at
+      FROM rhino.jobs_done_rows
+    UNION ALL
+    SELECT id, queue, kind, payload, state, priority, attempt, errors, max_attempts, run_at, created_at,
+           attempted_at, finished_at, crash_count, last_error, unique_key, concurrency_key, timeout,
+           cancel_requested_at
+      FROM rhino.jobs_done_batch_jobs;
 
 -- A rhino of schema version 10 still running while this migration is applied
 -- inserts finished jobs into rhino.jobs_done by name (its finalize, rescue and
@@ -106,18 +116,12 @@ LANGUAGE sql STABLE
 AS $$
     SELECT * FROM rhino.jobs_done_rows r WHERE r.id = ANY (ids)
     UNION ALL
-    SELECT u.id, u.queue, u.kind, u.payload, 'completed'::rhino.job_state, u.priority, u.attempt, u.errors,
-           u.max_attempts, u.run_at, u.created_at, u.attempted_at, b.finished_at, u.crash_count, u.last_error,
-           u.unique_key, u.concurrency_key, u.timeout, u.cancel_requested_at
-      FROM rhino.jobs_done_batches b
-     CROSS JOIN LATERAL unnest(b.id, b.queue, b.kind, b.payload, b.priority, b.attempt, b.errors,
-                               b.max_attempts, b.run_at, b.created_at, b.attempted_at, b.crash_count,
-                               b.last_error, b.unique_key, b.concurrency_key, b.timeout, b.cancel_requested_at)
-           AS u(id, queue, kind, payload, priority, attempt, errors, max_attempts, run_at, created_at,
-                attempted_at, crash_count, last_error, unique_key, concurrency_key, timeout,
-                cancel_requested_at)
-     WHERE int8range(b.min_id, b.max_id, '[]') && (SELECT int8range(min(x), max(x), '[]') FROM unnest(ids) x)
-       AND u.id = ANY (ids)
+    SELECT id, queue, kind, payload, state, priority, attempt, errors, max_attempts, run_at, created_at,
+           attempted_at, finished_at, crash_count, last_error, unique_key, concurrency_key, timeout,
+           cancel_requested_at
+      FROM rhino.jobs_done_batch_jobs
+     WHERE int8range(min_id, max_id, '[]') && (SELECT int8range(min(x), max(x), '[]') FROM unnest(ids) x)
+       AND id = ANY (ids)
 $$;
 
 -- Every job, finished ones included, as before (schema version 2's columns).
