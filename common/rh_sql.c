@@ -604,6 +604,7 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * the next minute.
      */
     [RH_STMT_PRUNE] = { RH_STMT_PRUNE, "prune",
+        "WITH d AS ("
         "DELETE FROM rhino.jobs_done_rows"
         " WHERE ctid = ANY (ARRAY("
         "   SELECT ctid FROM rhino.jobs_done_rows"
@@ -611,7 +612,9 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "      AND ((state = 'completed' AND finished_at < now() - make_interval(secs => $1::float8))"
         "        OR (state <> 'completed' AND finished_at < now() - make_interval(secs => $2::float8)))"
         "      AND pg_try_advisory_xact_lock(8243955040938652270)"
-        "    LIMIT 5000))",
+        "    LIMIT 5000))"
+        " RETURNING 1)"
+        " SELECT count(*), count(*) FROM d",     /* rows and jobs, as RH_STMT_PRUNE_BATCHES */
         2 },
 
     /*

@@ -387,6 +387,30 @@ cancel_requests(void)
     PQclear(res);
 }
 
+/*
+ * Run a retention statement that returns (rows deleted, jobs deleted) until
+ * it deletes fewer than `full` rows or rh_mono_now() reaches `until`; add the
+ * jobs to *jobs.  Returns 1 when the last one was full: more is due.
+ */
+static int
+prune_until(rh_stmt_id_t id, const char *const *p, int full, double until, int *jobs)
+{
+    for (;;) {
+        PGresult *res = r_exec(id, p);
+        int       rows;
+
+        if (res == NULL)
+            return 0;
+        rows = atoi(PQgetvalue(res, 0, 0));
+        *jobs += atoi(PQgetvalue(res, 0, 1));
+        PQclear(res);
+        if (rows < full)
+            return 0;
+        if (rh_mono_now() >= until)
+            return 1;
+    }
+}
+
 #define RH_VACUUM_MIN_DEAD "1000"      /* fewer dead rows than this: nothing worth a VACUUM */
 #define RH_VACUUM_MAX_ROWS "100000"    /* a larger rhino.jobs is left to autovacuum */
 
@@ -469,28 +493,9 @@ pass(void)
          * up with a drain of tens of thousands of jobs a second (about
          * 100k rows a second at 0.2 s every 0.5 s).
          */
-        do {
-            n = r_exec_count(RH_STMT_PRUNE, p);
-            total += n > 0 ? n : 0;
-        } while (n == RH_PRUNE_BATCH && rh_mono_now() - t0 < 0.2);
-        R.prune_behind = n == RH_PRUNE_BATCH;
+        R.prune_behind = prune_until(RH_STMT_PRUNE, p, RH_PRUNE_BATCH, t0 + 0.2, &total);
         /* completed jobs kept a batch to a row (sql/011_history_batches.sql): 5 rows a statement */
-        for (;;) {
-            PGresult *res = r_exec(RH_STMT_PRUNE_BATCHES, p);
-            int       rows;
-
-            if (res == NULL)
-                break;
-            rows = atoi(PQgetvalue(res, 0, 0));
-            total += atoi(PQgetvalue(res, 0, 1));
-            PQclear(res);
-            if (rows < RH_PRUNE_BATCH_ROWS)
-                break;
-            if (rh_mono_now() - t0 >= 0.25) {
-                R.prune_behind = 1;
-                break;
-            }
-        }
+        R.prune_behind |= prune_until(RH_STMT_PRUNE_BATCHES, p, RH_PRUNE_BATCH_ROWS, t0 + 0.25, &total);
         while (r_exec_count(RH_STMT_PRUNE_ERRORS, p) == RH_PRUNE_BATCH && rh_mono_now() - t0 < 0.3)
             ;
         if (total > 0)
