@@ -78,6 +78,7 @@ static const rh_cf_key_t rh_config_keys[] = {
     { "log",       "format",            RH_CF_LOGFORMAT, OFF(log_format),           "text",    0, 0, 0 },
     { "log",       "syslog",            RH_CF_BOOL,     OFF(log_syslog),            "off",     0, 0, 0 },
     { "metrics",   "listen",            RH_CF_STRING,   OFF(metrics_listen),        "",        0, 0, 0 },
+    { "metrics",   "depth_limit",       RH_CF_INT,      OFF(metrics_depth_limit),   "1000000", 0, 2000000000, 0 },
 };
 
 #define NKEYS (sizeof(rh_config_keys) / sizeof(rh_config_keys[0]))

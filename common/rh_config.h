@@ -57,6 +57,7 @@ typedef struct rh_config {
 
     /* [metrics] */
     char    *metrics_listen;        /* HOST:PORT of GET /metrics; "" = off */
+    int      metrics_depth_limit;   /* rhino_queue_depth counts up to this per queue; 0 = all */
 
     /* [schedule NAME] sections (rh_schedule.c): upserted into rhino.schedules by the reaper */
     struct rh_schedule_def *schedules;

@@ -450,6 +450,7 @@ rh_metrics_render(const rh_metrics_gauges_t *g, size_t *len)
         static rh_metric_queue_t qs[RH_METRIC_QUEUES];
         int                      nq = -1;
         double                   at = 0;
+        int64_t                  limit = 0;
 
         for (int tries = 0; tries < 100 && nq < 0; tries++) {
             uint32_t s1 = __atomic_load_n(&rh_metrics->qseq, __ATOMIC_ACQUIRE), s2;
@@ -462,6 +463,7 @@ rh_metrics_render(const rh_metrics_gauges_t *g, size_t *len)
             if (nq < 0 || nq > RH_METRIC_QUEUES)
                 nq = 0;
             at = rh_metrics->qupdated;
+            limit = rh_metrics->depth_limit;
             memcpy(qs, rh_metrics->queues, sizeof(qs[0]) * (size_t) nq);
             __atomic_thread_fence(__ATOMIC_ACQUIRE);
             s2 = __atomic_load_n(&rh_metrics->qseq, __ATOMIC_RELAXED);
@@ -473,6 +475,9 @@ rh_metrics_render(const rh_metrics_gauges_t *g, size_t *len)
             for (int i = 0; i < nq; i++)
                 out_printf(&o, "rhino_queue_depth{queue=\"%s\"} %" PRId64 "\n", label(qs[i].name, l1, sizeof(l1)),
                            qs[i].depth);
+            header(&o, "rhino_queue_depth_limit", "gauge",
+                   "rhino_queue_depth counts up to this many jobs per queue ([metrics] depth_limit; 0 = all).");
+            out_printf(&o, "rhino_queue_depth_limit %" PRId64 "\n", limit);
             header(&o, "rhino_queue_oldest_age_seconds", "gauge",
                    "Seconds since the oldest available job of the queue became due (0 when empty).");
             for (int i = 0; i < nq; i++)

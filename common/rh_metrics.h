@@ -79,6 +79,7 @@ typedef struct {
     uint32_t        qseq;
     int             nqueues;
     double          qupdated;       /* rh_mono_now() of the last refresh; 0 = never */
+    int64_t         depth_limit;    /* [metrics] depth_limit of that refresh: a depth of this many means "at least" */
     rh_metric_queue_t queues[RH_METRIC_QUEUES];
 } rh_metrics_t;
 

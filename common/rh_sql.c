@@ -705,11 +705,43 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
     /*
      * Queue depth and the age of the oldest due job, for GET /metrics: read
      * by the reaper every few seconds (one process per node, not per scrape)
-     * from the jobs_claim partial index, which holds exactly these rows.
+     * from the jobs_claim partial index (queue, priority, run_at, id), which
+     * holds exactly these rows.  A GROUP BY over the index is linear in the
+     * backlog (2 s and three processes on two cores with 10M queued, while
+     * the drain it reports on starved), so: a skip scan finds the (queue,
+     * priority) pairs, one index probe each gives the pair's oldest run_at,
+     * and the count stops at $1 per queue ([metrics] depth_limit; NULL
+     * counts all).  The cost is then a few probes per queue plus at most $1
+     * index entries, whatever the backlog.
      */
     [RH_STMT_QUEUE_DEPTH] = { RH_STMT_QUEUE_DEPTH, "queue_depth",
-        "SELECT queue, count(*), greatest(extract(epoch FROM now() - min(run_at)), 0)::float8"
-        "  FROM rhino.jobs WHERE state = 'available' GROUP BY queue",
+        "WITH RECURSIVE p(queue, priority) AS ("
+        "  (SELECT queue, priority FROM rhino.jobs WHERE state = 'available' ORDER BY queue, priority LIMIT 1)"
+        "  UNION ALL"
+        "  SELECT n.queue, n.priority FROM p CROSS JOIN LATERAL ("
+        "    SELECT j.queue, j.priority FROM rhino.jobs j"
+        "     WHERE j.state = 'available' AND (j.queue, j.priority) > (p.queue, p.priority)"
+        "     ORDER BY j.queue, j.priority LIMIT 1) n),"
+        " q AS ("
+        "  SELECT p.queue, min(o.run_at) AS oldest FROM p CROSS JOIN LATERAL ("
+        "    SELECT j.run_at FROM rhino.jobs j"
+        "     WHERE j.state = 'available' AND j.queue = p.queue AND j.priority = p.priority"
+        "     ORDER BY j.run_at LIMIT 1) o"
+        "   GROUP BY p.queue)"
+        " SELECT q.queue,"
+        "        (SELECT count(*) FROM (SELECT FROM rhino.jobs j"
+        "          WHERE j.state = 'available' AND j.queue = q.queue LIMIT $1::int8) c),"
+        "        greatest(extract(epoch FROM now() - q.oldest), 0)::float8"
+        "   FROM q",
+        1 },
+
+    /*
+     * The gauge connection's one setting: a gauge must never take the cores
+     * of the drain it reports on, and with depth_limit = 0 the count is a
+     * full index scan that PostgreSQL would spread over parallel workers.
+     */
+    [RH_STMT_QUEUE_DEPTH_SESSION] = { RH_STMT_QUEUE_DEPTH_SESSION, "queue_depth_session",
+        "SET max_parallel_workers_per_gather = 0",
         0 },
 
     /*

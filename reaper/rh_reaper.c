@@ -19,10 +19,12 @@
  *
  * With [metrics] listen set, the queue gauges (depth, oldest job's age) are
  * counted on a second connection of the reaper's, sent without waiting and
- * read when the loop sees the answer: the count is linear in the backlog
- * (1.2 s with 10M jobs queued on a quiet server, 4.4 s during a drain), and
- * on the pass's own connection it held up the rescue of a dead worker's
- * jobs for that long.
+ * read when the loop sees the answer.  The count stops at [metrics]
+ * depth_limit per queue (RH_STMT_QUEUE_DEPTH): counting all of a 10M backlog
+ * took 1.2 s on a quiet server and 4.4 s during a drain, held up the rescue
+ * of a dead worker's jobs for that long when it ran on the pass's own
+ * connection, and, in parallel on both cores, cut the drain at 10M jobs to
+ * 0.61-0.66 of the drain at 250k.
  *
  * Every statement is safe to run from several hosts at once (SKIP LOCKED,
  * fenced updates), so no leader election is needed.  The master sends
@@ -265,6 +267,7 @@ depth_publish(const PGresult *res)
             q->oldest_age = age;
     }
     m->qupdated = rh_mono_now();
+    m->depth_limit = R.cfg->metrics_depth_limit;
     __atomic_store_n(&m->qseq, seq + 2, __ATOMIC_RELEASE);
 }
 
@@ -322,7 +325,9 @@ on_depth(struct ev_loop *loop, ev_io *w, int revents)
 static void
 queue_depth(void)
 {
-    char err[1024];
+    char        err[1024], limit[16];
+    const char *p[1];
+    PGresult   *res;
 
     if (rh_metrics == NULL || R.gsent > 0)
         return;
@@ -337,10 +342,19 @@ queue_depth(void)
             return;
         }
         R.gwarned = 0;
+        res = PQexec(R.gconn, rh_sql(RH_STMT_QUEUE_DEPTH_SESSION)->sql);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            depth_close(rh_db_error(R.gconn, res));
+            PQclear(res);
+            return;
+        }
+        PQclear(res);
         ev_io_init(&R.gio, on_depth, PQsocket(R.gconn), EV_READ);
     }
     /* a blocking connection sends the whole query; only the answer is awaited in the loop */
-    if (!PQsendQueryParams(R.gconn, rh_sql(RH_STMT_QUEUE_DEPTH)->sql, 0, NULL, NULL, NULL, NULL, 0)) {
+    snprintf(limit, sizeof(limit), "%d", R.cfg->metrics_depth_limit);
+    p[0] = R.cfg->metrics_depth_limit > 0 ? limit : NULL;    /* NULL: LIMIT ALL */
+    if (!PQsendQueryParams(R.gconn, rh_sql(RH_STMT_QUEUE_DEPTH)->sql, 1, NULL, p, NULL, NULL, 0)) {
         depth_close(PQerrorMessage(R.gconn));
         return;
     }

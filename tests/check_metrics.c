@@ -464,6 +464,54 @@ START_TEST(test_counters_match_the_database)
 }
 END_TEST
 
+/*
+ * [metrics] depth_limit: the depth gauge counts up to the limit per queue
+ * (so that its cost does not grow with the backlog) and says the limit, and
+ * the oldest job's age is that of the queue's oldest job whatever its
+ * priority (the count stops early in the index, the age must not).
+ */
+START_TEST(test_depth_limit)
+{
+    mt_t  t;
+    char *body = NULL;
+    FILE *f;
+    double deadline;
+
+    mt_setup(&t, NULL);
+    f = fopen(t.ini, "a");      /* [metrics] is the file's last section */
+    ck_assert_ptr_nonnull(f);
+    fputs("depth_limit = 50\n", f);
+    fclose(f);
+    /* queues nobody serves, so the gauges hold still */
+    rt_exec(t.conn, "SELECT rhino.enqueue('ok', queue => 'big') FROM generate_series(1, 100)");
+    rt_exec(t.conn, "SELECT rhino.enqueue('ok', queue => 'big', priority => 5, run_at => now() - interval '1 hour')"
+                    "  FROM generate_series(1, 20)");
+    rt_exec(t.conn, "SELECT rhino.enqueue('ok', queue => 'small', priority => 2) FROM generate_series(1, 3)");
+    rt_exec(t.conn, "SELECT rhino.enqueue('ok', queue => 'small', run_at => now() + interval '1 hour')");
+    mt_start(&t);
+    deadline = rt_now() + 20;
+    for (;;) {
+        body = scrape(&t);
+        if (strstr(body, "rhino_queue_depth{queue=\"big\"}") != NULL)
+            break;
+        ck_assert_msg(rt_now() < deadline, "no depth gauge for queue big:\n%s", body);
+        free(body);
+        usleep(100 * 1000);
+    }
+    ck_assert_msg(metric(body, "rhino_queue_depth{queue=\"big\"}") == 50, "%s", body);
+    ck_assert_msg(metric(body, "rhino_queue_depth{queue=\"small\"}") == 3, "%s", body);
+    ck_assert_msg(metric(body, "rhino_queue_depth{queue=\"default\"}") == 0, "%s", body);
+    ck_assert_msg(metric(body, "rhino_queue_depth_limit") == 50, "%s", body);
+    ck_assert_msg(metric(body, "rhino_queue_oldest_age_seconds{queue=\"big\"}") >= 3600, "%s", body);
+    ck_assert_msg(metric(body, "rhino_queue_oldest_age_seconds{queue=\"small\"}") < 600, "%s", body);
+    free(body);
+    kill(t.pid, SIGTERM);
+    ck_assert_int_eq(rt_wait_exit(t.pid, 30), 0);
+    t.pid = 0;
+    mt_teardown(&t);
+}
+END_TEST
+
 /* A bad address is refused when the configuration is read, naming the key. */
 START_TEST(test_bad_listen_is_refused)
 {
@@ -600,10 +648,12 @@ metrics_suite(void)
 #ifdef HAVE_LIBMICROHTTPD
     (void) test_without_microhttpd_is_refused;
     tcase_add_test(tc, test_counters_match_the_database);
+    tcase_add_test(tc, test_depth_limit);
     tcase_add_test(tc, test_bad_listen_is_refused);
     tcase_add_test(tc, test_port_in_use_fails_the_start);
 #else
     (void) test_counters_match_the_database;
+    (void) test_depth_limit;
     (void) test_bad_listen_is_refused;
     (void) test_port_in_use_fails_the_start;
     tcase_add_test(tc, test_without_microhttpd_is_refused);
