@@ -711,8 +711,9 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * the drain it reports on starved), so: a skip scan finds the (queue,
      * priority) pairs, one index probe each gives the pair's oldest run_at,
      * and the count stops at $1 per queue ([metrics] depth_limit; NULL
-     * counts all).  The cost is then a few probes per queue plus at most $1
-     * index entries, whatever the backlog.
+     * counts all).  The cost is then one probe per (queue, priority) pair
+     * (at most 65,536 per queue: priority is a smallint) plus at most $1
+     * index entries per queue, whatever the backlog.
      */
     [RH_STMT_QUEUE_DEPTH] = { RH_STMT_QUEUE_DEPTH, "queue_depth",
         "WITH RECURSIVE p(queue, priority) AS ("
