@@ -188,6 +188,7 @@ static struct {
     rh_outcomes_t      pending;         /* finished, not yet sent */
     rh_outcomes_t      inflight;        /* sent, awaiting the sync */
     int64_t            fin_matched;
+    int                fin_seen;        /* this round's finalize result was read (fin_matched is its) */
     int64_t           *fin_stale_ids;   /* the last finalize's stale job ids, sorted */
     int                fin_nstale;
     int                fin_failures;    /* consecutive */
@@ -1342,6 +1343,19 @@ run_batch(int early)
 
 static void on_sync_seg(rh_seg_t seg, int ok);
 
+/* Say how many of the finalizes in flight the attempt fence rejected (their jobs were rescued). */
+static void
+report_stale(void)
+{
+    int64_t stale = W.inflight.n - W.fin_matched;
+
+    if (!W.fin_seen || stale <= 0)
+        return;
+    W.n_stale += (uint64_t) stale;
+    rh_log_warning("%" PRId64 " of %d finalizes were stale (the jobs were rescued and "
+                   "claimed again); their outcomes were not recorded", stale, W.inflight.n);
+}
+
 static void
 on_sync(rh_seg_t seg)
 {
@@ -1356,9 +1370,11 @@ on_sync(rh_seg_t seg)
         W.sent_at[SEG_FINALIZE] = W.sent_at[SEG_CLAIM] = W.sent_at[SEG_ROUND];
         on_sync_seg(SEG_FINALIZE, ok);
         on_sync_seg(SEG_CLAIM, ok);
+        W.fin_seen = 0;
         return;
     }
     on_sync_seg(seg, ok);
+    W.fin_seen = 0;
 }
 
 static void
@@ -1388,12 +1404,7 @@ on_sync_seg(rh_seg_t seg, int ok)
         break;
     case SEG_FINALIZE:
         if (ok) {
-            int64_t stale = W.inflight.n - W.fin_matched;
-            if (stale > 0) {
-                W.n_stale += (uint64_t) stale;
-                rh_log_warning("%" PRId64 " of %d finalizes were stale (the jobs were rescued and "
-                               "claimed again); their outcomes were not recorded", stale, W.inflight.n);
-            }
+            report_stale();
             rh_metrics_observe(W.slot, RH_HIST_FINALIZE, ev_time() - W.sent_at[seg]);
             count_confirmed(&W.inflight, 1);
             outcomes_clear(&W.inflight);
@@ -1512,6 +1523,7 @@ on_result(rh_expect_t *e, PGresult *res)
         return;
     case E_FINALIZE:
         W.fin_matched = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+        W.fin_seen = 1;
         stale_ids_set(res);
         break;
     case E_REGISTER:
@@ -1538,8 +1550,12 @@ on_result(rh_expect_t *e, PGresult *res)
             /*
              * The reaper declared us dead (our node's lease ran out, say)
              * and our jobs were or will be handed to others: stop at once
-             * and let the master start a fresh worker.
+             * and let the master start a fresh worker.  A finalize
+             * read in this round was rejected by the fence all the same
+             * (its Sync is sent, so the server ends the round without us):
+             * say so, as its sync would have.
              */
+            report_stale();
             rh_log_error("worker %s was declared dead in rhino.workers; exiting for a fresh start",
                          W.worker_id_s);
             exit(RH_EXIT_ERROR);
@@ -1947,6 +1963,7 @@ w_broken(const char *why)
     memset(W.prepared, 0, sizeof(W.prepared));      /* a new session prepares anew */
     W.tx_open = 0;
     W.fifo_len = 0;
+    W.fin_seen = 0;
     W.round_inflight = 0;
     W.seg_error = 0;
     if (W.claimed) {
