@@ -107,6 +107,16 @@ mt_teardown(mt_t *t)
     rt_check_log(t->log, NULL, t->allow_errors);
 }
 
+/* A graceful stop that must exit 0, then the teardown (which checks the log). */
+static void
+mt_stop(mt_t *t)
+{
+    kill(t->pid, SIGTERM);
+    ck_assert_int_eq(rt_wait_exit(t->pid, 30), 0);
+    t->pid = 0;
+    mt_teardown(t);
+}
+
 /*
  * One HTTP/1.0 request on a fresh connection; returns the whole response
  * (malloc'd), or NULL if nothing listens yet.
@@ -457,10 +467,7 @@ START_TEST(test_counters_match_the_database)
         free(body);
     }
 
-    kill(t.pid, SIGTERM);
-    ck_assert_int_eq(rt_wait_exit(t.pid, 30), 0);
-    t.pid = 0;
-    mt_teardown(&t);
+    mt_stop(&t);
 }
 END_TEST
 
@@ -505,10 +512,7 @@ START_TEST(test_depth_limit)
     ck_assert_msg(metric(body, "rhino_queue_oldest_age_seconds{queue=\"big\"}") >= 3600, "%s", body);
     ck_assert_msg(metric(body, "rhino_queue_oldest_age_seconds{queue=\"small\"}") < 600, "%s", body);
     free(body);
-    kill(t.pid, SIGTERM);
-    ck_assert_int_eq(rt_wait_exit(t.pid, 30), 0);
-    t.pid = 0;
-    mt_teardown(&t);
+    mt_stop(&t);
 }
 END_TEST
 
