@@ -342,10 +342,8 @@ queue_depth(void)
             return;
         }
         R.gwarned = 0;
-        res = PQexec(R.gconn, rh_sql(RH_STMT_QUEUE_DEPTH_SESSION)->sql);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            depth_close(rh_db_error(R.gconn, res));
-            PQclear(res);
+        if ((res = rh_db_exec(R.gconn, RH_STMT_QUEUE_DEPTH_SESSION, NULL, "queue gauges")) == NULL) {
+            depth_close("its session setting failed (see above)");
             return;
         }
         PQclear(res);

@@ -1370,11 +1370,9 @@ on_sync(rh_seg_t seg)
         W.sent_at[SEG_FINALIZE] = W.sent_at[SEG_CLAIM] = W.sent_at[SEG_ROUND];
         on_sync_seg(SEG_FINALIZE, ok);
         on_sync_seg(SEG_CLAIM, ok);
-        W.fin_seen = 0;
-        return;
-    }
-    on_sync_seg(seg, ok);
-    W.fin_seen = 0;
+    } else
+        on_sync_seg(seg, ok);
+    W.fin_seen = 0;         /* the next round's finalize, if any, sets it again */
 }
 
 static void
