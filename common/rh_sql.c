@@ -737,11 +737,13 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         1 },
 
     /*
-     * The gauge connection's one setting: a gauge must never take the cores
-     * of the drain it reports on, and with depth_limit = 0 the count is a
-     * full index scan that PostgreSQL would spread over parallel workers.
+     * The one setting of the sessions that watch (the reaper's gauge
+     * connection, rhinoctl top): a view of the queue must never take the
+     * cores of the drain it reports on, and a count without a limit
+     * (depth_limit = 0, top --limit 0) is a full index scan that PostgreSQL
+     * would spread over parallel workers.
      */
-    [RH_STMT_QUEUE_DEPTH_SESSION] = { RH_STMT_QUEUE_DEPTH_SESSION, "queue_depth_session",
+    [RH_STMT_NO_PARALLEL] = { RH_STMT_NO_PARALLEL, "no_parallel",
         "SET max_parallel_workers_per_gather = 0",
         0 },
 
@@ -962,18 +964,51 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
     /*
      * rhinoctl top, per queue: live jobs by state and the age in seconds of
      * the oldest available one; completed and discarded jobs of the last
-     * minute; finished jobs per second over the last $1 seconds.  The
-     * history is read through jobs_done_finished, only the recent end.
+     * minute; finished jobs per second over the last $1 seconds.  A frame
+     * comes every second while someone watches, so nothing here may be
+     * linear in the backlog (a GROUP BY over rhino.jobs took seconds of both
+     * cores per frame with 10M queued): the available jobs are found as the
+     * queue gauge finds them (RH_STMT_QUEUE_DEPTH: a skip scan of jobs_claim,
+     * one probe per (queue, priority) pair for the oldest) and counted up to
+     * $2 per queue; running jobs come from jobs_running and scheduled and
+     * retryable ones from jobs_due, at most $2 of each (those indexes do not
+     * hold the queue, so that limit is over all queues).  $2 NULL counts
+     * all.  The last three columns say which counts stopped at $2, so they
+     * read "at least".  The history is read through its finished_at
+     * indexes, only the recent end.
      */
     [RH_STMT_CTL_TOP_QUEUES] = { RH_STMT_CTL_TOP_QUEUES, "ctl_top_queues",
-        "WITH l AS ("
-        "  SELECT queue,"
-        "         count(*) FILTER (WHERE state = 'available') AS available,"
-        "         count(*) FILTER (WHERE state = 'scheduled') AS scheduled,"
-        "         count(*) FILTER (WHERE state = 'running') AS running,"
-        "         count(*) FILTER (WHERE state = 'retryable') AS retryable,"
-        "         extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'available'))::float8 AS oldest"
-        "    FROM rhino.jobs GROUP BY queue),"
+        "WITH RECURSIVE p(queue, priority) AS ("
+        "  (SELECT queue, priority FROM rhino.jobs WHERE state = 'available' ORDER BY queue, priority LIMIT 1)"
+        "  UNION ALL"
+        "  SELECT n.queue, n.priority FROM p CROSS JOIN LATERAL ("
+        "    SELECT j.queue, j.priority FROM rhino.jobs j"
+        "     WHERE j.state = 'available' AND (j.queue, j.priority) > (p.queue, p.priority)"
+        "     ORDER BY j.queue, j.priority LIMIT 1) n),"
+        " a AS ("
+        "  SELECT p.queue, min(o.run_at) AS oldest FROM p CROSS JOIN LATERAL ("
+        "    SELECT j.run_at FROM rhino.jobs j"
+        "     WHERE j.state = 'available' AND j.queue = p.queue AND j.priority = p.priority"
+        "     ORDER BY j.run_at LIMIT 1) o"
+        "   GROUP BY p.queue),"
+        " av AS ("
+        "  SELECT a.queue, a.oldest,"
+        "         (SELECT count(*) FROM (SELECT FROM rhino.jobs j"
+        "           WHERE j.state = 'available' AND j.queue = a.queue LIMIT $2::int8) c) AS available"
+        "    FROM a),"
+        " r AS ("
+        "  SELECT queue, count(*) AS running"
+        "    FROM (SELECT queue FROM rhino.jobs WHERE state = 'running' LIMIT $2::int8) x GROUP BY queue),"
+        " s AS ("
+        "  SELECT queue, count(*) FILTER (WHERE state = 'scheduled') AS scheduled,"
+        "         count(*) FILTER (WHERE state = 'retryable') AS retryable"
+        "    FROM (SELECT queue, state FROM rhino.jobs WHERE state IN ('scheduled', 'retryable') LIMIT $2::int8) x"
+        "   GROUP BY queue),"
+        " l AS ("
+        "  SELECT coalesce(av.queue, r.queue, s.queue) AS queue, av.available, s.scheduled, r.running, s.retryable,"
+        "         extract(epoch FROM now() - av.oldest)::float8 AS oldest"
+        "    FROM av FULL JOIN r ON r.queue = av.queue"
+        "    FULL JOIN s ON s.queue = coalesce(av.queue, r.queue)),"
         " d AS ("
         "  SELECT queue,"
         "         count(*) FILTER (WHERE state = 'completed' AND finished_at > now() - interval '1 minute') AS completed,"
@@ -994,10 +1029,13 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "        coalesce(lq.running, 0), coalesce(lq.retryable, 0), coalesce(lq.completed, 0),"
         "        coalesce(lq.discarded, 0), coalesce(lq.recent, 0) / $1::float8,"
         "        CASE WHEN lq.oldest IS NOT NULL THEN greatest(lq.oldest, 0) END,"
-        "        coalesce(p.paused, false)"
+        "        coalesce(p.paused, false),"
+        "        coalesce(lq.available >= $2::int8, false),"
+        "        coalesce((SELECT sum(running) FROM r) >= $2::int8, false),"
+        "        coalesce((SELECT sum(scheduled + retryable) FROM s) >= $2::int8, false)"
         "   FROM lq FULL JOIN (SELECT name, paused FROM rhino.queues WHERE paused) p ON p.name = lq.queue"
         "  ORDER BY 1",
-        1 },
+        2 },
 
     /* rhinoctl top: live workers per node, the jobs they run, the node's uptime in seconds. */
     [RH_STMT_CTL_TOP_NODES] = { RH_STMT_CTL_TOP_NODES, "ctl_top_nodes",

@@ -47,6 +47,13 @@
 
 #define CTL_LIST_LIMIT  "50"
 #define CTL_LIST_MAX    1000000
+/*
+ * top counts at most this many jobs per queue and state unless --limit says
+ * otherwise: a frame a second must cost the same with 10M queued as with
+ * 10k (100,000 index entries are about 15 ms of one core).
+ */
+#define CTL_TOP_LIMIT   "100000"
+#define CTL_TOP_MAX     2000000000
 
 /* How much of last_error a list row shows (characters); show prints all of it. */
 #define CTL_ERROR_WIDTH 60
@@ -200,7 +207,7 @@ ctl_usage(FILE *f)
           "  resume QUEUE           claim them again\n"
           "  purge --finished-before T\n"
           "                         delete finished jobs from the history\n"
-          "  top [--interval S] [--once]\n"
+          "  top [--interval S] [--once] [--limit N]\n"
           "                         live view of queues and workers; q or Ctrl-C quits\n"
           "  schedule NAME CRON KIND [--payload JSON] [--queue Q] [--priority P]\n"
           "           [--max-attempts N] [--missed latest|all|none]\n"
@@ -233,6 +240,8 @@ ctl_usage(FILE *f)
           "  --finished-before T    a timestamp, or an interval from now ('-7 days') (purge)\n"
           "  --interval S           seconds between frames, default 1 (top)\n"
           "  --once                 print one frame and exit (top)\n"
+          "  --limit N              top: count up to N jobs per queue and state (default\n"
+          "                         100000; 0: all); a count shown as N+ is at least N\n"
           "  --missed P             fires missed while no rhino ran: latest (default: the\n"
           "                         newest one), all (each, the newest 1000), none (schedule)\n"
           "\n"
@@ -1627,6 +1636,13 @@ ctl_duration(char *buf, size_t len, double s)
         snprintf(buf, len, "%lldd%02lldh", t / 86400, t % 86400 / 3600);
 }
 
+/* Column c of row i of a top frame is true. */
+static int
+ctl_top_flag(const PGresult *q, int i, int c)
+{
+    return strcmp(PQgetvalue(q, i, c), "t") == 0;
+}
+
 /* One frame of top.  -1 on a database error (reported). */
 static int
 ctl_top_frame(PGconn *conn, const ctl_opts_t *o, int clear)
@@ -1634,15 +1650,16 @@ ctl_top_frame(PGconn *conn, const ctl_opts_t *o, int clear)
     static const char *const heads[] = {
         "AVAILABLE", "SCHEDULED", "RUNNING", "RETRYABLE", "COMPLETED/1m", "DISCARDED/1m", "JOBS/S", "OLDEST"
     };
-    char        ival[32], tbuf[32], dbuf[32];
-    const char *params[1] = { ival };
+    char        ival[32], tbuf[32], dbuf[32], cbuf[32];
+    const char *limit = o->limit ? o->limit : CTL_TOP_LIMIT;
+    const char *params[2] = { ival, strcmp(limit, "0") == 0 ? NULL : limit };     /* NULL: count all */
     PGresult   *q, *n;
-    int         wq = 5, wn = 4;
+    int         wq = 5, wn = 4, capped = 0;
     time_t      now = time(NULL);
     struct tm   tm;
 
     snprintf(ival, sizeof(ival), "%g", o->interval);
-    q = PQexecParams(conn, rh_sql(RH_STMT_CTL_TOP_QUEUES)->sql, 1, NULL, params, NULL, NULL, 0);
+    q = PQexecParams(conn, rh_sql(RH_STMT_CTL_TOP_QUEUES)->sql, 2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(q) != PGRES_TUPLES_OK) {
         ctl_err("top: %s", ctl_pgmsg(conn, q));
         PQclear(q);
@@ -1677,8 +1694,15 @@ ctl_top_frame(PGconn *conn, const ctl_opts_t *o, int clear)
     puts("  PAUSED");
     for (int i = 0; i < PQntuples(q); i++) {
         ctl_pad(PQgetvalue(q, i, 0), wq);
-        for (int c = 1; c <= 6; c++)
-            printf("  %*s", (int) strlen(heads[c - 1]) > 9 ? (int) strlen(heads[c - 1]) : 9, PQgetvalue(q, i, c));
+        for (int c = 1; c <= 6; c++) {
+            /* a count that stopped at the limit (columns 10-12: available; running; scheduled and retryable) */
+            int at_limit = (c == 1 && ctl_top_flag(q, i, 10)) || (c == 3 && ctl_top_flag(q, i, 11)) ||
+                           ((c == 2 || c == 4) && ctl_top_flag(q, i, 12));
+
+            capped |= at_limit;
+            snprintf(cbuf, sizeof(cbuf), "%s%s", PQgetvalue(q, i, c), at_limit ? "+" : "");
+            printf("  %*s", (int) strlen(heads[c - 1]) > 9 ? (int) strlen(heads[c - 1]) : 9, cbuf);
+        }
         printf("  %9.1f", strtod(PQgetvalue(q, i, 7), NULL));
         if (PQgetisnull(q, i, 8))
             snprintf(dbuf, sizeof(dbuf), "-");
@@ -1688,6 +1712,8 @@ ctl_top_frame(PGconn *conn, const ctl_opts_t *o, int clear)
     }
     if (PQntuples(q) == 0)
         puts("(no jobs)");
+    if (capped)
+        printf("(N+: at least N; top counts up to %s jobs per queue and state, --limit 0 counts all)\n", limit);
 
     putchar('\n');
     if (PQntuples(n) == 0) {
@@ -1754,6 +1780,7 @@ ctl_top(PGconn *conn, const ctl_opts_t *o)
     struct termios   saved, raw;
     int              tty_out = isatty(STDOUT_FILENO), raw_in = 0, watch_stdin = !o->once, rc = CTL_EXIT_OK;
     int              broken_pipe = 0;
+    PGresult        *res;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = ctl_top_signal;     /* no SA_RESTART: poll() returns at once */
@@ -1773,7 +1800,14 @@ ctl_top(PGconn *conn, const ctl_opts_t *o)
         raw_in = tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
     }
 
-    for (int frame = 0; !ctl_top_stop; frame++) {
+    res = PQexec(conn, rh_sql(RH_STMT_NO_PARALLEL)->sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        ctl_err("top: %s", ctl_pgmsg(conn, res));
+        rc = CTL_EXIT_ERROR;
+    }
+    PQclear(res);
+
+    for (int frame = 0; rc == CTL_EXIT_OK && !ctl_top_stop; frame++) {
         if (!(tty_out && !o->once) && frame > 0)
             putchar('\n');
         if (ctl_top_frame(conn, o, tty_out && !o->once) < 0) {
@@ -2021,7 +2055,8 @@ static const ctl_cmd_t ctl_cmds[] = {
     { "pause",   CTL_CMD_PAUSE,   0,                                             1, 1, "the QUEUE" },
     { "resume",  CTL_CMD_RESUME,  0,                                             1, 1, "the QUEUE" },
     { "purge",   CTL_CMD_PURGE,   CTL_F(CTL_OPT_FINISHED_BEFORE),                0, 0, NULL },
-    { "top",     CTL_CMD_TOP,     CTL_F(CTL_OPT_INTERVAL) | CTL_F(CTL_OPT_ONCE), 0, 0, NULL },
+    { "top",     CTL_CMD_TOP,     CTL_F(CTL_OPT_INTERVAL) | CTL_F(CTL_OPT_ONCE) | CTL_F(CTL_OPT_LIMIT),
+                                                                                  0, 0, NULL },
     { "schedule", CTL_CMD_SCHEDULE, CTL_F(CTL_OPT_PAYLOAD) | CTL_F(CTL_OPT_QUEUE) | CTL_F(CTL_OPT_PRIORITY) |
                                     CTL_F(CTL_OPT_MAX_ATTEMPTS) | CTL_F(CTL_OPT_MISSED), 3, 4,
                                     "NAME, CRON and KIND" },
@@ -2099,6 +2134,8 @@ ctl_check_command(const ctl_cmd_t *cmd, ctl_opts_t *o, char **args, int nargs)
             return ctl_value_err("--concurrency-key: empty");
         break;
     case CTL_CMD_LIST:
+        if (o->limit != NULL && ctl_parse_long(o->limit, 1, CTL_LIST_MAX) < 0)
+            return ctl_value_err("--limit: \"%s\" is not a whole number from 1 to %d", o->limit, CTL_LIST_MAX);
         if (o->payload_json != NULL)
             return ctl_usage_err("list: --payload takes no value (it says: show the payloads)");
         if ((o->queue != NULL && ctl_check_name("--queue", o->queue) != 0) ||
@@ -2148,6 +2185,11 @@ ctl_check_command(const ctl_cmd_t *cmd, ctl_opts_t *o, char **args, int nargs)
     }
     case CTL_CMD_UNSCHEDULE:
         return ctl_check_name("unschedule: NAME", args[0]);
+    case CTL_CMD_TOP:
+        if (o->limit != NULL && ctl_parse_long(o->limit, 0, CTL_TOP_MAX) < 0)
+            return ctl_value_err("--limit: \"%s\" is not a whole number from 0 (count all) to %d", o->limit,
+                                 CTL_TOP_MAX);
+        break;
     case CTL_CMD_QUEUE:
         return ctl_check_name("queue: QUEUE", args[0]);
     case CTL_CMD_PURGE:
@@ -2217,9 +2259,7 @@ main(int argc, char **argv)
             o.state = optarg;
             break;
         case CTL_OPT_LIMIT:
-            if (ctl_parse_long(optarg, 1, CTL_LIST_MAX) < 0)
-                return ctl_value_err("--limit: \"%s\" is not a whole number from 1 to %d", optarg, CTL_LIST_MAX);
-            o.limit = optarg;
+            o.limit = optarg;       /* its range is the command's: ctl_check_command */
             break;
         case CTL_OPT_PAYLOAD:
             o.payload = 1;

@@ -342,7 +342,7 @@ queue_depth(void)
             return;
         }
         R.gwarned = 0;
-        if ((res = rh_db_exec(R.gconn, RH_STMT_QUEUE_DEPTH_SESSION, NULL, "queue gauges")) == NULL) {
+        if ((res = rh_db_exec(R.gconn, RH_STMT_NO_PARALLEL, NULL, "queue gauges")) == NULL) {
             depth_close("its session setting failed (see above)");
             return;
         }

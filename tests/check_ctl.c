@@ -1264,6 +1264,9 @@ START_TEST(test_bad_values)
         { "pause", "", NULL },
         { "top", "--interval", "0.01", NULL },
         { "top", "--interval", "soon", NULL },
+        { "top", "--limit", "-1", NULL },
+        { "top", "--limit", "2000000001", NULL },
+        { "top", "--limit", "many", NULL },
         { "purge", "--finished-before", "", NULL },
     };
 
@@ -1722,6 +1725,89 @@ START_TEST(test_top_once)
 }
 END_TEST
 
+/* The cells of queue's row in a top frame, as printed ("12", "5+"): available .. retryable; 0 if no row. */
+static int
+top_cells(const char *frame, const char *queue, char cells[4][32])
+{
+    for (const char *line = frame; line && *line;) {
+        char q[256];
+
+        if (sscanf(line, "%255s %31s %31s %31s %31s", q, cells[0], cells[1], cells[2], cells[3]) == 5 &&
+            strcmp(q, queue) == 0)
+            return 1;
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    return 0;
+}
+
+/*
+ * top --limit: each frame counts up to N jobs per queue (available) and N
+ * of each index's rows (running; scheduled and retryable together), so a
+ * frame costs the same with 10M queued; a count at the limit shows as N+
+ * and a line says what N+ means; --limit 0 and the default (100,000) count
+ * these few exactly.
+ */
+START_TEST(test_top_limit)
+{
+    char   *dsn = rt_db_create_migrated(), *out, *err, c[4][32];
+    PGconn *conn = rt_connect(dsn);
+    int     rc;
+
+    rt_exec(conn, "SELECT rhino.enqueue('k', queue => 'big') FROM generate_series(1, 12)");
+    rt_exec(conn, "SELECT rhino.enqueue('k', queue => 'big', run_at => now() + interval '1 hour')"
+                  "  FROM generate_series(1, 3)");
+    rt_exec(conn, "SELECT rhino.enqueue('k', queue => 'small') FROM generate_series(1, 4)");
+    rt_exec(conn, "UPDATE rhino.jobs SET state = 'retryable', run_at = now() + interval '1 hour'"
+                  " WHERE id = (SELECT min(id) FROM rhino.jobs WHERE queue = 'small')");
+    rt_exec(conn, "UPDATE rhino.jobs SET state = 'running', attempt = 1, worker_id = 7, attempted_at = now()"
+                  " WHERE id IN (SELECT id FROM rhino.jobs WHERE queue = 'small' AND state = 'available' LIMIT 2)");
+
+    /* 5: big's 12 available stop at 5; the 3 scheduled + 1 retryable and the 2 running are below it */
+    rc = rt_ctl(dsn, NULL, &out, &err, "top", "--once", "--limit", "5", NULL);
+    ck_assert_msg(rc == 0, "top exited %d: %s", rc, err);
+    ck_assert_msg(top_cells(out, "big", c), "no big row: %s", out);
+    ck_assert_str_eq(c[0], "5+");
+    ck_assert_str_eq(c[1], "3");
+    ck_assert_msg(top_cells(out, "small", c), "no small row: %s", out);
+    ck_assert_str_eq(c[0], "1");
+    ck_assert_str_eq(c[2], "2");
+    ck_assert_str_eq(c[3], "1");
+    ck_assert_msg(strstr(out, "at least N; top counts up to 5 jobs") != NULL, "%s", out);
+    free(out);
+    free(err);
+
+    /* 2: the running count and the scheduled-and-retryable count stop too, so they read "at least" */
+    rc = rt_ctl(dsn, NULL, &out, &err, "top", "--once", "--limit", "2", NULL);
+    ck_assert_msg(rc == 0, "top exited %d: %s", rc, err);
+    ck_assert_msg(top_cells(out, "small", c), "no small row: %s", out);
+    ck_assert_str_eq(c[0], "1");                    /* below the limit: exact */
+    ck_assert_str_eq(c[2], "2+");
+    ck_assert_msg(c[3][strlen(c[3]) - 1] == '+', "retryable: %s", out);
+    ck_assert_msg(top_cells(out, "big", c), "no big row: %s", out);
+    ck_assert_str_eq(c[0], "2+");
+    ck_assert_msg(c[1][strlen(c[1]) - 1] == '+', "scheduled: %s", out);
+    free(out);
+    free(err);
+
+    /* 0 counts all; so does the default limit, for so few */
+    for (int i = 0; i < 2; i++) {
+        rc = i == 0 ? rt_ctl(dsn, NULL, &out, &err, "top", "--once", "--limit", "0", NULL)
+                    : rt_ctl(dsn, NULL, &out, &err, "top", "--once", NULL);
+        ck_assert_msg(rc == 0, "top exited %d: %s", rc, err);
+        ck_assert_msg(top_cells(out, "big", c), "no big row: %s", out);
+        ck_assert_str_eq(c[0], "12");
+        ck_assert_str_eq(c[1], "3");
+        ck_assert_msg(strchr(out, '+') == NULL && strstr(out, "at least") == NULL, "%s", out);
+        free(out);
+        free(err);
+    }
+    PQfinish(conn);
+    free(dsn);
+}
+END_TEST
+
 /* Without --once: frames a blank line apart in a pipe; SIGINT and "q" end it with exit 0. */
 START_TEST(test_top_frames)
 {
@@ -1933,6 +2019,7 @@ ctl_suite(void)
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, test_pause_resume_cli);
     tcase_add_test(tc, test_top_once);
+    tcase_add_test(tc, test_top_limit);
     tcase_add_test(tc, test_top_frames);
     tcase_add_test(tc, test_pause_with_daemon);
     suite_add_tcase(s, tc);
