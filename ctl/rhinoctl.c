@@ -52,7 +52,7 @@
  * otherwise: a frame a second must cost the same with 10M queued as with
  * 10k (100,000 index entries are about 15 ms of one core).
  */
-#define CTL_TOP_LIMIT   "100000"
+#define CTL_TOP_LIMIT   100000
 #define CTL_TOP_MAX     2000000000
 
 /* How much of last_error a list row shows (characters); show prints all of it. */
@@ -143,6 +143,7 @@ typedef struct {
     /* top */
     double      interval;
     int         once;
+    long        top_limit;      /* --limit of top, as a number; 0 = count all */
     /* schedule: --payload=JSON (list's --payload takes no value), --missed */
     const char *payload_json;
     const char *missed;
@@ -1650,15 +1651,15 @@ ctl_top_frame(PGconn *conn, const ctl_opts_t *o, int clear)
     static const char *const heads[] = {
         "AVAILABLE", "SCHEDULED", "RUNNING", "RETRYABLE", "COMPLETED/1m", "DISCARDED/1m", "JOBS/S", "OLDEST"
     };
-    char        ival[32], tbuf[32], dbuf[32], cbuf[32];
-    const char *limit = o->limit ? o->limit : CTL_TOP_LIMIT;
-    const char *params[2] = { ival, strcmp(limit, "0") == 0 ? NULL : limit };     /* NULL: count all */
+    char        ival[32], tbuf[32], dbuf[32], cbuf[32], limit[32];
+    const char *params[2] = { ival, o->top_limit > 0 ? limit : NULL };      /* NULL: count all */
     PGresult   *q, *n;
     int         wq = 5, wn = 4, capped = 0;
     time_t      now = time(NULL);
     struct tm   tm;
 
     snprintf(ival, sizeof(ival), "%g", o->interval);
+    snprintf(limit, sizeof(limit), "%ld", o->top_limit);
     q = PQexecParams(conn, rh_sql(RH_STMT_CTL_TOP_QUEUES)->sql, 2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(q) != PGRES_TUPLES_OK) {
         ctl_err("top: %s", ctl_pgmsg(conn, q));
@@ -2189,6 +2190,7 @@ ctl_check_command(const ctl_cmd_t *cmd, ctl_opts_t *o, char **args, int nargs)
         if (o->limit != NULL && ctl_parse_long(o->limit, 0, CTL_TOP_MAX) < 0)
             return ctl_value_err("--limit: \"%s\" is not a whole number from 0 (count all) to %d", o->limit,
                                  CTL_TOP_MAX);
+        o->top_limit = o->limit != NULL ? strtol(o->limit, NULL, 10) : CTL_TOP_LIMIT;  /* "00", "+5" too */
         break;
     case CTL_CMD_QUEUE:
         return ctl_check_name("queue: QUEUE", args[0]);
