@@ -614,6 +614,14 @@ START_TEST(test_completed_jobs_are_kept_a_batch_to_a_row)
                                            " WHERE state = 'completed' AND (attempt <> 1 OR attempted_at IS NULL"
                                            "       OR finished_at < attempted_at OR queue <> 'default')"),
                      0);
+    /* the arrays are compressed with lz4 (sql/012_history_lz4.sql), those long enough to be compressed */
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM pg_attribute"
+                                           " WHERE attrelid = 'rhino.jobs_done_batches'::regclass AND attnum > 0"
+                                           "   AND attlen = -1 AND attcompression <> 'l'"),
+                     0);
+    ck_assert_int_ge(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done_batches"
+                                           " WHERE pg_column_compression(payload) = 'lz4'"),
+                     1);
 
     /* found by id through the indexes, payload and all */
     s = rt_query1(d.conn, "SELECT id FROM rhino.jobs_done WHERE payload->>'i' = '7'");
