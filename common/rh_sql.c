@@ -250,6 +250,29 @@
                         "       AND (priority, run_at, id) >= (coalesce(q.wp, -32768), coalesce(q.wr, '-infinity')," \
                         "                                      coalesce(q.wi, -9223372036854775808))", n)
 
+/*
+ * The queues with available jobs and the run_at of each one's oldest, as
+ * two CTEs after WITH RECURSIVE: p, the (queue, priority) pairs of
+ * jobs_claim, found by a skip scan (one index probe per pair, whatever the
+ * backlog); q(queue, oldest), one more probe per pair, the oldest over a
+ * queue's priorities.  Shared by the queue gauge and rhinoctl top, which
+ * must both cost the same with 10M queued as with 10k.
+ */
+#define RH_QUEUES_OLDEST \
+        "p(queue, priority) AS (" \
+        "  (SELECT queue, priority FROM rhino.jobs WHERE state = 'available' ORDER BY queue, priority LIMIT 1)" \
+        "  UNION ALL" \
+        "  SELECT n.queue, n.priority FROM p CROSS JOIN LATERAL (" \
+        "    SELECT j.queue, j.priority FROM rhino.jobs j" \
+        "     WHERE j.state = 'available' AND (j.queue, j.priority) > (p.queue, p.priority)" \
+        "     ORDER BY j.queue, j.priority LIMIT 1) n)," \
+        " q AS (" \
+        "  SELECT p.queue, min(o.run_at) AS oldest FROM p CROSS JOIN LATERAL (" \
+        "    SELECT j.run_at FROM rhino.jobs j" \
+        "     WHERE j.state = 'available' AND j.queue = p.queue AND j.priority = p.priority" \
+        "     ORDER BY j.run_at LIMIT 1) o" \
+        "   GROUP BY p.queue)"
+
 static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
 
     /*
@@ -716,19 +739,7 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * index entries per queue, whatever the backlog.
      */
     [RH_STMT_QUEUE_DEPTH] = { RH_STMT_QUEUE_DEPTH, "queue_depth",
-        "WITH RECURSIVE p(queue, priority) AS ("
-        "  (SELECT queue, priority FROM rhino.jobs WHERE state = 'available' ORDER BY queue, priority LIMIT 1)"
-        "  UNION ALL"
-        "  SELECT n.queue, n.priority FROM p CROSS JOIN LATERAL ("
-        "    SELECT j.queue, j.priority FROM rhino.jobs j"
-        "     WHERE j.state = 'available' AND (j.queue, j.priority) > (p.queue, p.priority)"
-        "     ORDER BY j.queue, j.priority LIMIT 1) n),"
-        " q AS ("
-        "  SELECT p.queue, min(o.run_at) AS oldest FROM p CROSS JOIN LATERAL ("
-        "    SELECT j.run_at FROM rhino.jobs j"
-        "     WHERE j.state = 'available' AND j.queue = p.queue AND j.priority = p.priority"
-        "     ORDER BY j.run_at LIMIT 1) o"
-        "   GROUP BY p.queue)"
+        "WITH RECURSIVE " RH_QUEUES_OLDEST
         " SELECT q.queue,"
         "        (SELECT count(*) FROM (SELECT FROM rhino.jobs j"
         "          WHERE j.state = 'available' AND j.queue = q.queue LIMIT $1::int8) c),"
@@ -968,9 +979,8 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * comes every second while someone watches, so nothing here may be
      * linear in the backlog (a GROUP BY over rhino.jobs took seconds of both
      * cores per frame with 10M queued): the available jobs are found as the
-     * queue gauge finds them (RH_STMT_QUEUE_DEPTH: a skip scan of jobs_claim,
-     * one probe per (queue, priority) pair for the oldest) and counted up to
-     * $2 per queue; running jobs come from jobs_running and scheduled and
+     * queue gauge finds them (RH_QUEUES_OLDEST) and counted up to $2 per
+     * queue; running jobs come from jobs_running and scheduled and
      * retryable ones from jobs_due, at most $2 of each (those indexes do not
      * hold the queue, so that limit is over all queues).  $2 NULL counts
      * all.  The last three columns say which counts stopped at $2, so they
@@ -978,24 +988,12 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * indexes, only the recent end.
      */
     [RH_STMT_CTL_TOP_QUEUES] = { RH_STMT_CTL_TOP_QUEUES, "ctl_top_queues",
-        "WITH RECURSIVE p(queue, priority) AS ("
-        "  (SELECT queue, priority FROM rhino.jobs WHERE state = 'available' ORDER BY queue, priority LIMIT 1)"
-        "  UNION ALL"
-        "  SELECT n.queue, n.priority FROM p CROSS JOIN LATERAL ("
-        "    SELECT j.queue, j.priority FROM rhino.jobs j"
-        "     WHERE j.state = 'available' AND (j.queue, j.priority) > (p.queue, p.priority)"
-        "     ORDER BY j.queue, j.priority LIMIT 1) n),"
-        " a AS ("
-        "  SELECT p.queue, min(o.run_at) AS oldest FROM p CROSS JOIN LATERAL ("
-        "    SELECT j.run_at FROM rhino.jobs j"
-        "     WHERE j.state = 'available' AND j.queue = p.queue AND j.priority = p.priority"
-        "     ORDER BY j.run_at LIMIT 1) o"
-        "   GROUP BY p.queue),"
+        "WITH RECURSIVE " RH_QUEUES_OLDEST ","
         " av AS ("
-        "  SELECT a.queue, a.oldest,"
+        "  SELECT q.queue, q.oldest,"
         "         (SELECT count(*) FROM (SELECT FROM rhino.jobs j"
-        "           WHERE j.state = 'available' AND j.queue = a.queue LIMIT $2::int8) c) AS available"
-        "    FROM a),"
+        "           WHERE j.state = 'available' AND j.queue = q.queue LIMIT $2::int8) c) AS available"
+        "    FROM q),"
         " r AS ("
         "  SELECT queue, count(*) AS running"
         "    FROM (SELECT queue FROM rhino.jobs WHERE state = 'running' LIMIT $2::int8) x GROUP BY queue),"

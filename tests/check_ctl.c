@@ -1655,24 +1655,35 @@ END_TEST
 
 /* ---- top ------------------------------------------------------------------------- */
 
-/* The numbers of the row of queue in a top frame: available .. discarded/1m; 0 if no row. */
-static int
-top_row(const char *frame, const char *queue, long v[6], char *paused, size_t plen)
+/* The line of a top frame whose first word is queue; NULL if none. */
+static const char *
+top_line(const char *frame, const char *queue)
 {
-    for (const char *line = frame; line && *line;) {
-        char q[256], oldest[32], p[16];
-        double rate;
+    size_t n = strlen(queue);
 
-        if (sscanf(line, "%255s %ld %ld %ld %ld %ld %ld %lf %31s %15s", q, &v[0], &v[1], &v[2], &v[3], &v[4],
-                   &v[5], &rate, oldest, p) == 10 && strcmp(q, queue) == 0) {
-            snprintf(paused, plen, "%s", p);
-            return 1;
-        }
+    for (const char *line = frame; line && *line;) {
+        if (strncmp(line, queue, n) == 0 && (line[n] == ' ' || line[n] == '\t'))
+            return line;
         line = strchr(line, '\n');
         if (line)
             line++;
     }
-    return 0;
+    return NULL;
+}
+
+/* The numbers of the row of queue in a top frame: available .. discarded/1m; 0 if no row. */
+static int
+top_row(const char *frame, const char *queue, long v[6], char *paused, size_t plen)
+{
+    const char *line = top_line(frame, queue);
+    char        q[256], oldest[32], p[16];
+    double      rate;
+
+    if (line == NULL || sscanf(line, "%255s %ld %ld %ld %ld %ld %ld %lf %31s %15s", q, &v[0], &v[1], &v[2], &v[3],
+                               &v[4], &v[5], &rate, oldest, p) != 10)
+        return 0;
+    snprintf(paused, plen, "%s", p);
+    return 1;
 }
 
 START_TEST(test_top_once)
@@ -1729,17 +1740,10 @@ END_TEST
 static int
 top_cells(const char *frame, const char *queue, char cells[4][32])
 {
-    for (const char *line = frame; line && *line;) {
-        char q[256];
+    const char *line = top_line(frame, queue);
+    char        q[256];
 
-        if (sscanf(line, "%255s %31s %31s %31s %31s", q, cells[0], cells[1], cells[2], cells[3]) == 5 &&
-            strcmp(q, queue) == 0)
-            return 1;
-        line = strchr(line, '\n');
-        if (line)
-            line++;
-    }
-    return 0;
+    return line != NULL && sscanf(line, "%255s %31s %31s %31s %31s", q, cells[0], cells[1], cells[2], cells[3]) == 5;
 }
 
 /*
