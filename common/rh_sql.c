@@ -982,7 +982,8 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * queue gauge finds them (RH_QUEUES_OLDEST) and counted up to $2 per
      * queue; running jobs come from jobs_running and scheduled and
      * retryable ones from jobs_due, at most $2 of each (those indexes do not
-     * hold the queue, so that limit is over all queues).  $2 NULL counts
+     * hold the queue, so that limit is over all queues; those counted are the
+     * first to come due, in the order of jobs_due).  $2 NULL counts
      * all.  The last three columns say which counts stopped at $2, so they
      * read "at least".  The history is read through its finished_at
      * indexes, only the recent end.
@@ -1000,7 +1001,8 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         " s AS ("
         "  SELECT queue, count(*) FILTER (WHERE state = 'scheduled') AS scheduled,"
         "         count(*) FILTER (WHERE state = 'retryable') AS retryable"
-        "    FROM (SELECT queue, state FROM rhino.jobs WHERE state IN ('scheduled', 'retryable') LIMIT $2::int8) x"
+        "    FROM (SELECT queue, state FROM rhino.jobs WHERE state IN ('scheduled', 'retryable')"
+        "           ORDER BY run_at LIMIT $2::int8) x"
         "   GROUP BY queue),"
         " l AS ("
         "  SELECT coalesce(av.queue, r.queue, s.queue) AS queue, av.available, s.scheduled, r.running, s.retryable,"
