@@ -111,6 +111,10 @@ START_TEST(test_migrate_empty_db)
                                          "AND viewname IN ('jobs_done', 'all_jobs')"), 2);
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.schema_migrations "
                                          "WHERE version = 1 AND name = '001_init'"), 1);
+    /* the indexes new jobs enter at the right end fill their pages whole (sql/013_index_fillfactor.sql) */
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM pg_class"
+                                         " WHERE oid IN ('rhino.jobs_pkey'::regclass, 'rhino.jobs_claim'::regclass)"
+                                         "   AND 'fillfactor=100' = ANY (reloptions)"), 2);
     PQfinish(conn);
     free(out);
     free(err);
