@@ -11,7 +11,7 @@
 -- within the noise: 250k in four pairs 91.8k against 93.1k jobs/s (one
 -- pair 10 % apart each way), 1M in two 86.5k / 95.2k against 94.1k / 94.5k.
 -- Splits in the middle of a page are 50/50 whatever the fillfactor, so the
--- claims' new row versions in the primary key split pages as before.  Only future splits are affected; nothing is
--- rebuilt.
+-- claims' new row versions in the primary key split pages as before.  Only
+-- future splits are affected; nothing is rebuilt.
 ALTER INDEX rhino.jobs_pkey SET (fillfactor = 100);
 ALTER INDEX rhino.jobs_claim SET (fillfactor = 100);
