@@ -1548,10 +1548,10 @@ on_result(rh_expect_t *e, PGresult *res)
             /*
              * The reaper declared us dead (our node's lease ran out, say)
              * and our jobs were or will be handed to others: stop at once
-             * and let the master start a fresh worker.  A finalize
-             * read in this round was rejected by the fence all the same
-             * (its Sync is sent, so the server ends the round without us):
-             * say so, as its sync would have.
+             * and let the master start a fresh worker.  If this round's
+             * finalize result was read, the jobs in it that the fence
+             * rejected are reported here, as its sync would have (the
+             * Sync is sent, so the server ends the round without us).
              */
             report_stale();
             rh_log_error("worker %s was declared dead in rhino.workers; exiting for a fresh start",
