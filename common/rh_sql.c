@@ -66,16 +66,33 @@
  * comparisons and 0.5 to 4 s per batch (measured: a 100k drain ran at 1.6k
  * jobs/s).  As a join clause it is not a restriction, so the plan walks f
  * and probes the primary key once per job (10 ms per 1000; 22-40k jobs/s).
+ *
+ * Whether a retry or a snooze becomes a cancellation is read from l, which
+ * locks those rows first, and not from a condition on j in d, r and s.
+ * Each of them tests a row's version in the statement's snapshot, and,
+ * when another transaction changed the row after that snapshot, its newest
+ * version again (EvalPlanQual).  A rhino.cancel committed in between made
+ * the snapshot's version fail d (no cancel yet) and the newest fail r (a
+ * cancel): neither took the row, which stayed running under a live worker
+ * that had counted it stale.  The lock returns the newest version, so the
+ * three decide on one value; a cancel after it waits for this transaction.
  */
 #define RH_FINALIZE_CTES \
-        "WITH f AS MATERIALIZED (" \
+        "WITH a AS MATERIALIZED (" \
         "  SELECT *, 'running'::rhino.job_state AS cur" \
         "    FROM unnest($1::bigint[], $2::int[], $3::rhino.job_state[], $4::float8[], $5::text[])" \
-        "      AS f(id, attempt, state, delay, err))," \
+        "      AS a(id, attempt, state, delay, err))," \
+        " l AS MATERIALIZED (" \
+        "  SELECT a.id, k.cancel FROM a CROSS JOIN LATERAL (" \
+        "    SELECT j.cancel_requested_at IS NOT NULL AS cancel FROM rhino.jobs j" \
+        "     WHERE j.id = a.id AND j.attempt = a.attempt AND j.state = a.cur FOR UPDATE) k" \
+        "   WHERE a.state IN ('retryable', 'scheduled'))," \
+        " f AS MATERIALIZED (" \
+        "  SELECT a.*, coalesce(l.cancel, false) AS cancel FROM a LEFT JOIN l ON l.id = a.id)," \
         " d AS (" \
         "  DELETE FROM rhino.jobs j USING f" \
         "   WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur" \
-        "     AND (f.state IN ('completed', 'discarded') OR j.cancel_requested_at IS NOT NULL)" \
+        "     AND (f.state IN ('completed', 'discarded') OR f.cancel)" \
         "  RETURNING j.id, j.queue, j.kind, j.payload," \
         "            CASE WHEN f.state = 'completed' OR j.cancel_requested_at IS NULL THEN f.state" \
         "                 ELSE 'cancelled' END AS state," \
@@ -97,7 +114,7 @@
         "         last_error = f.err, worker_id = NULL, errors = j.errors + 1" \
         "    FROM f" \
         "   WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur" \
-        "     AND f.state = 'retryable' AND j.cancel_requested_at IS NULL" \
+        "     AND f.state = 'retryable' AND NOT f.cancel" \
         "  RETURNING j.id)," \
         " s AS (" \
         "  UPDATE rhino.jobs j" \
@@ -105,7 +122,7 @@
         "         run_at = now() + make_interval(secs => f.delay), worker_id = NULL" \
         "    FROM f" \
         "   WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur" \
-        "     AND f.state = 'scheduled' AND j.cancel_requested_at IS NULL" \
+        "     AND f.state = 'scheduled' AND NOT f.cancel" \
         "  RETURNING j.id)," \
         " e AS (" \
         "  INSERT INTO rhino.job_errors (job_id, attempt, kind, error)" \
@@ -137,19 +154,60 @@
  * subquery from being flattened into a join whose order the planner would
  * choose (for a table it believes empty: a walk of all of jobs_pkey with f
  * rescanned per row), f.cur keeps jobs_running out (see RH_FINALIZE_CTES),
- * and ctid = ANY is a TID scan.  A row a rescue updated after our snapshot
- * has a new ctid, not in the array: the DELETE's recheck skips it, and it
- * counts as stale.
+ * and ctid = ANY is a TID scan.  A row another transaction updated after
+ * our snapshot has a new ctid, not in the array: the DELETE's recheck
+ * skips it, and RH_DONE_AGAIN looks for it once more.
  */
 #define RH_DONE_MATCH \
         " WHERE j.ctid = ANY (ARRAY(SELECT x.tid FROM f CROSS JOIN LATERAL" \
         "                            (SELECT k.ctid AS tid FROM rhino.jobs k" \
         "                              WHERE k.id = f.id AND k.attempt = f.attempt AND k.state = f.cur" \
         "                              LIMIT 1) x))"
+/*
+ * d2: the rows of f that d did not delete, by id this time, fenced again
+ * on the newest version.  Not only a rescue moves a running row: rhino.cancel
+ * (cancel_requested_at) and the queue limits (counted) update it too, and
+ * such a row, completed by its handler, had been counted stale and left
+ * running under its live worker, to run again once that worker ended.
+ * Found by id, the recheck reads the row's newest version and deletes it
+ * if it still runs the attempt; a rescued row fails it and stays stale.
+ * Only when d came back short (the one-time filter): the common batch
+ * pays two counts.  The attempt is looked up in f per row, which is slow
+ * only for many missed rows, as after a mass rescue.
+ */
+#define RH_DONE_AGAIN(ret) \
+        " d2 AS (DELETE FROM rhino.jobs j" \
+        "   WHERE (SELECT count(*) FROM d) < (SELECT count(*) FROM f)" \
+        "     AND j.id = ANY (ARRAY(SELECT id FROM f EXCEPT SELECT id FROM d))" \
+        "     AND j.attempt = (SELECT f.attempt FROM f WHERE f.id = j.id AND j.state = f.cur LIMIT 1)" \
+        "  RETURNING " ret ")"
+/* what RH_STMT_FINALIZE_DONE_KEEP's d and d2 return: the columns the history's batch row takes */
+#define RH_DONE_KEPT \
+        "j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_attempts, j.run_at," \
+        " j.created_at, j.attempted_at, j.crash_count, j.errors, j.last_error, " RH_CARRIED_J
 #define RH_DONE_COUNT \
         " SELECT m.n, CASE WHEN m.n < (SELECT count(*) FROM f)" \
-        "                  THEN ARRAY(SELECT id FROM f EXCEPT SELECT id FROM d) END" \
-        "   FROM (SELECT count(*) AS n FROM d) m"
+        "                  THEN ARRAY(SELECT id FROM f EXCEPT SELECT id FROM d EXCEPT SELECT id FROM d2) END" \
+        "   FROM (SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM d2) AS n) m"
+
+/*
+ * CTEs c and h: the rows of rhino.jobs joined to using that satisfy where
+ * leave for the history as cancelled, with attempt and last_error as given.
+ * For a job whose cancellation was asked for (rhino.cancel) while it was
+ * claimed: it is never made available again, by a rescue or a release.
+ */
+#define RH_CANCELLED(using, where, attempt, why) \
+        " c AS (" \
+        "  DELETE FROM rhino.jobs j USING " using \
+        "   WHERE " where \
+        "  RETURNING j.id, j.queue, j.kind, j.payload, 'cancelled'::rhino.job_state, j.priority, " attempt "," \
+        "            j.max_attempts, j.run_at, j.created_at, j.attempted_at, j.crash_count, j.errors," \
+        "            " why ", " RH_CARRIED_J ")," \
+        " h AS (" \
+        "  INSERT INTO rhino.jobs_done_rows (id, queue, kind, payload, state, priority, attempt, max_attempts," \
+        "                                    run_at, created_at, attempted_at, crash_count, errors, last_error," \
+        "                                    " RH_CARRIED ")" \
+        "  SELECT * FROM c)"
 
 /*
  * The rescue of the jobs in CTE dead (tid, attempt, cancel: rows it locked),
@@ -172,19 +230,9 @@
         "     AND j.ctid = dead.tid AND j.attempt = dead.attempt AND j.state = 'running'" \
         "  RETURNING j.id)," \
         /* a job whose cancellation was asked for is not run again */ \
-        " c AS (" \
-        "  DELETE FROM rhino.jobs j USING dead" \
-        "   WHERE j.ctid = ANY (ARRAY(SELECT tid FROM dead WHERE cancel))" \
-        "     AND j.ctid = dead.tid AND j.attempt = dead.attempt AND j.state = 'running'" \
-        "  RETURNING j.id, j.queue, j.kind, j.payload, 'cancelled'::rhino.job_state, j.priority, j.attempt," \
-        "            j.max_attempts, j.run_at, j.created_at, j.attempted_at, j.crash_count, j.errors," \
-        "            'cancelled while running; its worker died during attempt ' || j.attempt," \
-        "            " RH_CARRIED_J ")," \
-        " h AS (" \
-        "  INSERT INTO rhino.jobs_done_rows (id, queue, kind, payload, state, priority, attempt, max_attempts," \
-        "                                    run_at, created_at, attempted_at, crash_count, errors, last_error," \
-        "                                    " RH_CARRIED ")" \
-        "  SELECT * FROM c)" \
+        RH_CANCELLED("dead", "j.ctid = ANY (ARRAY(SELECT tid FROM dead WHERE cancel))" \
+                     " AND j.ctid = dead.tid AND j.attempt = dead.attempt AND j.state = 'running'", \
+                     "j.attempt", "'cancelled while running; its worker died during attempt ' || j.attempt") \
         " SELECT id FROM u UNION ALL SELECT id FROM c"
 
 /*
@@ -336,16 +384,16 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      */
     [RH_STMT_FINALIZE_DONE] = { RH_STMT_FINALIZE_DONE, "finalize_done",
         RH_DONE_F
-        " d AS (DELETE FROM rhino.jobs j" RH_DONE_MATCH " RETURNING j.id)"
+        " d AS (DELETE FROM rhino.jobs j" RH_DONE_MATCH " RETURNING j.id),"
+        RH_DONE_AGAIN("j.id")
         RH_DONE_COUNT,
         2, 1 },
 
     [RH_STMT_FINALIZE_DONE_KEEP] = { RH_STMT_FINALIZE_DONE_KEEP, "finalize_done_keep",
         RH_DONE_F
-        " d AS (DELETE FROM rhino.jobs j" RH_DONE_MATCH
-        "        RETURNING j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_attempts, j.run_at,"
-        "                  j.created_at, j.attempted_at, j.crash_count, j.errors, j.last_error, " RH_CARRIED_J "),"
-        " h AS (" RH_BATCH_INSERT("d", "true") ")"
+        " d AS (DELETE FROM rhino.jobs j" RH_DONE_MATCH " RETURNING " RH_DONE_KEPT "),"
+        RH_DONE_AGAIN(RH_DONE_KEPT) ","
+        " h AS (" RH_BATCH_INSERT("(SELECT * FROM d UNION ALL SELECT * FROM d2) dd", "true") ")"
         RH_DONE_COUNT,
         2, 1 },
 
@@ -359,27 +407,50 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
     /*
      * Give back claimed jobs whose handler never started (drain, lost
      * connection).  The attempt the claim took is returned too: the job did
-     * not run, and attempt k was issued only to us, who give it up.
+     * not run, and attempt k was issued only to us, who give it up.  A job
+     * whose cancellation was asked for meanwhile goes to the history as
+     * cancelled instead; l locks the rows first so that the UPDATE and the
+     * DELETE decide on the same value (see RH_FINALIZE_CTES).
      */
     [RH_STMT_RELEASE] = { RH_STMT_RELEASE, "release",
         "WITH f AS MATERIALIZED ("
-        "  SELECT *, 'running'::rhino.job_state AS cur FROM unnest($1::bigint[], $2::int[]) AS f(id, attempt))"
-        " UPDATE rhino.jobs j"
-        "   SET state = 'available', attempt = j.attempt - 1, worker_id = NULL"
-        "  FROM f"
-        " WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur",   /* f.cur: see RH_FINALIZE_CTES */
+        "  SELECT *, 'running'::rhino.job_state AS cur FROM unnest($1::bigint[], $2::int[]) AS f(id, attempt)),"
+        " l AS MATERIALIZED ("
+        "  SELECT f.*, k.cancel FROM f CROSS JOIN LATERAL ("
+        "    SELECT j.cancel_requested_at IS NOT NULL AS cancel FROM rhino.jobs j"
+        "     WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur FOR UPDATE) k),"
+        " u AS ("
+        "  UPDATE rhino.jobs j"
+        "     SET state = 'available', attempt = j.attempt - 1, worker_id = NULL"
+        "    FROM l"
+        "   WHERE j.id = l.id AND j.attempt = l.attempt AND j.state = l.cur AND NOT l.cancel"   /* l.cur: see RH_FINALIZE_CTES */
+        "  RETURNING j.id),"
+        RH_CANCELLED("l", "j.id = l.id AND j.attempt = l.attempt AND j.state = l.cur AND l.cancel",
+                     "j.attempt - 1", "'cancelled before it started'")
+        " SELECT id FROM u UNION ALL SELECT id FROM c",
         2 },
 
     /*
      * After a lost connection the worker cannot know whether its last claim
      * committed.  In the same transaction that replays its pending
      * finalizes, it hands back everything else still running under its id.
-     * The attempt stays consumed: the worker cannot tell what ran.
+     * The attempt stays consumed: the worker cannot tell what ran.  A job
+     * whose cancellation was asked for goes to the history as cancelled, as
+     * RH_STMT_RELEASE does.
      */
     [RH_STMT_RELEASE_MINE] = { RH_STMT_RELEASE_MINE, "release_mine",
-        "UPDATE rhino.jobs SET state = 'available', worker_id = NULL,"
-        "       last_error = 'released after the worker lost its connection during attempt ' || attempt"
-        " WHERE worker_id = $1 AND state = 'running'",
+        "WITH l AS MATERIALIZED ("
+        "  SELECT j.id, j.attempt, j.state AS cur, j.cancel_requested_at IS NOT NULL AS cancel FROM rhino.jobs j"
+        "   WHERE j.worker_id = $1 AND j.state = 'running' FOR UPDATE),"
+        " u AS ("
+        "  UPDATE rhino.jobs j SET state = 'available', worker_id = NULL,"
+        "         last_error = 'released after the worker lost its connection during attempt ' || j.attempt"
+        "    FROM l"
+        "   WHERE j.id = l.id AND j.attempt = l.attempt AND j.state = l.cur AND NOT l.cancel"
+        "  RETURNING j.id),"
+        RH_CANCELLED("l", "j.id = l.id AND j.attempt = l.attempt AND j.state = l.cur AND l.cancel",
+                     "j.attempt", "'cancelled while claimed; its worker lost its connection during attempt ' || j.attempt")
+        " SELECT id FROM u UNION ALL SELECT id FROM c",
         1 },
 
     [RH_STMT_WORKER_REGISTER] = { RH_STMT_WORKER_REGISTER, "worker_register",
