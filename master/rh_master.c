@@ -36,6 +36,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,7 +106,13 @@ static struct {
     ev_timer        watchdog;   /* handler deadlines; systemd notifications */
     ev_timer        support;    /* starts the reaper and the LISTEN connection: start_support() */
     int             support_started;
-    double          started;    /* ev_now() when the workers were first spawned */
+    /*
+     * Every time below is rh_mono_now(), never ev_now(): libev's ev_now()
+     * follows the wall clock (only its timers run on the monotonic one),
+     * and a clock stepped back would stop the watchdog pings and the
+     * STATUS= lines for as long as the step (then systemd kills us).
+     */
+    double          started;    /* when the workers were first spawned */
     int             ready_sent; /* READY=1 sent since the start or the last RELOADING=1 */
     double          status_at, last_ping;
     uint64_t        status_finished;
@@ -228,7 +235,7 @@ spawn(rh_proc_t *p)
         rh_reaper_main(M.cfg, M.node_id, M.shm);
     }
     p->pid = pid;
-    p->started = ev_now(M.loop);
+    p->started = rh_mono_now();
     p->epoch = M.epoch;
     p->stopping = 0;
     p->timed_out = 0;
@@ -267,7 +274,7 @@ on_support(struct ev_loop *loop, ev_timer *w, int revents)
     for (int i = 0; i < M.cfg->processes; i++)
         if (M.workers[i].pid && rh_shm_load(&M.shm->slot[i].ready))
             ready++;
-    if (ready == M.cfg->processes || ev_now(loop) - M.started >= 1.0)
+    if (ready == M.cfg->processes || rh_mono_now() - M.started >= 1.0)
         start_support();
 }
 
@@ -367,7 +374,7 @@ on_child(struct ev_loop *loop, ev_child *w, int revents)
     rh_proc_t *p = NULL;
     char       name[32], how[64];
     int        st = w->rstatus, code;
-    double     now = ev_now(loop);
+    double     now = rh_mono_now();
 
     if (M.reaper.pid == w->rpid)
         p = &M.reaper;
@@ -628,7 +635,7 @@ proc_healthy(const rh_proc_t *p, double now)
 static void
 notify_tick(void)
 {
-    double              now = ev_now(M.loop);
+    double              now = rh_mono_now();
     rh_metrics_gauges_t g;
     int                 healthy = 1;
     double              wd = rh_notify_watchdog_interval();
@@ -812,6 +819,8 @@ int
 rh_master_run(rh_config_t *cfg)
 {
     memset(&M, 0, sizeof(M));
+    /* never: the first STATUS= and WATCHDOG=1 are due at once, however soon after boot */
+    M.status_at = M.last_ping = -INFINITY;
     M.cfg = cfg;
     M.pid = getpid();
     rh_log_set_role("master");
@@ -868,7 +877,7 @@ rh_master_run(rh_config_t *cfg)
     rh_notify("STATUS=starting: %d worker(s) and the reaper connecting", cfg->processes);
     for (int i = 0; i < cfg->processes; i++)
         spawn(&M.workers[i]);
-    M.started = ev_now(M.loop);
+    M.started = rh_mono_now();
     ev_timer_init(&M.support, on_support, 0.002, 0.002);
     ev_timer_start(M.loop, &M.support);
     rh_log_info("rhino %s started: %d worker(s), queues %d, batch %d", PACKAGE_VERSION, cfg->processes,

@@ -15,6 +15,7 @@
  */
 #include "config.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +30,8 @@
 
 static struct {
     char  *queues;              /* [worker] queues as a text[] literal; NULL until the first pass */
-    double last_prune;
-} L;
+    double last_prune;          /* rh_mono_now() of the last prune */
+} L = { NULL, -INFINITY };      /* never pruned: due at the first pass */
 
 void
 rh_limits_pass(PGconn *conn, const rh_config_t *cfg, rh_shm_t *shm, double now)

@@ -63,6 +63,13 @@ static struct {
     PGconn            *conn;
     ev_timer           tick;
     ev_signal          sig_term, sig_usr1;
+    /*
+     * rh_mono_now() of the last renewal, prune, ...: intervals on the
+     * monotonic clock, never ev_now(), which follows the wall clock.  A
+     * clock stepped back by NTP or a VM restore would otherwise stop the
+     * renewals for as long as the step, and this node's own leases would
+     * run out under handlers that still run.
+     */
     double             last_renew, last_prune, last_depth, last_orphans, last_vacuum;
     int                vacuum_denied;   /* not the owner of rhino.jobs: said once, not tried again */
     double             depth_every;     /* seconds between queue depth counts */
@@ -147,7 +154,7 @@ renew_leases(void)
     snprintf(gens.s + gens.len, sizeof(gens.s) - gens.len, "}");
     snprintf(lease, sizeof(lease), "%.3f", R.cfg->lease);
     if (r_exec_count(RH_STMT_LEASES_RENEW, p) >= 0)
-        R.last_renew = ev_now(R.loop);
+        R.last_renew = rh_mono_now();
 }
 
 /* Count the crashes the master reported, up to head (read after min_live). */
@@ -456,7 +463,7 @@ vacuum_hot(void)
 static void
 pass(void)
 {
-    double now = ev_now(R.loop);
+    double now = rh_mono_now();
     int    n;
 
     if (r_connect() < 0)
@@ -579,6 +586,8 @@ void
 rh_reaper_main(const rh_config_t *cfg, int64_t node_id, rh_shm_t *shm)
 {
     memset(&R, 0, sizeof(R));
+    /* never done: due at the first pass (the monotonic clock may read less than a minute after boot) */
+    R.last_renew = R.last_prune = R.last_depth = R.last_orphans = R.last_vacuum = -INFINITY;
     R.cfg = cfg;
     R.node_id = node_id;
     R.shm = shm;

@@ -1255,6 +1255,132 @@ START_TEST(test_unmigrated_database_is_refused)
 }
 END_TEST
 
+
+/* ---------------------------------------------------------------------- */
+/* a wall clock stepped back; handler libraries that hang                  */
+
+/*
+ * Compile C source into a shared object in a fresh temp dir (with $CC or
+ * cc); returns its path.  For what no checked-in test handler provides: a
+ * clock shim for LD_PRELOAD, a library whose constructor hangs.
+ */
+static char *
+build_so(const char *name, const char *src)
+{
+    char       *c = rt_write_file("so.c", src), *so, *err = NULL;
+    const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
+    char       *argv[] = { (char *) cc, "-shared", "-fPIC", "-o", NULL, c, "-ldl", NULL };
+    int         rc;
+
+    ck_assert_int_ge(asprintf(&so, "%.*s%s", (int) (strrchr(c, '/') + 1 - c), c, name), 0);
+    argv[4] = so;
+    rc = rt_run(argv, NULL, NULL, NULL, &err);
+    ck_assert_msg(rc == 0, "%s could not compile %s: %s", cc, name, err ? err : "");
+    free(err);
+    return so;
+}
+
+/*
+ * The wall clock, shifted by the number of seconds in the file
+ * $RH_TEST_CLOCK_SHIFT (read at every call, so the test steps it while the
+ * daemon runs), as NTP or a VM restore would step it.  CLOCK_MONOTONIC is
+ * left alone, as the kernel leaves it.
+ */
+static const char clock_shim_src[] =
+    "#define _GNU_SOURCE\n"
+    "#include <dlfcn.h>\n#include <fcntl.h>\n#include <stdlib.h>\n#include <time.h>\n"
+    "#include <unistd.h>\n#include <sys/time.h>\n"
+    "static double shift(void) {\n"
+    "    char b[64] = { 0 }; const char *f = getenv(\"RH_TEST_CLOCK_SHIFT\"); int fd;\n"
+    "    if (f == NULL || (fd = open(f, O_RDONLY)) < 0) return 0;\n"
+    "    if (read(fd, b, sizeof(b) - 1) < 0) b[0] = 0;\n"
+    "    close(fd);\n"
+    "    return strtod(b, NULL);\n"
+    "}\n"
+    "int clock_gettime(clockid_t id, struct timespec *ts) {\n"
+    "    static int (*next)(clockid_t, struct timespec *);\n"
+    "    int rc;\n"
+    "    if (next == NULL) next = (int (*)(clockid_t, struct timespec *)) dlsym(RTLD_NEXT, \"clock_gettime\");\n"
+    "    rc = next(id, ts);\n"
+    "    if (rc == 0 && (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE)) {\n"
+    "        double t = ts->tv_sec + ts->tv_nsec / 1e9 + shift();\n"
+    "        ts->tv_sec = (time_t) t; ts->tv_nsec = (long) ((t - (double) ts->tv_sec) * 1e9);\n"
+    "    }\n"
+    "    return rc;\n"
+    "}\n"
+    "int gettimeofday(struct timeval *tv, void *tz) {\n"
+    "    struct timespec ts;\n"
+    "    (void) tz;\n"
+    "    clock_gettime(CLOCK_REALTIME, &ts);\n"
+    "    tv->tv_sec = ts.tv_sec; tv->tv_usec = ts.tv_nsec / 1000;\n"
+    "    return 0;\n"
+    "}\n"
+    "time_t time(time_t *t) {\n"
+    "    struct timespec ts;\n"
+    "    clock_gettime(CLOCK_REALTIME, &ts);\n"
+    "    if (t) *t = ts.tv_sec;\n"
+    "    return ts.tv_sec;\n"
+    "}\n";
+
+static void
+write_shift(const char *path, const char *seconds)
+{
+    FILE *f = fopen(path, "w");
+
+    ck_assert_ptr_nonnull(f);
+    fputs(seconds, f);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/*
+ * The wall clock steps back two minutes while rhino runs.  The reaper must
+ * go on renewing its workers' leases every lease/3 (it times that on the
+ * monotonic clock); timed on the wall clock it renewed nothing for two
+ * minutes, the 3 s leases ran out under live workers and their jobs could
+ * be rescued while their handlers still ran.  The lease itself is
+ * PostgreSQL's now() + lease, which the shim does not touch.
+ */
+START_TEST(test_wall_clock_step_back_keeps_leases)
+{
+    rt_daemon_t d;
+    char        ini[8192], shift[4200], preload[4200], asan[4200], *shiftf;
+    char       *so = build_so("clock_shim.so", clock_shim_src);
+    char       *argv[] = { (char *) rt_env("RHINO_BIN"), "-c", NULL, NULL };
+    char       *env[6];
+    const char *a = getenv("ASAN_OPTIONS");
+
+    rt_daemon_setup(&d, NULL);
+    snprintf(ini, sizeof(ini),
+             "[worker]\nprocesses = 2\npoll_interval = 0.05\n"
+             "[handlers]\npath = %s\n"
+             "[reaper]\ninterval = 0.1\nlease = 3\n", rt_handlers_so());
+    argv[2] = rt_write_file("rhino.ini", ini);
+    shiftf = rt_write_file("shift", "0");
+    snprintf(shift, sizeof(shift), "RH_TEST_CLOCK_SHIFT=%s", shiftf);
+    snprintf(preload, sizeof(preload), "LD_PRELOAD=%s", so);
+    /* under AddressSanitizer the shim is loaded before its runtime */
+    snprintf(asan, sizeof(asan), "ASAN_OPTIONS=%s%sverify_asan_link_order=0", a ? a : "", a && *a ? ":" : "");
+    env[0] = d.env_dsn;
+    env[1] = d.env_ledger;
+    env[2] = shift;
+    env[3] = preload;
+    env[4] = asan;
+    env[5] = NULL;
+    d.pid = rt_spawn(argv, env, d.log);
+    rt_daemon_wait(&d, "SELECT count(*) = 2 FROM rhino.workers WHERE ended_at IS NULL AND lease_until > now()", 20);
+    write_shift(shiftf, "-120");
+    /* two leases' time: without renewals every lease has run out by then */
+    sleep(6);
+    rt_daemon_wait(&d, "SELECT count(*) = 2 FROM rhino.workers WHERE ended_at IS NULL"
+                   " AND lease_until > now() + interval '1 second'", 1);
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok')");
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 20);
+    rt_daemon_stop(&d);
+    rt_daemon_teardown(&d);
+    free(so);
+}
+END_TEST
+
 static Suite *
 daemon_suite(void)
 {
@@ -1308,6 +1434,11 @@ daemon_suite(void)
     tcase_add_test(tc, test_config_test_mode);
     tcase_add_test(tc, test_bad_dsn_fails_fast);
     tcase_add_test(tc, test_unmigrated_database_is_refused);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("clock_and_hangs");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_wall_clock_step_back_keeps_leases);
     suite_add_tcase(s, tc);
     return s;
 }
