@@ -64,6 +64,7 @@ static const rh_cf_key_t rh_config_keys[] = {
     { "worker",    "early_start",       RH_CF_BOOL,     OFF(early_start),           "on",      0, 0, 0 },
     { "worker",    "rescan_interval",   RH_CF_SECONDS,  OFF(rescan_interval),       "0.25",    0, 3600, 0 },
     { "handlers",  "path",              RH_CF_LIST,     OFF(handler_paths),         "",        0, 0, OFF(nhandler_paths) },
+    { "handlers",  "load_timeout",      RH_CF_SECONDS,  OFF(handler_load_timeout),  "10",      0.1, 3600, 0 },
     { "retry",     "base_delay",        RH_CF_SECONDS,  OFF(retry_base_delay),      "1",       0, 86400 * 365, 0 },
     { "retry",     "max_delay",         RH_CF_SECONDS,  OFF(retry_max_delay),       "3600",    0, 86400 * 365, 0 },
     { "reaper",    "interval",          RH_CF_SECONDS,  OFF(reaper_interval),       "0.5",     0.01, 60, 0 },

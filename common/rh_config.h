@@ -31,6 +31,7 @@ typedef struct rh_config {
     /* [handlers] */
     char   **handler_paths;         /* NULL-terminated: .so files or directories */
     int      nhandler_paths;
+    double   handler_load_timeout;  /* the check that loads them before use is killed after this long */
 
     /* [retry] */
     double   retry_base_delay;

@@ -24,6 +24,8 @@
 
 typedef const rhino_handler_def *const *(*rh_module_fn)(size_t *n);
 
+void (*rh_loader_on_load)(const char *path);
+
 static int
 cmp_handler(const void *a, const void *b)
 {
@@ -47,6 +49,8 @@ load_one(rh_registry_t *reg, const char *path, char *err, size_t errlen)
     void                          **dlgrown;
     char                          **pgrown;
 
+    if (rh_loader_on_load)
+        rh_loader_on_load(path);
     /* RTLD_NOW: an undefined symbol is found here, not in the middle of a batch */
     dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {

@@ -27,6 +27,12 @@ typedef struct {
  * .so with no RHINO_HANDLER, an ABI mismatch or two handlers for one kind
  * fail the whole load with a message naming the file and what to do.
  */
+/*
+ * Called with each .so path just before it is dlopen()ed, if set: the
+ * master's handler check uses it to name the library whose constructor hangs.
+ */
+extern void (*rh_loader_on_load)(const char *path);
+
 int  rh_loader_load(rh_registry_t *reg, char *const *paths, int npaths, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 const rh_handler_t *rh_loader_find(const rh_registry_t *reg, const char *kind);

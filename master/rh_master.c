@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -114,6 +115,16 @@ static struct {
      */
     double          started;    /* when the workers were first spawned */
     int             ready_sent; /* READY=1 sent since the start or the last RELOADING=1 */
+    /*
+     * A reload's handler check in flight (on_hup): the checking child, the
+     * config it checks, its shared page (check_fork) and its time limit.
+     * The loop goes on meanwhile; the child's exit arrives in on_child.
+     */
+    pid_t           check_pid;
+    rh_config_t    *check_cfg;
+    char           *check_note;
+    int             check_timed_out;
+    ev_timer        check_timer;
     double          status_at, last_ping;
     uint64_t        status_finished;
     char            status[256];
@@ -123,6 +134,7 @@ static void spawn(rh_proc_t *p);
 static void wake_idle(const char *queue);
 static void start_support(void);
 static void roll_next(void);
+static void check_done(int status);
 
 /* ---------------------------------------------------------------------- */
 
@@ -156,40 +168,114 @@ child_init(void)
     sigprocmask(SIG_SETMASK, &all, NULL);
 }
 
-int
-rh_master_check_handlers(const rh_config_t *cfg)
+/*
+ * The handler check: a child loads the config's handler libraries (running
+ * their constructors) and exits 0 if they are valid.  Its time is bounded by
+ * [handlers] load_timeout: a constructor that blocks (a DNS lookup, a lock,
+ * a sleep) must not hold the master, so the child is killed after that long
+ * and the config rejected.  The child writes the path it is loading into a
+ * shared page before each dlopen(), so that the error can name the library.
+ */
+#define RH_CHECK_NOTE 4096
+
+static char *check_note;        /* in the checking child: its shared page */
+
+static void
+check_note_loading(const char *path)
+{
+    snprintf(check_note, RH_CHECK_NOTE, "%s", path);
+}
+
+/* Fork the checking child; returns its pid, or -1 after logging.  *note gets its page (munmap it). */
+static pid_t
+check_fork(const rh_config_t *cfg, char **note)
 {
     pid_t pid;
-    int   status;
+    char *page = mmap(NULL, RH_CHECK_NOTE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
+    if (page == MAP_FAILED) {
+        rh_log_error("mmap() failed while checking handlers: %s", strerror(errno));
+        return -1;
+    }
+    page[0] = '\0';
     fflush(NULL);
     pid = fork();
     if (pid < 0) {
         rh_log_error("fork() failed while checking handlers: %s", strerror(errno));
+        munmap(page, RH_CHECK_NOTE);
         return -1;
     }
     if (pid == 0) {
         rh_registry_t reg;
         char          err[1024];
 
+        /* killed with the master, not left loading on its own */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         rh_log_set_role("check");
+        check_note = page;
+        rh_loader_on_load = check_note_loading;
         if (rh_loader_load(&reg, cfg->handler_paths, cfg->nhandler_paths, err, sizeof(err)) < 0) {
             rh_log_error("%s", err);
             _exit(RH_EXIT_FATAL);
         }
         _exit(RH_EXIT_OK);
     }
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) {
-            rh_log_error("waitpid() failed while checking handlers: %s", strerror(errno));
-            return -1;
-        }
+    *note = page;
+    return pid;
+}
+
+/* The checking child ended with status; timed_out: we killed it.  Returns 0 if the handlers are valid. */
+static int
+check_result(const rh_config_t *cfg, int status, int timed_out, const char *note)
+{
+    if (timed_out) {
+        rh_log_error("loading the handlers took longer than %.1f s ([handlers] load_timeout): %s%s "
+                     "did not finish loading (a constructor that blocks?); the checking process was killed",
+                     cfg->handler_load_timeout, note[0] ? "handler " : "", note[0] ? note : "[handlers] path");
+        return -1;
+    }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return 0;
     if (WIFSIGNALED(status))
         rh_log_error("loading the handlers killed the checking process with signal %d "
                      "(a constructor in a handler .so crashed?)", WTERMSIG(status));
     return -1;
+}
+
+/*
+ * At start and for rhino -t, before the master's loop exists: wait for the
+ * check here, polling, for at most [handlers] load_timeout.
+ */
+int
+rh_master_check_handlers(const rh_config_t *cfg)
+{
+    char  *note = NULL;
+    pid_t  pid = check_fork(cfg, &note);
+    double deadline = rh_mono_now() + cfg->handler_load_timeout;
+    int    status = 0, timed_out = 0, rc;
+
+    if (pid < 0)
+        return -1;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, timed_out ? 0 : WNOHANG);
+
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR) {
+            rh_log_error("waitpid() failed while checking handlers: %s", strerror(errno));
+            munmap(note, RH_CHECK_NOTE);
+            return -1;
+        }
+        if (r == 0 && rh_mono_now() >= deadline) {
+            kill(pid, SIGKILL);
+            timed_out = 1;
+        } else if (r == 0) {
+            usleep(10 * 1000);
+        }
+    }
+    rc = check_result(cfg, status, timed_out, note);
+    munmap(note, RH_CHECK_NOTE);
+    return rc;
 }
 
 static const char *
@@ -332,6 +418,8 @@ begin_shutdown(int fast, int code)
     }
     start_support();            /* a stop in the first second: the reaper still hands back and closes */
     M.state = M_STOPPING;
+    if (M.check_pid)
+        kill(M.check_pid, SIGKILL);     /* a reload being checked: dropped (check_done) */
     rh_shm_store(&M.shm->stopping, 1);
     rh_notify("STOPPING=1\nSTATUS=stopping: draining %d worker(s)", workers_alive());
     rh_log_info("%s stop: draining %d worker(s), deadline %.1f s", fast ? "fast" : "graceful",
@@ -376,6 +464,11 @@ on_child(struct ev_loop *loop, ev_child *w, int revents)
     int        st = w->rstatus, code;
     double     now = rh_mono_now();
 
+    if (M.check_pid != 0 && w->rpid == M.check_pid) {
+        if (!WIFSTOPPED(st) && !WIFCONTINUED(st))
+            check_done(st);
+        return;
+    }
     if (M.reaper.pid == w->rpid)
         p = &M.reaper;
     for (int i = 0; p == NULL && i < M.nslots; i++)
@@ -530,34 +623,13 @@ roll_next(void)
     rh_log_info("reload done: %d worker(s) on the new configuration", workers_alive());
 }
 
+/* ncfg passed every check: make it the running config and roll the workers onto it. */
 static void
-on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+reload_apply(rh_config_t *ncfg)
 {
-    rh_config_t *ncfg, *old;
-    char         err[1024];
+    rh_config_t *old;
     int          oldn;
 
-    if (M.state != M_RUNNING)
-        return;
-    rh_log_info("SIGHUP: reloading %s", M.cfg->path);
-    /* READY=1 follows from notify_tick once the roll is done (or at once if the reload fails) */
-    rh_notify_reloading();
-    M.ready_sent = 0;
-    ncfg = calloc(1, sizeof(*ncfg));
-    if (ncfg == NULL)
-        return;
-    if (rh_config_load(M.cfg->path, ncfg, err, sizeof(err)) < 0) {
-        rh_log_error("reload failed, keeping the running configuration: %s", err);
-        rh_config_free(ncfg);
-        free(ncfg);
-        return;
-    }
-    if (rh_master_check_handlers(ncfg) < 0) {
-        rh_log_error("reload failed (handlers above), keeping the running configuration");
-        rh_config_free(ncfg);
-        free(ncfg);
-        return;
-    }
     if (ncfg->dsn && M.cfg->dsn && strcmp(ncfg->dsn, M.cfg->dsn) != 0)
         rh_log_warning("[database] dsn changed: new workers use it; the node stays registered where it was");
     old = M.cfg;
@@ -575,7 +647,7 @@ on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     /* fewer processes: retire the surplus slots; more: start the new ones */
     for (int i = M.cfg->processes; i < oldn; i++) {
         rh_proc_t *p = &M.workers[i];
-        ev_timer_stop(loop, &p->respawn);
+        ev_timer_stop(M.loop, &p->respawn);
         if (p->pid) {
             p->retire = 1;
             p->stopping = 1;
@@ -594,6 +666,85 @@ on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     }
     M.rolling = 1;
     roll_next();
+}
+
+/* The reload's checking child exited (status as waitpid's): apply its config or drop it. */
+static void
+check_done(int status)
+{
+    rh_config_t *ncfg = M.check_cfg;
+    int          rc;
+
+    ev_timer_stop(M.loop, &M.check_timer);
+    rc = check_result(ncfg, status, M.check_timed_out, M.check_note);
+    munmap(M.check_note, RH_CHECK_NOTE);
+    M.check_pid = 0;
+    M.check_cfg = NULL;
+    M.check_note = NULL;
+    M.check_timed_out = 0;
+    if (rc < 0 || M.state != M_RUNNING) {
+        if (rc < 0)
+            rh_log_error("reload failed (handlers above), keeping the running configuration");
+        rh_config_free(ncfg);
+        free(ncfg);
+        return;
+    }
+    reload_apply(ncfg);
+}
+
+/* The reload's check passed [handlers] load_timeout: kill it; its exit (check_done) rejects the reload. */
+static void
+on_check_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    if (M.check_pid == 0)
+        return;
+    M.check_timed_out = 1;
+    kill(M.check_pid, SIGKILL);
+}
+
+/*
+ * SIGHUP: read the file; if it parses, check its handlers in a child
+ * without waiting for it (check_done goes on when the child exits), so that
+ * signals, respawns and deadlines are served while a handler's constructor
+ * runs.
+ */
+static void
+on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    rh_config_t *ncfg;
+    char         err[1024];
+
+    if (M.state != M_RUNNING)
+        return;
+    if (M.check_pid != 0) {
+        rh_log_warning("SIGHUP: the last reload's handlers are still being checked; send SIGHUP again "
+                       "once it is done");
+        return;
+    }
+    rh_log_info("SIGHUP: reloading %s", M.cfg->path);
+    /* READY=1 follows from notify_tick once the roll is done (or at once if the reload fails) */
+    rh_notify_reloading();
+    M.ready_sent = 0;
+    ncfg = calloc(1, sizeof(*ncfg));
+    if (ncfg == NULL)
+        return;
+    if (rh_config_load(M.cfg->path, ncfg, err, sizeof(err)) < 0) {
+        rh_log_error("reload failed, keeping the running configuration: %s", err);
+        rh_config_free(ncfg);
+        free(ncfg);
+        return;
+    }
+    if ((M.check_pid = check_fork(ncfg, &M.check_note)) < 0) {
+        M.check_pid = 0;
+        rh_log_error("reload failed (handlers above), keeping the running configuration");
+        rh_config_free(ncfg);
+        free(ncfg);
+        return;
+    }
+    M.check_cfg = ncfg;
+    M.check_timed_out = 0;
+    ev_timer_set(&M.check_timer, ncfg->handler_load_timeout, 0);
+    ev_timer_start(loop, &M.check_timer);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -646,7 +797,7 @@ notify_tick(void)
         double   rate = M.status_at > 0 ? (double) (fin - M.status_finished) / (now - M.status_at) : 0;
 
         snprintf(M.status, sizeof(M.status), "%sworkers %d/%d, %.0f jobs/s, %" PRIu64 " restarts%s",
-                 M.state != M_RUNNING ? "stopping: " : M.rolling ? "reloading: " : "",
+                 M.state != M_RUNNING ? "stopping: " : M.rolling || M.check_pid ? "reloading: " : "",
                  g.workers_ready, g.workers_configured, rate, rh_shm_load(&M.shm->metrics.restarts),
                  g.reaper_up ? "" : ", reaper not connected");
         M.status_at = now;
@@ -654,7 +805,7 @@ notify_tick(void)
         if (M.ready_sent || M.state != M_RUNNING)
             rh_notify("STATUS=%s", M.status);
     }
-    if (M.state == M_RUNNING && !M.ready_sent && !M.rolling && g.reaper_up &&
+    if (M.state == M_RUNNING && !M.ready_sent && !M.rolling && !M.check_pid && g.reaper_up &&
         g.workers_ready == g.workers_configured) {
         M.ready_sent = 1;
         snprintf(M.status, sizeof(M.status), "workers %d/%d, 0 jobs/s, %" PRIu64 " restarts",
@@ -858,6 +1009,7 @@ rh_master_run(rh_config_t *cfg)
     ev_child_init(&M.child, on_child, 0, 1);
     ev_child_start(M.loop, &M.child);
     ev_init(&M.deadline, on_deadline);
+    ev_init(&M.check_timer, on_check_timeout);
     ev_timer_init(&M.watchdog, on_watchdog, 0.1, 0.1);
     ev_timer_start(M.loop, &M.watchdog);
 

@@ -1381,6 +1381,109 @@ START_TEST(test_wall_clock_step_back_keeps_leases)
 }
 END_TEST
 
+
+/* A handler library whose constructor blocks for 30 s (a lookup that hangs, say). */
+static const char slow_ctor_src[] =
+    "#include <unistd.h>\n"
+    "__attribute__((constructor)) static void slow(void) { sleep(30); }\n";
+
+/* The daemon's config with the test handlers, then extra_path (may be NULL), and [handlers] load_timeout. */
+static void
+write_handlers_ini(rt_daemon_t *d, const char *extra_path, const char *timeout)
+{
+    FILE *f = fopen(d->ini, "w");
+
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "[worker]\nprocesses = 2\npoll_interval = 0.05\n"
+            "[handlers]\npath = %s%s%s\nload_timeout = %s\n"
+            "[reaper]\ninterval = 0.1\n"
+            "[master]\nshutdown_timeout = 20\n", rt_handlers_so(), extra_path ? ", " : "",
+            extra_path ? extra_path : "", timeout);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* rhino -t and the start give up on a hanging constructor after [handlers] load_timeout, naming it. */
+START_TEST(test_hanging_handler_constructor_fails_the_check)
+{
+    rt_daemon_t d;
+    char       *so = build_so("slow_ctor.so", slow_ctor_src), *err = NULL;
+    double      t0;
+    int         rc;
+
+    rt_daemon_setup(&d, NULL);
+    write_handlers_ini(&d, so, "1");
+    t0 = rt_now();
+    rc = run_rhino(NULL, d.ini, 1, &err);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_double_lt(rt_now() - t0, 10);
+    ck_assert_msg(strstr(err, "load_timeout") && strstr(err, "slow_ctor.so"), "%s", err);
+    free(err);
+    t0 = rt_now();
+    rc = run_rhino((char *[]) { d.env_dsn, NULL }, d.ini, 0, &err);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_double_lt(rt_now() - t0, 10);
+    ck_assert_msg(strstr(err, "load_timeout") && strstr(err, "slow_ctor.so"), "%s", err);
+    free(err);
+    rt_daemon_teardown(&d);
+    free(so);
+}
+END_TEST
+
+/*
+ * A reload whose new handler hangs in its constructor: the master goes on
+ * serving its loop while the check runs, rejects the reload after
+ * [handlers] load_timeout naming the library, and keeps working; a SIGTERM
+ * during such a check stops rhino at once.  The check used to be a blocking
+ * waitpid(): the master heard nothing (signals, dead workers, deadlines,
+ * the watchdog) until the constructor returned, 30 s here.
+ */
+START_TEST(test_reload_with_hanging_handler_is_rejected)
+{
+    rt_daemon_t d;
+    char       *so = build_so("slow_ctor.so", slow_ctor_src), *log;
+    double      t0;
+    int         rc;
+
+    rt_daemon_setup(&d, NULL);
+    write_handlers_ini(&d, NULL, "1.5");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 2 FROM rhino.workers WHERE ended_at IS NULL", 20);
+    d.allow_errors = 1;
+    write_handlers_ini(&d, so, "1.5");
+    kill(d.pid, SIGHUP);
+    t0 = rt_now();
+    for (;;) {
+        log = rt_read_file(d.log);
+        if (log && strstr(log, "load_timeout"))
+            break;
+        free(log);
+        ck_assert_msg(rt_now() - t0 < 10, "no load_timeout error 10 s after the reload");
+        usleep(50 * 1000);
+    }
+    ck_assert_msg(strstr(log, "slow_ctor.so") && strstr(log, "reload failed"), "log: %s", log);
+    free(log);
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok')");
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 20);
+    /* the generation-1 workers still run: nothing was rolled */
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT max(generation) FROM rhino.workers"), 1);
+
+    /* again, with a long limit, and stop in the middle of the check */
+    write_handlers_ini(&d, so, "60");
+    kill(d.pid, SIGHUP);
+    usleep(300 * 1000);
+    t0 = rt_now();
+    kill(d.pid, SIGTERM);
+    rc = rt_wait_exit(d.pid, 10);
+    if (rc != 0)
+        rt_daemon_dump_log(&d);
+    ck_assert_msg(rc == 0, "rhino exited with %d (-1: still running) 10 s after SIGTERM during a reload's check", rc);
+    d.pid = 0;
+    ck_assert_double_lt(rt_now() - t0, 10);
+    rt_daemon_teardown(&d);
+    free(so);
+}
+END_TEST
+
 static Suite *
 daemon_suite(void)
 {
@@ -1439,6 +1542,8 @@ daemon_suite(void)
     tc = tcase_create("clock_and_hangs");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_wall_clock_step_back_keeps_leases);
+    tcase_add_test(tc, test_hanging_handler_constructor_fails_the_check);
+    tcase_add_test(tc, test_reload_with_hanging_handler_is_rejected);
     suite_add_tcase(s, tc);
     return s;
 }
