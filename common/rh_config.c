@@ -310,7 +310,15 @@ rh_config_defaults(rh_config_t *cfg)
     }
 }
 
-/* iniparser reports syntax errors through this callback; keep the first one. */
+/*
+ * iniparser reports syntax errors through this callback; keep the first
+ * one.  Its messages quote the offending line ("-> %s"), and a line that is
+ * not key = value may well be a secret pasted on its own (a DSN with its
+ * password), which must not reach the log: so the message is rebuilt from
+ * the line number alone, and the text of the line is never formatted.
+ * iniparser's formats: "syntax error in %s (%d):\n-> %s", "input line too
+ * long in %s (%d)", "cannot open %s", "memory allocation failure".
+ */
 static char *ini_err_buf;
 static size_t ini_err_len;
 
@@ -318,14 +326,25 @@ static int
 ini_error_cb(const char *fmt, ...)
 {
     va_list ap;
-    char    tmp[512];
+    int     line = 0;
 
     if (ini_err_buf == NULL || ini_err_buf[0] != '\0')
         return 0;
     va_start(ap, fmt);
-    vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    if (strstr(fmt, "syntax error") || strstr(fmt, "too long")) {
+        (void) va_arg(ap, const char *);        /* the file: the caller names it */
+        line = va_arg(ap, int);
+    }
     va_end(ap);
-    snprintf(ini_err_buf, ini_err_len, "%s", trim(tmp));
+    if (strstr(fmt, "syntax error"))
+        snprintf(ini_err_buf, ini_err_len, "line %d is not a [section], a key = value, a comment or blank "
+                 "(its text is not shown: it may hold a secret)", line);
+    else if (strstr(fmt, "too long"))
+        snprintf(ini_err_buf, ini_err_len, "line %d is too long", line);
+    else if (strstr(fmt, "memory"))
+        snprintf(ini_err_buf, ini_err_len, "out of memory");
+    else
+        snprintf(ini_err_buf, ini_err_len, "cannot be read");
     return 0;
 }
 

@@ -375,7 +375,28 @@ END_TEST
 
 START_TEST(test_syntax_error)
 {
-    expect_error(MIN_OK "[worker]\nthis line has no equals sign\n", "not a valid INI file", NULL);
+    expect_error(MIN_OK "[worker]\nthis line has no equals sign\n", "not a valid INI file", "line 4", NULL);
+}
+END_TEST
+
+/*
+ * A DSN pasted on a line of its own is a syntax error; the message names
+ * the line by number and never quotes it (iniparser's own message did,
+ * password and all, and it went to the log).
+ */
+START_TEST(test_syntax_error_hides_the_line)
+{
+    rh_config_t cfg;
+    char        err[1024], *path;
+    int         rc;
+
+    rc = load_text(MIN_OK "[database]\npostgres://rhino:S3cretPW@db/app\n", &cfg, err, sizeof(err), &path);
+    ck_assert_int_eq(rc, -1);
+    ck_assert_msg(strstr(err, path) && strstr(err, "line 4"), "%s", err);
+    ck_assert_msg(strstr(err, "S3cretPW") == NULL && strstr(err, "postgres://") == NULL,
+                  "the offending line leaked into the message: %s", err);
+    rh_config_free(&cfg);
+    free(path);
 }
 END_TEST
 
@@ -472,6 +493,7 @@ config_suite(void)
     add(s, "log level", test_log_level);
     add(s, "unreadable file", test_unreadable_file);
     add(s, "INI syntax error", test_syntax_error);
+    add(s, "INI syntax error hides the line", test_syntax_error_hides_the_line);
     add(s, "RHINO_DSN overrides the file", test_dsn_from_environment);
     add(s, "rh_split_list", test_split_list);
     return s;
