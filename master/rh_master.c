@@ -163,7 +163,15 @@ child_init(void)
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
     signal(SIGCHLD, SIG_DFL);
-    signal(SIGUSR1, SIG_DFL);
+    /*
+     * SIGUSR1 stays ignored (inherited from the master, so from the fork on)
+     * until the child's own loop takes it: the master pokes the reaper with
+     * SIGUSR1 whenever a worker exits, and on a stop in the first moments
+     * that came before the reaper's ev_signal was set; its default action
+     * killed the reaper, which is not restarted while stopping (no last
+     * pass, the node never marked stopped).  A lost poke costs nothing: the
+     * reaper starts with a pass and the worker with a claim.
+     */
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
 }
@@ -979,6 +987,8 @@ rh_master_run(rh_config_t *cfg)
     rh_log_format = cfg->log_format;
     rh_log_set_syslog(cfg->log_syslog);
     signal(SIGPIPE, SIG_IGN);
+    /* the master has no use for it; its children inherit SIG_IGN until their loops take it (child_init) */
+    signal(SIGUSR1, SIG_IGN);
 
     if (rh_master_check_handlers(cfg) < 0)
         return 1;

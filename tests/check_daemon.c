@@ -1484,6 +1484,36 @@ START_TEST(test_reload_with_hanging_handler_is_rejected)
 }
 END_TEST
 
+
+/*
+ * A stop right after the start: the workers exit, the master pokes the
+ * reaper (SIGUSR1) as each one does, maybe before the reaper's loop has
+ * its handler.  The reaper must survive that (it used to die of SIGUSR1's
+ * default action, and a reaper that dies while stopping is not restarted)
+ * and mark the node stopped.  Several tries: the window is a few ms.
+ */
+START_TEST(test_early_stop_marks_the_node_stopped)
+{
+    for (int i = 0; i < 6; i++) {
+        rt_daemon_t d;
+        char        q[128];
+
+        rt_daemon_setup(&d, NULL);
+        /* a worker stopped while it still loads its handlers dies of SIGTERM (logged; harmless) */
+        d.allow_errors = 1;
+        rt_daemon_start(&d);
+        rt_daemon_wait(&d, "SELECT count(*) >= 1 FROM rhino.nodes", 20);
+        usleep((useconds_t) (i * 15 * 1000));
+        rt_daemon_stop(&d);
+        snprintf(q, sizeof(q), "SELECT count(*) FROM rhino.nodes WHERE stopped_at IS NULL");
+        if (rt_query_long(d.conn, q) != 0)
+            rt_daemon_dump_log(&d);
+        ck_assert_msg(rt_query_long(d.conn, q) == 0, "try %d: the node was not marked stopped", i);
+        rt_daemon_teardown(&d);
+    }
+}
+END_TEST
+
 static Suite *
 daemon_suite(void)
 {
@@ -1544,6 +1574,11 @@ daemon_suite(void)
     tcase_add_test(tc, test_wall_clock_step_back_keeps_leases);
     tcase_add_test(tc, test_hanging_handler_constructor_fails_the_check);
     tcase_add_test(tc, test_reload_with_hanging_handler_is_rejected);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("early_stop");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_early_stop_marks_the_node_stopped);
     suite_add_tcase(s, tc);
     return s;
 }
