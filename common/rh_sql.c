@@ -993,7 +993,9 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "                         run_at, created_at, attempted_at, crash_count, last_error,"
         "                         unique_key, concurrency_key, timeout)"
         " SELECT id, queue, kind, payload, 'available', priority, attempt, 0, max_attempts,"
-        "        now(), created_at, attempted_at, 0, last_error, unique_key, concurrency_key, timeout FROM m",
+        "        now(), created_at, attempted_at, 0, last_error, unique_key, concurrency_key,"
+        /* a NaN or infinite timeout stored before schema 14 fails jobs_timeout: [worker] job_timeout instead */
+        "        CASE WHEN timeout < 'Infinity' THEN timeout END FROM m",
         6 },
 
     /*

@@ -300,6 +300,75 @@ START_TEST(test_migrate_api)
 }
 END_TEST
 
+/*
+ * Schema 14 (sql/014_finite_times.sql) on a database of schema 13 that holds
+ * NaN and infinite timeouts, which 13 let in: the live jobs and the schedule
+ * get NULL ([worker] job_timeout), the finite ones stay, the constraints are
+ * validated and refuse them from then on, and a cancelled job with a NaN
+ * timeout in the history is redriven with NULL.
+ */
+START_TEST(test_migrate_014_nonfinite_timeouts)
+{
+    char       *dsn = rt_db_create(), *out, *err, *v, ver[16];
+    const char *params[2];
+    PGconn     *conn = rt_connect(dsn);
+    PGresult   *res;
+    int         rc;
+
+    rt_exec(conn, "CREATE SCHEMA rhino; CREATE TABLE rhino.schema_migrations (version int PRIMARY KEY,"
+                  " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
+    for (int i = 0; i < rh_nmigrations; i++) {
+        if (rh_migrations[i].version >= 14)
+            continue;
+        rt_exec(conn, rh_migrations[i].sql);
+        snprintf(ver, sizeof(ver), "%d", rh_migrations[i].version);
+        params[0] = ver;
+        params[1] = rh_migrations[i].name;
+        res = PQexecParams(conn, "INSERT INTO rhino.schema_migrations (version, name) VALUES ($1::int, $2)",
+                           2, NULL, params, NULL, NULL, 0);
+        ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+        PQclear(res);
+    }
+    rt_exec(conn, "SELECT rhino.enqueue('nan', timeout => 'NaN'), rhino.enqueue('inf', timeout => 'Infinity'),"
+                  "       rhino.enqueue('fin', timeout => 30), rhino.enqueue('none')");
+    rt_exec(conn, "SELECT rhino.cancel(rhino.enqueue('gone', timeout => 'NaN', run_at => now() + interval '1 h'))");
+    rt_exec(conn, "SELECT rhino.schedule('s', '@daily', 'k', timeout => 'NaN')");
+
+    rc = rt_ctl(dsn, NULL, &out, &err, "migrate", NULL);
+    ck_assert_msg(rc == 0, "migrate exited %d: %s", rc, err);
+    free(out);
+    free(err);
+
+    v = rt_query1(conn, "SELECT string_agg(kind || '=' || coalesce(timeout::text, 'null'), ' ' ORDER BY kind)"
+                        "  FROM rhino.jobs");
+    ck_assert_str_eq(v, "fin=30 inf=null nan=null none=null");
+    free(v);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.schedules"
+                                         " WHERE name = 's' AND timeout IS NULL"), 1);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM pg_constraint WHERE convalidated"
+                                         "   AND conname IN ('jobs_timeout', 'schedules_timeout')"), 2);
+    /* COPY and INSERT, which no function checks, meet the constraint */
+    res = PQexec(conn, "INSERT INTO rhino.jobs (kind, timeout) VALUES ('k', 'NaN')");
+    ck_assert_str_eq(PQresultErrorField(res, PG_DIAG_SQLSTATE), "23514");
+    PQclear(res);
+    res = PQexec(conn, "UPDATE rhino.schedules SET timeout = 'Infinity'");
+    ck_assert_str_eq(PQresultErrorField(res, PG_DIAG_SQLSTATE), "23514");
+    PQclear(res);
+
+    /* the history kept its NaN; a redrive gives the job [worker] job_timeout */
+    v = rt_query1(conn, "SELECT id FROM rhino.jobs_done WHERE kind = 'gone'");
+    rc = rt_ctl(dsn, NULL, &out, &err, "retry", v, NULL);
+    ck_assert_msg(rc == 0, "retry exited %d: %s", rc, err);
+    free(out);
+    free(err);
+    free(v);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs"
+                                         " WHERE kind = 'gone' AND timeout IS NULL"), 1);
+    PQfinish(conn);
+    free(dsn);
+}
+END_TEST
+
 /* ---- enqueue -------------------------------------------------------------- */
 
 START_TEST(test_enqueue_with_options)
@@ -1981,6 +2050,7 @@ ctl_suite(void)
     tcase_add_test(tc, test_migrate_failure_rolls_back);
     tcase_add_test(tc, test_migrate_waits_for_lock);
     tcase_add_test(tc, test_migrate_api);
+    tcase_add_test(tc, test_migrate_014_nonfinite_timeouts);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("enqueue");

@@ -192,7 +192,14 @@ START_TEST(test_schedule_functions)
     ck_assert_str_eq(v, "rhino.schedule x: max_attempts must be at least 1");
     free(v);
     v = qerr(conn, "SELECT rhino.schedule('x', '@daily', 'k', timeout => -1)", NULL, NULL, 0);
-    ck_assert_str_eq(v, "rhino.schedule x: timeout must be a positive number of seconds (or NULL)");
+    ck_assert_str_eq(v, "rhino.schedule x: timeout must be a finite number of seconds above 0 (or NULL), not -1");
+    free(v);
+    /* NaN sorts above every number: "timeout > 0" alone let it in */
+    v = qerr(conn, "SELECT rhino.schedule('x', '@daily', 'k', timeout => 'NaN')", NULL, NULL, 0);
+    ck_assert_str_eq(v, "rhino.schedule x: timeout must be a finite number of seconds above 0 (or NULL), not NaN");
+    free(v);
+    v = qerr(conn, "SELECT rhino.schedule('x', '@daily', 'k', timeout => 'Infinity')", NULL, NULL, 0);
+    ck_assert_str_eq(v, "rhino.schedule x: timeout must be a finite number of seconds above 0 (or NULL), not Infinity");
     free(v);
     v = qerr(conn, "SELECT rhino.schedule('x', '@daily', 'k', priority => 99999)", NULL, NULL, 0);
     ck_assert_str_eq(v, "smallint out of range");

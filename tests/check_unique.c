@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -350,6 +351,16 @@ START_TEST(test_sql_bad_arguments)
     expect_error(conn, "SELECT rhino.enqueue('k', unique_key => '')", "22023", "unique_key must be 1 to 512");
     expect_error(conn, "SELECT rhino.enqueue('k', unique_key => repeat('x', 513))", "22023",
                  "unique_key must be 1 to 512");
+    /* NaN sorts above every number: "timeout > 0" alone let it in, and the job ran with no deadline */
+    expect_error(conn, "SELECT rhino.enqueue('k', timeout => 'NaN')", "22023",
+                 "timeout must be a finite number of seconds above 0, not NaN");
+    expect_error(conn, "SELECT rhino.enqueue_job('k', timeout => 'Infinity')", "22023",
+                 "timeout must be a finite number of seconds above 0, not Infinity");
+    expect_error(conn, "SELECT rhino.enqueue('k', unique_key => 'u', timeout => 0)", "22023",
+                 "timeout must be a finite number of seconds above 0, not 0");
+    /* COPY and INSERT bypass the function: the constraint refuses them too */
+    expect_error(conn, "INSERT INTO rhino.jobs (kind, timeout) VALUES ('k', 'NaN')", "23514", "jobs_timeout");
+    expect_error(conn, "INSERT INTO rhino.jobs (kind, timeout) VALUES ('k', 'Infinity')", "23514", "jobs_timeout");
     ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs"), 0);
     PQfinish(conn);
     free(dsn);
@@ -751,6 +762,8 @@ START_TEST(test_client_bad_arguments)
         { "k", NULL, { .priority = 32768 }, "priority 32768 is outside -32768..32767" },
         { "k", NULL, { .max_attempts = -1 }, "max_attempts must be at least 1" },
         { "k", NULL, { .timeout = -1 }, "timeout must be" },
+        { "k", NULL, { .timeout = NAN }, "timeout must be" },
+        { "k", NULL, { .timeout = INFINITY }, "timeout must be" },
         { "k", NULL, { .queue = "" }, "queue must be 1 to 255" },
         { "k", NULL, { .unique_key = "" }, "unique_key must be 1 to 512" },
         { "k", NULL, { .unique_for = 60 }, "unique_for needs a unique_key" },
