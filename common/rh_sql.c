@@ -814,7 +814,9 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         " SELECT q.queue,"
         "        (SELECT count(*) FROM (SELECT FROM rhino.jobs j"
         "          WHERE j.state = 'available' AND j.queue = q.queue LIMIT $1::int8) c),"
-        "        greatest(extract(epoch FROM now() - q.oldest), 0)::float8"
+        /* epochs subtracted, not timestamps: a run_at of -infinity (stored before schema 14) is
+           infinitely old, where now() - '-infinity' is an error that took the whole gauge down */
+        "        greatest(extract(epoch FROM now()) - extract(epoch FROM q.oldest), 0)::float8"
         "   FROM q",
         1 },
 
@@ -1079,7 +1081,8 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "   GROUP BY queue),"
         " l AS ("
         "  SELECT coalesce(av.queue, r.queue, s.queue) AS queue, av.available, s.scheduled, r.running, s.retryable,"
-        "         extract(epoch FROM now() - av.oldest)::float8 AS oldest"
+        /* as in queue_depth: an infinite run_at makes an infinite age, not an error */
+        "         (extract(epoch FROM now()) - extract(epoch FROM av.oldest))::float8 AS oldest"
         "    FROM av FULL JOIN r ON r.queue = av.queue"
         "    FULL JOIN s ON s.queue = coalesce(av.queue, r.queue)),"
         " d AS ("

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -466,6 +467,25 @@ ctl_is_relative(const char *spec)
 }
 
 /*
+ * "infinity" or "-infinity" (any case, blanks around), which PostgreSQL
+ * takes as a timestamp: a job due since ever or never, and no date for
+ * to_char(), which makes NULL of it.  The server refuses other spellings.
+ */
+static int
+ctl_is_infinite(const char *spec)
+{
+    while (isspace((unsigned char) *spec))
+        spec++;
+    if (*spec == '-' || *spec == '+')
+        spec++;
+    if (strncasecmp(spec, "infinity", 8) != 0)
+        return 0;
+    for (spec += 8; isspace((unsigned char) *spec); spec++)
+        ;
+    return *spec == '\0';
+}
+
+/*
  * Resolve a time option (--run-at, --finished-before) on the server, by its
  * clock: "+INTERVAL" or "-INTERVAL" from now, or a timestamp; NULL for now.
  * Fills ts (ISO 8601 UTC) and *future.  -1 on error (reported, naming opt).
@@ -484,6 +504,12 @@ ctl_resolve_time(PGconn *conn, const char *what, const char *opt, const char *sp
     res = PQexecParams(conn, rh_sql(RH_STMT_CTL_RUN_AT)->sql, 2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         ctl_err("%s: %s: %s", what, opt, ctl_pgmsg(conn, res));
+        PQclear(res);
+        return -1;
+    }
+    /* an infinite time spelled other than ctl_is_infinite knows: to_char() gave NULL */
+    if (PQgetisnull(res, 0, 0)) {
+        ctl_err("%s: %s: \"%s\" is not a finite time", what, opt, spec);
         PQclear(res);
         return -1;
     }
@@ -1623,8 +1649,14 @@ ctl_top_signal(int sig)
 static void
 ctl_duration(char *buf, size_t len, double s)
 {
-    long long t = (long long) s;
+    long long t;
 
+    /* a run_at of -infinity stored before schema 14: no number of days, and (long long) of it is undefined */
+    if (!isfinite(s)) {
+        snprintf(buf, len, "inf");
+        return;
+    }
+    t = (long long) s;
     if (s < 10)
         snprintf(buf, len, "%.1fs", s);
     else if (t < 60)
@@ -2133,6 +2165,9 @@ ctl_check_command(const ctl_cmd_t *cmd, ctl_opts_t *o, char **args, int nargs)
             return ctl_value_err("--unique-for: empty (a duration: '90 s', '1 minute', '2 hours')");
         if (o->concurrency_key != NULL && *o->concurrency_key == '\0')
             return ctl_value_err("--concurrency-key: empty");
+        if (o->run_at != NULL && ctl_is_infinite(o->run_at))
+            return ctl_value_err("--run-at: \"%s\" is not a time a job can run at (a timestamp, or an "
+                                 "interval from now: '+10 min'; leave --run-at out for now)", o->run_at);
         break;
     case CTL_CMD_LIST:
         if (o->limit != NULL && ctl_parse_long(o->limit, 1, CTL_LIST_MAX) < 0)
@@ -2200,6 +2235,9 @@ ctl_check_command(const ctl_cmd_t *cmd, ctl_opts_t *o, char **args, int nargs)
                                  "'2030-01-01')");
         if (*o->finished_before == '\0')
             return ctl_value_err("--finished-before: empty");
+        if (ctl_is_infinite(o->finished_before))
+            return ctl_value_err("--finished-before: \"%s\" is not a finite time (a timestamp, or an interval "
+                                 "from now: '-7 days'; every finished job: now)", o->finished_before);
         break;
     default:
         break;

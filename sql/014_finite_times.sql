@@ -1,4 +1,5 @@
--- Schema version 14: a job's timeout must be a finite number of seconds.
+-- Schema version 14: a job's timeout must be a finite number of seconds,
+-- and rhino.enqueue's run_at a finite time.
 --
 -- Why: float8 takes 'NaN' and 'Infinity', and PostgreSQL sorts NaN above
 -- every number, so CHECK (timeout > 0) let both in, and so did
@@ -46,8 +47,15 @@ ALTER TABLE rhino.schedules DROP CONSTRAINT schedules_timeout,
 UPDATE rhino.schedules SET timeout = NULL WHERE NOT timeout < 'Infinity';
 ALTER TABLE rhino.schedules VALIDATE CONSTRAINT schedules_timeout;
 
--- sql/003_unique.sql's rhino.enqueue_job with the test of timeout added
--- (rhino.enqueue calls it).
+-- run_at: '-infinity' was stored as an available job whose age
+-- (now() - run_at) rhinoctl top and the queue gauge could not compute, and
+-- 'infinity' as a job scheduled for ever; rhino.enqueue now refuses both
+-- (22023).  Rows already stored are left as they are: such a job is claimed
+-- first, or never promoted, as before, and top and the gauge read its age
+-- as infinite.
+--
+-- sql/003_unique.sql's rhino.enqueue_job with the tests of run_at and
+-- timeout added (rhino.enqueue calls it).
 CREATE OR REPLACE FUNCTION rhino.enqueue_job(kind            text,
                                              payload         jsonb       DEFAULT '{}',
                                              queue           text        DEFAULT 'default',
@@ -73,7 +81,13 @@ BEGIN
     -- One test on the path of every enqueue, the messages only on failure.
     -- timeout is compared with 'Infinity' because NaN is not below it
     -- (PostgreSQL sorts NaN above every number, so "> 0" lets NaN through).
-    IF NOT (enqueue_job.timeout > 0 AND enqueue_job.timeout < 'Infinity') THEN
+    -- A NULL run_at or timeout leaves the AND NULL or false, never true.
+    IF NOT (isfinite(enqueue_job.run_at) AND enqueue_job.timeout > 0 AND enqueue_job.timeout < 'Infinity') THEN
+        IF NOT isfinite(enqueue_job.run_at) THEN
+            RAISE EXCEPTION 'rhino.enqueue: run_at must be a finite time, not %', enqueue_job.run_at
+                  USING ERRCODE = '22023',
+                        HINT = 'pass now() (or leave run_at out) to run the job at once, or the time to run it';
+        END IF;
         RAISE EXCEPTION 'rhino.enqueue: timeout must be a finite number of seconds above 0, not %',
                         enqueue_job.timeout
               USING ERRCODE = '22023', HINT = 'pass NULL (or leave timeout out) for [worker] job_timeout';

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 
 #include "rh_db.h"
 #include "rh_migrate.h"
+#include "rh_sql.h"
 #include "rh_testlib.h"
 
 
@@ -1759,6 +1761,80 @@ top_row(const char *frame, const char *queue, long v[6], char *paused, size_t pl
     return 1;
 }
 
+/*
+ * An infinite time: refused by enqueue --run-at (with --bulk too) and purge
+ * --finished-before in option parsing, and by rhino.enqueue on the server.
+ * One stored before schema 14 (by INSERT here) no longer breaks top or the
+ * queue gauge: its age is infinite.
+ */
+START_TEST(test_infinite_times)
+{
+    static const char *const specs[] = { "-infinity", "infinity", " Infinity ", "+INFINITY" };
+    char               *dsn = rt_db_create_migrated(), *out, *err, *v;
+    PGconn             *conn = rt_connect(dsn);
+    const char         *params[1] = { NULL };
+    PGresult           *res;
+    int                 rc;
+
+    for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+        rc = rt_ctl(dsn, NULL, &out, &err, "enqueue", "k", "--run-at", specs[i], NULL);
+        ck_assert_msg(rc == 2, "enqueue --run-at %s exited %d: %s", specs[i], rc, err);
+        ck_assert_msg(strstr(err, "--run-at: ") != NULL && strstr(err, "is not a time a job can run at") != NULL,
+                      "%s", err);
+        free(out);
+        free(err);
+        rc = rt_ctl(dsn, "{}\n", &out, &err, "enqueue", "--bulk", "k", "--run-at", specs[i], NULL);
+        ck_assert_msg(rc == 2, "enqueue --bulk --run-at %s exited %d: %s", specs[i], rc, err);
+        free(out);
+        free(err);
+        rc = rt_ctl(dsn, NULL, &out, &err, "purge", "--finished-before", specs[i], NULL);
+        ck_assert_msg(rc == 2, "purge --finished-before %s exited %d: %s", specs[i], rc, err);
+        ck_assert_msg(strstr(err, "--finished-before: ") != NULL && strstr(err, "is not a finite time") != NULL,
+                      "%s", err);
+        free(out);
+        free(err);
+    }
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs"), 0);
+    /* what these are for still works: every finished job */
+    rc = rt_ctl(dsn, NULL, &out, &err, "purge", "--finished-before", "now", NULL);
+    ck_assert_msg(rc == 0, "purge --finished-before now exited %d: %s", rc, err);
+    free(out);
+    free(err);
+
+    res = PQexec(conn, "SELECT rhino.enqueue('k', run_at => '-infinity')");
+    ck_assert_str_eq(PQresultErrorField(res, PG_DIAG_SQLSTATE), "22023");
+    ck_assert_msg(strstr(PQresultErrorMessage(res), "run_at must be a finite time, not -infinity") != NULL, "%s",
+                  PQresultErrorMessage(res));
+    PQclear(res);
+
+    rt_exec(conn, "INSERT INTO rhino.jobs (kind, queue, run_at) VALUES ('k', 'inf', '-infinity'),"
+                  " ('k', 'inf', now()), ('k', 'fin', now() - interval '2 minutes')");
+    rc = rt_ctl(dsn, NULL, &out, &err, "top", "--once", NULL);
+    ck_assert_msg(rc == 0, "top exited %d: %s", rc, err);
+    ck_assert_msg(top_line(out, "inf") != NULL && strstr(top_line(out, "inf"), " inf ") != NULL, "%s", out);
+    ck_assert_msg(top_line(out, "fin") != NULL && strstr(top_line(out, "fin"), " 2m0") != NULL, "%s", out);
+    free(out);
+    free(err);
+    res = PQexecParams(conn, rh_sql(RH_STMT_QUEUE_DEPTH)->sql, 1, NULL, params, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+    ck_assert_int_eq(PQntuples(res), 2);
+    for (int r = 0; r < 2; r++) {
+        double age = strtod(PQgetvalue(res, r, 2), NULL);
+
+        if (strcmp(PQgetvalue(res, r, 0), "inf") == 0)
+            ck_assert_msg(isinf(age) && age > 0, "%s", PQgetvalue(res, r, 2));
+        else
+            ck_assert_msg(age >= 120 && age < 180, "%s: %s", PQgetvalue(res, r, 0), PQgetvalue(res, r, 2));
+    }
+    PQclear(res);
+    v = rt_query1(conn, "SELECT count(*) FROM rhino.jobs");
+    ck_assert_str_eq(v, "3");
+    free(v);
+    PQfinish(conn);
+    free(dsn);
+}
+END_TEST
+
 START_TEST(test_top_once)
 {
     char   *dsn = rt_db_create_migrated(), *out, *err, paused[16];
@@ -2097,6 +2173,7 @@ ctl_suite(void)
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, test_pause_resume_cli);
     tcase_add_test(tc, test_top_once);
+    tcase_add_test(tc, test_infinite_times);
     tcase_add_test(tc, test_top_limit);
     tcase_add_test(tc, test_top_frames);
     tcase_add_test(tc, test_pause_with_daemon);

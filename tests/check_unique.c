@@ -358,6 +358,10 @@ START_TEST(test_sql_bad_arguments)
                  "timeout must be a finite number of seconds above 0, not Infinity");
     expect_error(conn, "SELECT rhino.enqueue('k', unique_key => 'u', timeout => 0)", "22023",
                  "timeout must be a finite number of seconds above 0, not 0");
+    expect_error(conn, "SELECT rhino.enqueue('k', run_at => '-infinity')", "22023",
+                 "run_at must be a finite time, not -infinity");
+    expect_error(conn, "SELECT rhino.enqueue_job('k', run_at => 'infinity', unique_key => 'u')", "22023",
+                 "run_at must be a finite time, not infinity");
     /* COPY and INSERT bypass the function: the constraint refuses them too */
     expect_error(conn, "INSERT INTO rhino.jobs (kind, timeout) VALUES ('k', 'NaN')", "23514", "jobs_timeout");
     expect_error(conn, "INSERT INTO rhino.jobs (kind, timeout) VALUES ('k', 'Infinity')", "23514", "jobs_timeout");
