@@ -1001,6 +1001,16 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         6 },
 
     /*
+     * rhinoctl retry ID found nothing to redrive in a discarded or cancelled
+     * job: the unique key it carries and the live job holding it, if that is
+     * why (RH_STMT_CTL_REDRIVE leaves such a job in the history).
+     */
+    [RH_STMT_CTL_KEY_HOLDER] = { RH_STMT_CTL_KEY_HOLDER, "ctl_key_holder",
+        "SELECT d.unique_key, l.id FROM rhino.jobs_done_rows d JOIN rhino.jobs l ON l.unique_key = d.unique_key"
+        " WHERE d.id = $1::bigint",
+        1 },
+
+    /*
      * rhinoctl cancel: rhino.cancel() (sql/002_job_columns.sql) says what
      * it did: cancelled, cancel_requested (running), a final state, or NULL.
      */

@@ -1509,6 +1509,29 @@ ctl_batches(PGconn *conn, const char *what, const char *progress, rh_stmt_id_t s
 }
 
 /*
+ * Why retry ID left a discarded or cancelled job where it is: the job's
+ * unique key is held by a newer live job (a second live job with the key
+ * cannot exist), or, if not, another session was moving the job (the
+ * redrive skips locked rows).  Reported.
+ */
+static void
+ctl_retry_why_not(PGconn *conn, const char *id, const char *state)
+{
+    const char *params[1] = { id };
+    PGresult   *res;
+
+    res = PQexecParams(conn, rh_sql(RH_STMT_CTL_KEY_HOLDER)->sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        ctl_err("retry: %s", ctl_pgmsg(conn, res));
+    else if (PQntuples(res) > 0)
+        ctl_err("retry: job %s is %s, but its unique key \"%s\" is held by live job %s; retry it once that job "
+                "has finished", id, state, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+    else
+        ctl_err("retry: job %s is %s, but another session was moving it; try again", id, state);
+    PQclear(res);
+}
+
+/*
  * retry ID: a discarded or cancelled job; retry --discarded: every
  * discarded job (of --queue, of --kind) that finished before we started.
  */
@@ -1540,6 +1563,8 @@ ctl_retry(PGconn *conn, const ctl_opts_t *o, const char *id)
             ctl_err("retry: no job %s", id);
         else if (strcmp(state, "completed") == 0)
             ctl_err("retry: job %s is completed; only discarded and cancelled jobs can be retried", id);
+        else if (strcmp(state, "discarded") == 0 || strcmp(state, "cancelled") == 0)
+            ctl_retry_why_not(conn, id, state);
         else
             ctl_err("retry: job %s is %s, not finished: there is nothing to retry", id, state);
         return CTL_EXIT_ERROR;

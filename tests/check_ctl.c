@@ -1476,6 +1476,44 @@ START_TEST(test_retry_one)
 }
 END_TEST
 
+/*
+ * retry ID of a cancelled job whose unique key a newer live job holds: left
+ * in the history, and the message names the key and that job, not "not
+ * finished".  Once that job has finished the retry goes through.
+ */
+START_TEST(test_retry_key_held)
+{
+    char   *dsn = rt_db_create_migrated(), *out, *err, *old_id, *live_id, want[256];
+    PGconn *conn = rt_connect(dsn);
+    int     rc;
+
+    old_id = rt_query1(conn, "SELECT rhino.enqueue('k', unique_key => 'order-7')");
+    rt_exec(conn, "SELECT rhino.cancel(id) FROM rhino.jobs");
+    live_id = rt_query1(conn, "SELECT rhino.enqueue('k', unique_key => 'order-7')");
+
+    rc = rt_ctl(dsn, NULL, &out, &err, "retry", old_id, NULL);
+    ck_assert_int_eq(rc, 1);
+    snprintf(want, sizeof(want), "rhinoctl: retry: job %s is cancelled, but its unique key \"order-7\" is held by "
+             "live job %s; retry it once that job has finished\n", old_id, live_id);
+    ck_assert_str_eq(err, want);
+    ck_assert_str_eq(out, "");
+    free(out);
+    free(err);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'cancelled'"), 1);
+
+    rt_exec(conn, "SELECT rhino.cancel(id) FROM rhino.jobs");
+    rc = rt_ctl(dsn, NULL, &out, &err, "retry", old_id, NULL);
+    ck_assert_msg(rc == 0, "retry exited %d: %s", rc, err);
+    ck_assert_str_eq(out, "redriven 1 jobs\n");
+    free(out);
+    free(err);
+    PQfinish(conn);
+    free(old_id);
+    free(live_id);
+    free(dsn);
+}
+END_TEST
+
 /* More discarded jobs than one batch, filtered by queue and kind; the others stay. */
 START_TEST(test_retry_discarded)
 {
@@ -2164,6 +2202,7 @@ ctl_suite(void)
     tc = tcase_create("retry_cancel_purge");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_retry_one);
+    tcase_add_test(tc, test_retry_key_held);
     tcase_add_test(tc, test_retry_discarded);
     tcase_add_test(tc, test_cancel);
     tcase_add_test(tc, test_purge);
