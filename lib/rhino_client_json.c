@@ -137,9 +137,10 @@ rhino_client_json_check(const char *s, size_t *at, const char **why)
                 *why = *p == '\0' ? "unexpected end" : "expected a string as the key";
                 goto out;
             }
-            if ((p = scan_string(p, why)) == NULL)
+            /* q, as for a value: p must keep the key's start for *at, not the NULL of a bad string */
+            if ((q = scan_string(p, why)) == NULL)
                 goto out;       /* *at: where the token starts */
-            p = skip_ws(p);
+            p = skip_ws(q);
             if (*p != ':') {
                 *why = "expected ':' after the key";
                 goto out;

@@ -787,6 +787,12 @@ START_TEST(test_client_bad_arguments)
         ck_assert_str_eq(err.sqlstate, "");
         ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_INTRANS);
     }
+    /* a bad object key: the offset is the key's opening quote (it was p - s with p NULL, undefined) */
+    ck_assert_int_eq(rhino_enqueue(conn, "k", "{\"a\x01\":1}", NULL, &id, NULL, &err), -1);
+    ck_assert_str_eq(err.message, "rhino_enqueue: payload is not valid JSON: control character in a string "
+                                  "(escape it) at byte 1");
+    ck_assert_int_eq(rhino_enqueue(conn, "k", "{\"ok\": 1, \"a\\q\": 1}", NULL, &id, NULL, &err), -1);
+    ck_assert_str_eq(err.message, "rhino_enqueue: payload is not valid JSON: bad escape in a string at byte 10");
     /* the many path names the job */
     {
         rhino_job_spec jobs[3] = { { "k", "{}", { 0 } }, { "k", "{}", { 0 } }, { "k", "{\"x\":}", { 0 } } };
