@@ -846,12 +846,23 @@ on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
         rh_proc_t     *p = &M.workers[i];
         rh_shm_slot_t *sl = &M.shm->slot[i];
         double         d;
+        int64_t        job;
 
         if (p->pid > 0 && !p->stopping && rh_shm_load(&sl->idle))
             idle = 1;
         if (p->pid == 0 || p->timed_out)
             continue;
+        /*
+         * The job, its deadline, the job again: the worker publishes the
+         * deadline before the id and clears the id first, so the same id on
+         * both sides means the deadline read is that job's.  Read once, a job
+         * that ended past its deadline and the next one that began between
+         * the two loads had the next one killed and charged with a timeout.
+         */
+        job = rh_shm_load(&sl->job_id);
         d = rh_shm_load_d(&sl->deadline);
+        if (rh_shm_load(&sl->job_id) != job)
+            continue;           /* a job ended meanwhile: look again at the next tick */
         if (rh_shm_load(&sl->cancel_job) != 0 && rh_shm_load(&sl->cancel_job) == rh_shm_load(&sl->job_id) &&
             now - rh_shm_load_d(&sl->cancel_at) > M.cfg->cancel_grace) {
             /* reported as a crash; the crash statement ends a cancelled job as cancelled */
@@ -862,9 +873,9 @@ on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
             kill(p->pid, SIGKILL);
             continue;
         }
-        if (d > 0 && now > d && rh_shm_load(&sl->job_id) != 0) {
+        if (d > 0 && now > d && job != 0) {
             rh_log_error("%s: job %" PRId64 " (attempt %d) passed its deadline by %.1f s; killing the worker",
-                         proc_name(p, name, sizeof(name)), rh_shm_load(&sl->job_id),
+                         proc_name(p, name, sizeof(name)), job,
                          rh_shm_load(&sl->job_attempt), now - d);
             p->timed_out = 1;
             __atomic_fetch_add(&M.shm->metrics.timeouts, (uint64_t) 1, __ATOMIC_RELAXED);
