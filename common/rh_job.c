@@ -46,10 +46,16 @@ rhino_job_conn(rhino_job *job)
     return job->conn;
 }
 
+/*
+ * The delay goes to the finalize as make_interval(secs => delay), which
+ * fails (SQLSTATE 22008) on inf, NaN and anything past ~9.2e12 s, and with
+ * it the finalize of every job of the batch, each time it is replayed.  So
+ * NaN and negatives mean now, and the longest delay is RHINO_SNOOZE_MAX.
+ */
 int
 rhino_job_snooze(rhino_job *job, double seconds)
 {
-    job->snooze = seconds > 0 ? seconds : 0;
+    job->snooze = !(seconds > 0) ? 0 : seconds > RHINO_SNOOZE_MAX ? RHINO_SNOOZE_MAX : seconds;
     return RHINO_SNOOZE;
 }
 

@@ -103,8 +103,11 @@ struct pg_conn *rhino_job_conn(rhino_job *job);
  * Snooze: `return rhino_job_snooze(job, 30);` runs the job again in 30
  * seconds (0 = as soon as a worker is free) without counting an error
  * against max_attempts.  Returns RHINO_SNOOZE.  Returning RHINO_SNOOZE
- * without calling it snoozes for 1 second.
+ * without calling it snoozes for 1 second.  A delay above
+ * RHINO_SNOOZE_MAX (INFINITY included) snoozes for RHINO_SNOOZE_MAX; a
+ * negative one or NaN means 0.
  */
+#define RHINO_SNOOZE_MAX (365.0 * 86400)   /* seconds: one year */
 int         rhino_job_snooze(rhino_job *job, double seconds);
 
 /*

@@ -120,6 +120,104 @@ START_TEST(test_snooze_reruns_without_an_error)
 }
 END_TEST
 
+/*
+ * One batch holds ok jobs next to outcomes PostgreSQL would refuse if sent
+ * as they are: error text with UTF-8 sequences a lax check lets through
+ * (SQLSTATE 22021), snoozes of inf, 1e13 s (make_interval: 22008), NaN and
+ * a negative delay.  Each used to make every finalize of its batch fail;
+ * the worker exited after 10, the jobs were rescued and ran again, and the
+ * fleet looped with the ok jobs never recorded.  Now the ok jobs complete,
+ * the error text is cleaned, absurd snoozes are clamped to RHINO_SNOOZE_MAX
+ * and NaN or negative ones mean "now".
+ */
+START_TEST(test_absurd_outcomes_do_not_block_the_batch)
+{
+    rt_daemon_t d;
+    char       *s;
+
+    rt_daemon_setup(&d, "[worker]\nprocesses = 1\n");
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok') FROM generate_series(1, 3)");                  /* 1-3 */
+    rt_exec(d.conn, "SELECT rhino.enqueue('bad_utf8_strict')");                               /* 4 */
+    rt_exec(d.conn, "SELECT rhino.enqueue('snooze_absurd', jsonb_build_object('secs', s))"   /* 5-8 */
+                    "  FROM unnest(ARRAY['inf', '1e13', 'nan', '-5']) s");
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok') FROM generate_series(1, 2)");                  /* 9-10 */
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 5 FROM rhino.jobs_done WHERE kind = 'ok' AND state = 'completed'", 20);
+    rt_daemon_wait(&d, "SELECT count(*) = 2 FROM rhino.jobs_done WHERE kind = 'snooze_absurd'"
+                       " AND state = 'completed'", 20);
+    rt_daemon_stop(&d);
+
+    s = rt_query1(d.conn, "SELECT state || ': ' || last_error FROM rhino.all_jobs WHERE id = 4");
+    ck_assert_str_eq(s, "discarded: surrogate ??? overlong ??? ???? too high ???? ???? ok \xc3\xa9\xe2\x82\xac");
+    free(s);
+    /* inf and 1e13 s: snoozed for the longest delay allowed, no error counted */
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE id IN (5, 6)"
+                                           " AND state = 'scheduled' AND errors = 0"
+                                           " AND run_at > now() + interval '364 days'"
+                                           " AND run_at < now() + interval '366 days'"), 2);
+    /* nan and -5: ran again at once */
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE id IN (7, 8)"
+                                           " AND attempt = 2 AND errors = 0"), 2);
+    /* each job ran once (the snoozed-now ones twice): nothing looped */
+    for (long id = 1; id <= 10; id++)
+        ck_assert_int_eq(runs_of(&d, id), id == 7 || id == 8 ? 2 : 1);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
+/*
+ * An outcome the database refuses for a reason the worker cannot foresee:
+ * a LATIN1 database, a UTF-8 client, an error text with a euro sign
+ * (SQLSTATE 22P05, a data exception).  The finalize of the batch fails
+ * once; the worker then sends the outcomes again with their error texts
+ * reduced to ASCII, and the ok jobs next to it complete.
+ */
+START_TEST(test_data_exception_in_finalize_is_isolated)
+{
+    rt_daemon_t d;
+    PGconn     *admin;
+    char       *db, *out, *err, sql[256];
+    int         rc;
+
+    rt_daemon_setup(&d, "[worker]\nprocesses = 1\n");
+    d.allow_errors = 1;         /* the first finalize fails, and says so */
+    db = rt_query1(d.conn, "SELECT current_database()");
+    PQfinish(d.conn);
+    admin = rt_connect(rt_env("RHINO_TEST_DSN"));
+    snprintf(sql, sizeof(sql), "DROP DATABASE \"%s\"", db);
+    rt_exec(admin, sql);
+    snprintf(sql, sizeof(sql), "CREATE DATABASE \"%s\" ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
+             " TEMPLATE template0", db);
+    rt_exec(admin, sql);
+    PQfinish(admin);
+    rc = rt_ctl(d.dsn, NULL, &out, &err, "migrate", NULL);
+    ck_assert_msg(rc == 0, "migrate exited %d: %s", rc, err);
+    free(out);
+    free(err);
+    d.conn = rt_connect(d.dsn);
+    /* a keyword=value conninfo (rh_testlib's dsn_with_dbname) */
+    snprintf(d.env_dsn, sizeof(d.env_dsn), "RHINO_DSN=%s client_encoding=UTF8", d.dsn);
+
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok') FROM generate_series(1, 3)");
+    rt_exec(d.conn, "SELECT rhino.enqueue('euro_error')");
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok') FROM generate_series(1, 3)");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 7 FROM rhino.jobs_done", 20);
+    rt_daemon_stop(&d);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'completed'"), 6);
+    out = rt_query1(d.conn, "SELECT state || ': ' || last_error FROM rhino.jobs_done WHERE id = 4");
+    ck_assert_str_eq(out, "discarded: costs 5 ???");
+    free(out);
+    for (long id = 1; id <= 7; id++)
+        ck_assert_int_eq(runs_of(&d, id), 1);
+    out = rt_read_file(d.log);
+    ck_assert_msg(strstr(out, "reduced to ASCII") != NULL, "%s", out);
+    free(out);
+    free(db);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
 /* ---- error history and dead letters ------------------------------------- */
 
 START_TEST(test_every_error_is_kept_and_redrivable)
@@ -321,6 +419,8 @@ features_suite(void)
     tcase_add_test(tc, test_notify_wakes_idle_worker);
     tcase_add_test(tc, test_notify_only_for_served_queues);
     tcase_add_test(tc, test_snooze_reruns_without_an_error);
+    tcase_add_test(tc, test_absurd_outcomes_do_not_block_the_batch);
+    tcase_add_test(tc, test_data_exception_in_finalize_is_isolated);
     tcase_add_test(tc, test_every_error_is_kept_and_redrivable);
     tcase_add_test(tc, test_redrive_keeps_one_job_per_unique_key);
     tcase_add_test(tc, test_cancel_waiting_job_never_runs);

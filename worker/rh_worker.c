@@ -192,6 +192,7 @@ static struct {
     int64_t           *fin_stale_ids;   /* the last finalize's stale job ids, sorted */
     int                fin_nstale;
     int                fin_failures;    /* consecutive */
+    int                fin_data_error;  /* a finalize since the last sync failed with SQLSTATE class 22 */
 
     double             sent_at[5];      /* per segment kind, for debug timings */
     int                tx_unknown_start, tx_unknown_end;  /* rows whose COMMIT went unanswered */
@@ -425,7 +426,11 @@ start_params(rh_buf_t a[3], const char *params[6], double now)
 /*
  * Handler errors go into a text[] parameter: one invalid UTF-8 byte would
  * make PostgreSQL reject the whole finalize, batch included, forever.  So
- * anything that is not well-formed UTF-8 becomes '?'.
+ * anything that is not well-formed UTF-8 becomes '?', one per byte.  The
+ * check is PostgreSQL's own (pg_utf8_islegal, RFC 3629): besides stray
+ * bytes it refuses overlong forms (C0, C1, E0 80..9F, F0 80..8F),
+ * UTF-16 surrogates (ED A0..BF) and code points above U+10FFFF (F4 90..,
+ * F5..FF), all of which a check of the byte patterns alone lets through.
  */
 static char *
 utf8_clean(const char *s)
@@ -437,10 +442,28 @@ utf8_clean(const char *s)
     if (out == NULL)
         rh_fatal("out of memory");
     while (*p) {
-        int len = (*p < 0x80) ? 1 : ((*p & 0xE0) == 0xC0) ? 2 : ((*p & 0xF0) == 0xE0) ? 3
-                : ((*p & 0xF8) == 0xF0) ? 4 : 0;
-        int ok = len > 0 && !(len == 2 && *p < 0xC2);
-        for (int i = 1; ok && i < len; i++)
+        int           len = 0, ok;
+        unsigned char lo = 0x80, hi = 0xBF;     /* the allowed range of the second byte */
+
+        if (*p < 0x80)
+            len = 1;
+        else if (*p >= 0xC2 && *p <= 0xDF)
+            len = 2;
+        else if (*p >= 0xE0 && *p <= 0xEF) {
+            len = 3;
+            if (*p == 0xE0)
+                lo = 0xA0;                      /* below: overlong */
+            else if (*p == 0xED)
+                hi = 0x9F;                      /* above: surrogates */
+        } else if (*p >= 0xF0 && *p <= 0xF4) {
+            len = 4;
+            if (*p == 0xF0)
+                lo = 0x90;                      /* below: overlong */
+            else if (*p == 0xF4)
+                hi = 0x8F;                      /* above: beyond U+10FFFF */
+        }
+        ok = len > 0 && (len == 1 || (p[1] >= lo && p[1] <= hi));
+        for (int i = 2; ok && i < len; i++)
             if ((p[i] & 0xC0) != 0x80)
                 ok = 0;
         if (!ok) {
@@ -532,6 +555,35 @@ outcomes_confirm(rh_outcomes_t *l, int keep)
         rh_log_warning("%d job(s) ran before their claim's commit, which failed; their outcomes are dropped "
                        "and they run again", l->n - n);
     l->n = n;
+}
+
+/*
+ * A finalize failed with a data exception (SQLSTATE class 22): some
+ * outcome's error text or delay is something PostgreSQL refuses (text in
+ * a database whose encoding cannot hold it, say, 22P05).  Sent again as
+ * it is, it would fail the same way forever and take every outcome of its
+ * batch with it; the worker would exit, its jobs run again and bring the
+ * same outcome back.  The error texts and delays are the only free-form
+ * data a finalize carries, so make them plainly acceptable: ASCII only
+ * ('?' for every other byte), delays finite and within RHINO_SNOOZE_MAX.
+ * A later failure then has another cause and is counted as before.
+ */
+static void
+outcomes_sanitize(rh_outcomes_t *l, const char *what)
+{
+    for (int i = 0; i < l->n; i++) {
+        rh_outcome_t *o = &l->v[i];
+
+        for (char *c = o->err; c && *c; c++)
+            if ((unsigned char) *c >= 0x80)
+                *c = '?';
+        if (!(o->delay >= 0))
+            o->delay = 0;
+        else if (o->delay > RHINO_SNOOZE_MAX)
+            o->delay = RHINO_SNOOZE_MAX;
+    }
+    rh_log_warning("%s failed with a data exception: its %d outcome(s) go again with their error texts "
+                   "reduced to ASCII and their delays bounded", what, l->n);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1373,6 +1425,7 @@ on_sync(rh_seg_t seg)
     } else
         on_sync_seg(seg, ok);
     W.fin_seen = 0;         /* the next round's finalize, if any, sets it again */
+    W.fin_data_error = 0;
 }
 
 static void
@@ -1383,6 +1436,8 @@ on_sync_seg(rh_seg_t seg, int ok)
         if (!ok) {
             /* the whole setup transaction rolled back; outcomes stay pending */
             outcomes_move(&W.pending, &W.inflight);
+            if (W.fin_data_error)
+                outcomes_sanitize(&W.pending, "the replay of finalizes");
             rh_log_error("worker setup failed; retrying in 1 s");
             W.connected = 0;
             ev_timer_stop(W.loop, &W.timer);
@@ -1409,6 +1464,8 @@ on_sync_seg(rh_seg_t seg, int ok)
             W.fin_failures = 0;
         } else {
             outcomes_move(&W.pending, &W.inflight);
+            if (W.fin_data_error)
+                outcomes_sanitize(&W.pending, "the finalize");
             if (++W.fin_failures >= 10) {
                 /* the jobs stay running under our id; the reaper hands them back once we are gone */
                 rh_log_error("finalize failed %d times in a row; exiting so that the jobs are rescued",
@@ -1499,6 +1556,8 @@ on_result(rh_expect_t *e, PGresult *res)
                                "to start that way");
                 W.prepare = 0;
             }
+            if (e->kind == E_FINALIZE && code && strncmp(code, "22", 2) == 0)
+                W.fin_data_error = 1;   /* see outcomes_sanitize */
         }
         W.seg_error = 1;
         PQclear(res);
@@ -1962,6 +2021,7 @@ w_broken(const char *why)
     W.tx_open = 0;
     W.fifo_len = 0;
     W.fin_seen = 0;
+    W.fin_data_error = 0;
     W.round_inflight = 0;
     W.seg_error = 0;
     if (W.claimed) {

@@ -119,6 +119,49 @@ bad_utf8_error(rhino_job *job)
 RHINO_HANDLER("bad_utf8_error", bad_utf8_error);
 
 /*
+ * What a lax UTF-8 check lets through and PostgreSQL rejects (SQLSTATE
+ * 22021): a UTF-16 surrogate, overlong 3- and 4-byte forms, a code point
+ * above U+10FFFF, an F5 lead byte; then valid 2- and 3-byte characters.
+ * (check_daemon.c pins bad_utf8_error's exact text, hence a kind of its own.)
+ */
+static int
+bad_utf8_strict(rhino_job *job)
+{
+    ledger(job);
+    rhino_job_set_error(job, "surrogate \xed\xa0\x80 overlong \xe0\x80\x80 \xf0\x80\x80\x80"
+                        " too high \xf4\x90\x80\x80 \xf5\x80\x80\x80 ok \xc3\xa9\xe2\x82\xac");
+    return RHINO_DISCARD;
+}
+RHINO_HANDLER("bad_utf8_strict", bad_utf8_strict);
+
+/* Valid UTF-8 that a LATIN1 database cannot store (SQLSTATE 22P05 with client_encoding UTF8). */
+static int
+euro_error(rhino_job *job)
+{
+    ledger(job);
+    rhino_job_set_error(job, "costs 5 \xe2\x82\xac");
+    return RHINO_DISCARD;
+}
+RHINO_HANDLER("euro_error", euro_error);
+
+/*
+ * Snoozes once for {"secs": "S"} seconds (strtod: "inf", "nan", "-5",
+ * "1e13"...), an absurd delay that must neither break the batch's finalize
+ * nor be lost; its second run completes.
+ */
+static int
+snooze_absurd(rhino_job *job)
+{
+    const char *p = strstr(rhino_job_payload(job), "\"secs\"");
+
+    ledger(job);
+    if (rhino_job_attempt(job) > 1 || p == NULL || (p = strchr(p + 6, '"')) == NULL)
+        return RHINO_OK;
+    return rhino_job_snooze(job, strtod(p + 1, NULL));
+}
+RHINO_HANDLER("snooze_absurd", snooze_absurd);
+
+/*
  * The transactional ledger handler of the fault suite: writes (job_id,
  * attempt, pid) into the table "ledger" on the worker's connection, inside
  * the transaction that completes the job.  A ledger with exactly one row
