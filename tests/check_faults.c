@@ -12,7 +12,8 @@
  *
  * The suite runs its own PostgreSQL cluster (tests/pgcluster.sh with a base
  * directory and port of its own), because cell 4 restarts it and the other
- * suites must not see that.  RHINO_FAULTS_LONG=1 runs the longer variant.
+ * suites must not see that (RHINO_FAULTS_PG_BASE and RHINO_FAULTS_PG_PORT
+ * move it).  RHINO_FAULTS_LONG=1 runs the longer variant.
  */
 #include "config.h"
 
@@ -506,6 +507,104 @@ START_TEST(cell8_stale_worker)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------- */
+/* regressions: one worker, one fault, a precise expectation              */
+
+/* The pid of the worker of a one-worker daemon, once registered. */
+static pid_t
+rg_worker_pid(rt_daemon_t *d)
+{
+    rt_daemon_wait(d, "SELECT count(*) = 1 FROM rhino.workers WHERE ended_at IS NULL", 30);
+    return (pid_t) rt_query_long(d->conn, "SELECT pid FROM rhino.workers WHERE ended_at IS NULL");
+}
+
+/* Refuse (0) or allow (1) new connections to the daemon's database, and cut the worker's. */
+static void
+rg_allow_connections(rt_daemon_t *d, int allow, int cut_worker)
+{
+    char   *db = rt_query1(d->conn, "SELECT current_database()"), sql[256];
+    PGconn *admin = rt_connect(rt_env("RHINO_TEST_DSN"));   /* not from the database itself: refused */
+
+    snprintf(sql, sizeof(sql), "ALTER DATABASE \"%s\" ALLOW_CONNECTIONS %s", db, allow ? "true" : "false");
+    rt_exec(admin, sql);
+    PQfinish(admin);
+    free(db);
+    if (cut_worker)
+        ck_assert_int_eq(rt_query_long(d->conn, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                                " WHERE application_name = 'rhino worker'"
+                                                " AND datname = current_database()"), 1);
+}
+
+/*
+ * An idle worker loses its connection while the database refuses new
+ * ones, so it waits on its reconnect backoff; a wake-up (SIGUSR1, as the
+ * master sends when a notification comes) used to stop that timer, and the
+ * worker, not connected, then waited for nothing, forever.
+ */
+START_TEST(rg_wake_keeps_the_reconnect)
+{
+    rt_daemon_t d;
+    pid_t       pid;
+
+    rt_daemon_setup(&d, "[worker]\nprocesses = 1\npoll_interval = 60\n");
+    d.allow_errors = 1;         /* the lost connection is logged as an error */
+    rt_daemon_start(&d);
+    pid = rg_worker_pid(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.nodes WHERE idle", 30);
+    rg_allow_connections(&d, 0, 1);
+    /* several, so that some land while it waits on its backoff, not inside a connect attempt */
+    for (int i = 0; i < 10; i++) {
+        usleep(150 * 1000);
+        ck_assert_int_eq(kill(pid, SIGUSR1), 0);
+    }
+    rg_allow_connections(&d, 1, 0);
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok')");
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done WHERE state = 'completed'", 20);
+    /* the same worker, reconnected: nothing was killed or restarted */
+    ck_assert_int_eq(rg_worker_pid(&d), pid);
+    rt_daemon_stop(&d);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
+/*
+ * SIGTERM while disconnected, holding an outcome: the worker keeps trying
+ * to reconnect, records the outcome and exits.  It used to stop its
+ * reconnect timer and hang until the master's SIGKILL, the outcome lost
+ * and the job run again.
+ */
+START_TEST(rg_sigterm_while_disconnected_finalizes)
+{
+    rt_daemon_t d;
+    double      t0;
+    int         rc, *runs;
+
+    rt_daemon_setup(&d, "[worker]\nprocesses = 1\n[master]\nshutdown_timeout = 30\n");
+    d.allow_errors = 1;
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 1500}')");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs WHERE state = 'running'", 30);
+    rg_allow_connections(&d, 0, 1);
+    /* the handler returns, the finalize finds the connection gone: the outcome waits, pending */
+    usleep(2500 * 1000);
+    t0 = rt_now();
+    kill(d.pid, SIGTERM);
+    usleep(1000 * 1000);
+    rg_allow_connections(&d, 1, 0);
+    rc = rt_wait_exit(d.pid, 25);
+    if (rc != 0)
+        rt_daemon_dump_log(&d);
+    ck_assert_msg(rc == 0, "rhino exited with %d after SIGTERM", rc);
+    d.pid = 0;
+    ck_assert_msg(rt_now() - t0 < 15, "the drain took %.1f s", rt_now() - t0);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'completed'"), 1);
+    runs = rt_daemon_ledger_counts(&d, 1);
+    ck_assert_int_eq(runs[1], 1);
+    free(runs);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
 /* tests/pgcluster.sh CMD outside any test (check's asserts are not available there) */
 static int
 pgcluster_main(const char *cmd)
@@ -541,6 +640,12 @@ faults_suite(void)
     tcase_add_test(tc, cell7_sighup_roll);
     tcase_add_test(tc, cell8_stale_worker);
     suite_add_tcase(s, tc);
+    /* CK_RUN_CASE=regressions runs only these */
+    tc = tcase_create("regressions");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, rg_wake_keeps_the_reconnect);
+    tcase_add_test(tc, rg_sigterm_while_disconnected_finalizes);
+    suite_add_tcase(s, tc);
     return s;
 }
 
@@ -554,7 +659,8 @@ main(void)
 
     fx_long = getenv("RHINO_FAULTS_LONG") && strcmp(getenv("RHINO_FAULTS_LONG"), "1") == 0;
     /* a cluster of our own: cell 4 restarts it */
-    setenv("RHINO_PG_BASE", "/tmp/rhino-faults-pg", 1);
+    setenv("RHINO_PG_BASE", getenv("RHINO_FAULTS_PG_BASE") ? getenv("RHINO_FAULTS_PG_BASE")
+                                                           : "/tmp/rhino-faults-pg", 1);
     setenv("RHINO_PG_PORT", port ? port : "55441", 1);
     srand((unsigned) getpid());
     if (getenv("RHINO_TEST_SRCDIR") == NULL) {

@@ -1875,7 +1875,16 @@ on_wake(struct ev_loop *loop, ev_async *w, int revents)
         if (W.next == NULL)
             W.claim_due = 1;    /* new jobs: claim now instead of at the next poll */
     }
-    ev_timer_stop(W.loop, &W.timer);
+    /*
+     * Connected, the timer is the idle poll, which the claim replaces.
+     * Otherwise it is the reconnect backoff or the setup retry, the only
+     * thing that will bring the connection back (w_step does nothing
+     * while disconnected): stopping it left the worker waiting forever,
+     * whether a notification woke it or SIGTERM asked it to drain the
+     * outcomes it holds.
+     */
+    if (W.connected)
+        ev_timer_stop(W.loop, &W.timer);
     w_step();
 }
 
@@ -2039,6 +2048,8 @@ w_broken(const char *why)
     start_clear(W.start_next);
     W.draining = 0;
     W.final_sent = 0;
+    /* not idle until connected again: the master's wake-ups go to workers that can claim */
+    rh_shm_store(&W.shm->idle, 0);
 
     W.reconnect_delay = W.reconnect_delay == 0 ? 0.1 : W.reconnect_delay * 2;
     if (W.reconnect_delay > 5)
