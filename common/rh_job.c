@@ -28,15 +28,21 @@ rhino_job_set_error(rhino_job *job, const char *fmt, ...)
     job->has_error = 1;
 }
 
+/*
+ * A deadline of 0 means none (job_timeout = 0, or a job timeout of 0):
+ * extending it would give the job a deadline it never had, and the
+ * master would kill the worker when it passed.
+ */
 void
 rhino_job_extend(rhino_job *job, double seconds)
 {
-    double d;
+    double d, cur;
 
     if (job->slot == NULL || !(seconds > 0))
         return;
+    cur = rh_shm_load_d(&job->slot->deadline);
     d = rh_mono_now() + seconds;
-    if (d > rh_shm_load_d(&job->slot->deadline))
+    if (cur > 0 && d > cur)
         rh_shm_store_d(&job->slot->deadline, d);
 }
 

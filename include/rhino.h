@@ -85,7 +85,8 @@ void        rhino_job_set_error(rhino_job *job, const char *fmt, ...)
 /*
  * Push this job's deadline to `seconds` from now (never earlier than it
  * is).  Past its deadline ([worker] job_timeout, or the job's own timeout)
- * the master kills the worker and the job is retried as a timeout.
+ * the master kills the worker and the job is retried as a timeout.  A job
+ * without a deadline (a timeout of 0) keeps having none: this does nothing.
  */
 void        rhino_job_extend(rhino_job *job, double seconds);
 

@@ -218,6 +218,29 @@ START_TEST(test_data_exception_in_finalize_is_isolated)
 }
 END_TEST
 
+/* ---- deadlines ---------------------------------------------------------- */
+
+/*
+ * With job_timeout = 0 a job has no deadline, and rhino_job_extend must not
+ * give it one: extend(1 s) and 2.5 s of work used to get the worker killed
+ * as a timeout, the job retried.
+ */
+START_TEST(test_extend_without_deadline_keeps_none)
+{
+    rt_daemon_t d;
+
+    rt_daemon_setup(&d, "[worker]\nprocesses = 1\njob_timeout = 0\n");
+    rt_exec(d.conn, "SELECT rhino.enqueue('extend_short')");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done", 30);
+    rt_daemon_stop(&d);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'completed'"
+                                           " AND attempt = 1 AND crash_count = 0"), 1);
+    ck_assert_int_eq(runs_of(&d, 1), 1);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
 /* ---- error history and dead letters ------------------------------------- */
 
 START_TEST(test_every_error_is_kept_and_redrivable)
@@ -421,6 +444,7 @@ features_suite(void)
     tcase_add_test(tc, test_snooze_reruns_without_an_error);
     tcase_add_test(tc, test_absurd_outcomes_do_not_block_the_batch);
     tcase_add_test(tc, test_data_exception_in_finalize_is_isolated);
+    tcase_add_test(tc, test_extend_without_deadline_keeps_none);
     tcase_add_test(tc, test_every_error_is_kept_and_redrivable);
     tcase_add_test(tc, test_redrive_keeps_one_job_per_unique_key);
     tcase_add_test(tc, test_cancel_waiting_job_never_runs);

@@ -231,6 +231,19 @@ extends(rhino_job *job)
 }
 RHINO_HANDLER("extends", extends);
 
+/* Extends its deadline by 1 s, then works for 2.5 s: fine for a job that had no deadline. */
+static int
+extend_short(rhino_job *job)
+{
+    struct timespec ts = { 2, 500000000L };
+
+    rhino_job_extend(job, 1);
+    nanosleep(&ts, NULL);
+    ledger(job);
+    return RHINO_OK;
+}
+RHINO_HANDLER("extend_short", extend_short);
+
 /* Snoozes (0.2 s) on its first two claims, then completes: attempt 3, no error counted. */
 static int
 snooze_twice(rhino_job *job)
