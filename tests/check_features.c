@@ -432,6 +432,40 @@ START_TEST(test_cancel_claimed_not_started)
 }
 END_TEST
 
+/*
+ * The same for a transactional group: only its first job went through the
+ * check, so a later one cancelled while the first ran was run anyway and
+ * its writes committed, the job completed.
+ */
+START_TEST(test_cancel_claimed_not_started_tx)
+{
+    rt_daemon_t d;
+    char       *out, *err;
+    int         rc;
+
+    rt_daemon_setup(&d, "[worker]\nprocesses = 1\n");
+    rt_exec(d.conn, "CREATE TABLE ledger (job_id bigint NOT NULL, attempt int NOT NULL, pid int NOT NULL)");
+    /* one worker claims both, one transactional group; the first holds it for 3 s */
+    rt_exec(d.conn, "SELECT rhino.enqueue('tx_ledger', '{\"ms\": 3000}')");
+    rt_exec(d.conn, "SELECT rhino.enqueue('tx_ledger')");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 2 FROM rhino.jobs WHERE state = 'running'", 30);
+    rc = rt_ctl(d.dsn, NULL, &out, &err, "cancel", "2", NULL);
+    ck_assert_msg(rc == 0, "cancel exited %d: %s", rc, err);
+    free(out);
+    free(err);
+    rt_daemon_wait(&d, "SELECT count(*) = 2 FROM rhino.jobs_done", 30);
+    rt_daemon_stop(&d);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE id = 2 "
+                                           "AND state = 'cancelled'"), 1);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE id = 1 "
+                                           "AND state = 'completed'"), 1);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM ledger WHERE job_id = 2"), 0);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM ledger WHERE job_id = 1"), 1);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
 static Suite *
 features_suite(void)
 {
@@ -451,6 +485,7 @@ features_suite(void)
     tcase_add_test(tc, test_cancel_running_cooperative);
     tcase_add_test(tc, test_cancel_running_stubborn_is_killed);
     tcase_add_test(tc, test_cancel_claimed_not_started);
+    tcase_add_test(tc, test_cancel_claimed_not_started_tx);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1234,6 +1234,22 @@ run_tx(int start, int end)
                 break;
             }
             job_from_row(i, &job);
+            /*
+             * Cancelled after the claim: job_handler checked only the
+             * group's first job, and a retry round reruns jobs whose
+             * writes rolled back.  As there, it does not run; its outcome
+             * goes with the pipeline's finalize, which records it
+             * cancelled (cancel_requested_at is set).
+             */
+            if (rh_shm_cancel_listed(W.root, job.id)) {
+                drop[i - start] = 1;
+                outcome_add(&W.pending, job.id, job.attempt, "discarded", 0,
+                            round == 0 ? "cancelled before it started"
+                            : "cancelled before its transaction committed; not run again");
+                W.pending.v[W.pending.n - 1].mkey = rh_metrics_key(job.queue, job.kind);
+                W.n_discard++;
+                continue;
+            }
             h = rh_loader_find(&W.reg, job.kind);
             job.conn = W.conn;
             if (tx_cmd("SAVEPOINT rhino_job") < 0)
