@@ -96,7 +96,11 @@ void        rhino_job_extend(rhino_job *job, double seconds);
  * synchronous libpq calls (PQexecParams...).  Do not COMMIT, ROLLBACK or
  * change session state (SET, LISTEN, temp tables, advisory locks).  If a
  * statement fails, the job's own writes are rolled back (it runs under a
- * SAVEPOINT) and the job is retried.  Returns NULL for other handlers.
+ * SAVEPOINT) and the job is retried.  A handler that ends the transaction
+ * itself has its job discarded with an error saying so, and the jobs that
+ * ran before it in the same transaction are retried, since their writes
+ * may be gone (or, after a COMMIT, they run twice).  Returns NULL for
+ * other handlers.
  */
 struct pg_conn *rhino_job_conn(rhino_job *job);
 

@@ -466,6 +466,38 @@ START_TEST(test_cancel_claimed_not_started_tx)
 }
 END_TEST
 
+/*
+ * A transactional handler that ends the worker's transaction (here
+ * ROLLBACK): the group's earlier job lost its writes, and used to be
+ * recorded completed all the same.  Now the misusing job is discarded with
+ * an error saying why, the earlier one is retried and completes with its
+ * write, the later one runs in a new transaction.
+ */
+START_TEST(test_tx_handler_ending_the_transaction)
+{
+    rt_daemon_t d;
+    char       *s;
+
+    rt_daemon_setup(&d, "[worker]\nprocesses = 1\n");
+    d.allow_errors = 1;         /* the misuse is logged as an error */
+    rt_exec(d.conn, "CREATE TABLE ledger (job_id bigint NOT NULL, attempt int NOT NULL, pid int NOT NULL)");
+    rt_exec(d.conn, "SELECT rhino.enqueue('tx_ledger', p::jsonb) FROM unnest(ARRAY['{}',"
+                    " '{\"fault\": \"rollback\"}', '{}']) p");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 3 FROM rhino.jobs_done", 30);
+    rt_daemon_stop(&d);
+    s = rt_query1(d.conn, "SELECT state || ': ' || last_error FROM rhino.jobs_done WHERE id = 2");
+    ck_assert_msg(strstr(s, "discarded: the handler ended the worker's transaction") == s, "%s", s);
+    free(s);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE id IN (1, 3)"
+                                           " AND state = 'completed'"), 2);
+    /* every completed job has its write, exactly once */
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done d WHERE state = 'completed'"
+                                           " AND (SELECT count(*) FROM ledger l WHERE l.job_id = d.id) <> 1"), 0);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
 static Suite *
 features_suite(void)
 {
@@ -486,6 +518,7 @@ features_suite(void)
     tcase_add_test(tc, test_cancel_running_stubborn_is_killed);
     tcase_add_test(tc, test_cancel_claimed_not_started);
     tcase_add_test(tc, test_cancel_claimed_not_started_tx);
+    tcase_add_test(tc, test_tx_handler_ending_the_transaction);
     suite_add_tcase(s, tc);
     return s;
 }

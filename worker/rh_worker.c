@@ -1204,7 +1204,7 @@ tx_find_stale(int start, int end, char *drop)
 static int
 run_tx(int start, int end)
 {
-    int           n = end - start, stop_at = end, stale;
+    int           n = end - start, stop_at = end, stale, ended = 0;
     char         *drop = calloc((size_t) n, 1);
     rh_outcomes_t tx = { 0 };
     PGresult     *res, *cres;
@@ -1277,18 +1277,51 @@ run_tx(int start, int end)
                     goto lost;
                 break;
             default:
-                /* the handler ended our transaction: its writes (and earlier ones) are committed */
-                rh_log_error("handler for kind \"%s\" ended the worker's transaction (job %" PRId64 ")",
-                             job.kind, job.id);
+                /*
+                 * The handler ended our transaction (COMMIT or ROLLBACK):
+                 * the writes of the group's earlier jobs were committed or
+                 * thrown away, and we cannot tell which.  Nothing of the
+                 * group may be finalized as completed on the assumption,
+                 * nor run again by a retry round: end the group here (see
+                 * below); the jobs after it go in a new transaction.
+                 */
+                rh_log_error("handler for kind \"%s\" ended the worker's transaction (job %" PRId64 "); "
+                             "the %d earlier job(s) of its group are retried", job.kind, job.id, tx.n);
                 snprintf(job.error, sizeof(job.error), "the handler ended the worker's transaction: "
                          "COMMIT and ROLLBACK are not allowed in a transactional handler");
                 job.has_error = 1;
-                rc = RHINO_DISCARD;
-                if (tx_cmd("BEGIN") < 0)
-                    goto lost;
+                job_outcome(&job, RHINO_DISCARD, &tx);
+                stop_at = i + 1;
+                ended = 1;
                 break;
             }
+            if (ended)
+                break;
             job_outcome(&job, rc, &tx);
+        }
+        if (ended) {
+            /*
+             * Their writes may be gone (ROLLBACK): retry them, fenced, from
+             * the pipeline.  After a COMMIT that reruns committed work, the
+             * lesser harm than recording as done work that never happened.
+             */
+            if (PQtransactionStatus(W.conn) != PQTRANS_IDLE && tx_cmd("ROLLBACK") < 0)
+                goto lost;
+            for (int k = 0; k < tx.n; k++) {
+                rh_outcome_t *o = &tx.v[k];
+                if (strcmp(o->state, "completed") == 0) {
+                    W.n_done--;
+                    W.n_retry++;
+                    o->state = "retryable";
+                    o->delay = rh_backoff_delay(o->attempt, W.cfg->retry_base_delay, W.cfg->retry_max_delay,
+                                                rh_rand_unit(&W.rng));
+                    free(o->err);
+                    o->err = utf8_clean("a later job of its transaction ended it (COMMIT or ROLLBACK in a "
+                                        "transactional handler): its writes may not have committed");
+                }
+            }
+            outcomes_move(&W.pending, &tx);
+            break;
         }
         if (tx.n == 0) {
             tx_cmd("ROLLBACK");

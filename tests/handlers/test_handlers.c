@@ -213,6 +213,9 @@ tx_ledger(rhino_job *job)
     } else if (strstr(payload, "\"commit\"")) {
         PQclear(PQexec(conn, "COMMIT"));
         return RHINO_OK;
+    } else if (strstr(payload, "\"rollback\"") && rhino_job_attempt(job) == 1) {
+        PQclear(PQexec(conn, "ROLLBACK"));
+        return RHINO_OK;
     }
     return RHINO_OK;
 }
