@@ -519,6 +519,20 @@ outcomes_move(rh_outcomes_t *dst, rh_outcomes_t *src)
     src->n = 0;
 }
 
+/* Take back the exit line's count of outcome o (job_outcome made it), which will not be recorded. */
+static void
+outcome_uncount(const rh_outcome_t *o)
+{
+    if (strcmp(o->state, "completed") == 0)
+        W.n_done--;
+    else if (strcmp(o->state, "discarded") == 0)
+        W.n_discard--;
+    else if (strcmp(o->state, "scheduled") == 0)
+        W.n_snooze--;
+    else
+        W.n_retry--;
+}
+
 /*
  * The early batch's claim committed (keep = 1: its outcomes are ordinary
  * ones now) or did not (keep = 0: drop them, and take back the counts
@@ -541,19 +555,12 @@ outcomes_confirm(rh_outcomes_t *l, int keep)
             l->v[n++] = *o;
             continue;
         }
-        if (strcmp(o->state, "completed") == 0)
-            W.n_done--;
-        else if (strcmp(o->state, "discarded") == 0)
-            W.n_discard--;
-        else if (strcmp(o->state, "scheduled") == 0)
-            W.n_snooze--;
-        else
-            W.n_retry--;
+        outcome_uncount(o);
         free(o->err);
     }
     if (!keep && n < l->n)
-        rh_log_warning("%d job(s) ran before their claim's commit, which failed; their outcomes are dropped "
-                       "and they run again", l->n - n);
+        rh_log_warning("%d job(s) ran before their claim's commit, which failed or went unconfirmed (the "
+                       "connection was lost); their outcomes are dropped and they run again", l->n - n);
     l->n = n;
 }
 
@@ -1219,6 +1226,8 @@ run_tx(int start, int end)
     }
 
     for (int round = 0;; round++) {
+        for (int k = 0; k < tx.n; k++)
+            outcome_uncount(&tx.v[k]);  /* the last round's, rolled back: they run again */
         outcomes_clear(&tx);
         if (tx_cmd("BEGIN") < 0)
             goto lost;
@@ -1373,6 +1382,8 @@ run_tx(int start, int end)
         for (int i = 0; i < tx.n; i++) {
             rh_outcome_t *o = &tx.v[i];
             if (strcmp(o->state, "completed") == 0) {
+                W.n_done--;
+                W.n_retry++;
                 o->state = "retryable";
                 o->delay = rh_backoff_delay(o->attempt, W.cfg->retry_base_delay, W.cfg->retry_max_delay,
                                             rh_rand_unit(&W.rng));
@@ -1392,6 +1403,8 @@ run_tx(int start, int end)
     return stop_at;
 
 lost:
+    for (int k = 0; k < tx.n; k++)
+        outcome_uncount(&tx.v[k]);      /* not recorded: handed back and run again */
     outcomes_clear(&tx);
     free(tx.v);
     free(drop);
@@ -1646,8 +1659,9 @@ on_result(rh_expect_t *e, PGresult *res)
             else
                 committed++;
         }
-        rh_log_warning("ambiguous COMMIT of %d transactional job(s) resolved: %d had committed, %d had not "
-                       "and are handed back to run again", W.tx_unknown_end - W.tx_unknown_start, committed, open);
+        rh_log_warning("ambiguous COMMIT of %d transactional job(s) resolved: %d no longer ran under our "
+                       "attempt (committed, or rescued meanwhile), %d had not committed and are handed back "
+                       "to run again", W.tx_unknown_end - W.tx_unknown_start, committed, open);
         W.tx_unknown_start = W.tx_unknown_end = 0;
         break;
     }
