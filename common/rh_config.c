@@ -378,6 +378,18 @@ rh_config_load(const char *file, rh_config_t *cfg, char *err, size_t errlen)
         return -1;
     }
 
+    /*
+     * Keys above the first [section] are stored as ":key", in a section ""
+     * that iniparser never lists: without this they were silently ignored
+     * (a "processes = 8" at the top of the file changed nothing).
+     */
+    for (ssize_t i = 0; i < d->size; i++)
+        if (d->key[i] != NULL && d->key[i][0] == ':') {
+            cf_err(err, errlen, "%s: key '%s' comes before any [section]: move it under its section "
+                   "(see rhino.ini(5))", file, d->key[i] + 1);
+            iniparser_freedict(d);
+            return -1;
+        }
     nsec = iniparser_getnsec(d);
     for (int s = 0; s < nsec; s++) {
         const char  *sec = iniparser_getsecname(d, s);

@@ -400,6 +400,20 @@ START_TEST(test_syntax_error_hides_the_line)
 }
 END_TEST
 
+/* A key above the first [section] was ignored without a word; it is refused, named. */
+START_TEST(test_key_before_any_section)
+{
+    rh_config_t cfg;
+    char        err[1024], *path;
+
+    ck_assert_int_eq(load_text("processes = 8\n" MIN_OK "[worker]\nbatch_size = 10\n", &cfg, err, sizeof(err), &path),
+                     -1);
+    ck_assert_msg(strstr(err, path) && strstr(err, "key 'processes' comes before any [section]"), "%s", err);
+    rh_config_free(&cfg);
+    free(path);
+}
+END_TEST
+
 START_TEST(test_dsn_from_environment)
 {
     rh_config_t cfg;
@@ -494,6 +508,7 @@ config_suite(void)
     add(s, "unreadable file", test_unreadable_file);
     add(s, "INI syntax error", test_syntax_error);
     add(s, "INI syntax error hides the line", test_syntax_error_hides_the_line);
+    add(s, "a key before any section", test_key_before_any_section);
     add(s, "RHINO_DSN overrides the file", test_dsn_from_environment);
     add(s, "rh_split_list", test_split_list);
     return s;
