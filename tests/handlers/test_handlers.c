@@ -5,6 +5,7 @@
  * can count how many times each job really ran.
  */
 #include <fcntl.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,9 @@ maybe_sleep(rhino_job *job)
     ms = strtol(p + 1, NULL, 10);
     ts.tv_sec = ms / 1000;
     ts.tv_nsec = (ms % 1000) * 1000000L;
-    nanosleep(&ts, NULL);
+    /* the whole time: a signal to the worker (SIGTERM for a drain) must not end the job early */
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
 }
 
 static int
