@@ -30,12 +30,17 @@
 
 #ifdef HAVE_LIBMICROHTTPD
 
+/* MHD_OPTION_CONNECTION_LIMIT: at most this many scrapes at once */
+#define RH_HTTP_CONNECTIONS 32
+
 typedef struct {
     struct MHD_Daemon *d;
     int                lfd, efd;
     char              *addr;
     ev_io              io;
     ev_timer           timer;
+    /* the sockets of open connections, -1 = free: a forked child closes them (rh_http_child) */
+    int                conn_fd[RH_HTTP_CONNECTIONS];
 } rh_httpd_t;
 
 static struct {
@@ -123,6 +128,29 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     h_run(w->data);
 }
 
+/*
+ * Why track the connections: a child forked while a scraper holds a
+ * keep-alive connection inherits its socket, and MHD offers no list of
+ * them.  The child never uses the socket, but kept the connection open for
+ * its whole life after the master had closed its own side.
+ */
+static void
+on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx, enum MHD_ConnectionNotificationCode code)
+{
+    rh_httpd_t                     *h = cls;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int                             started = code == MHD_CONNECTION_NOTIFY_STARTED;
+
+    if (ci == NULL)
+        return;
+    /* a new one takes a free place; a closed one gives its place back */
+    for (int i = 0; i < RH_HTTP_CONNECTIONS; i++)
+        if (h->conn_fd[i] == (started ? -1 : ci->connect_fd)) {
+            h->conn_fd[i] = started ? ci->connect_fd : -1;
+            return;
+        }
+}
+
 static rh_httpd_t *
 h_open(const char *addr)
 {
@@ -141,6 +169,8 @@ h_open(const char *addr)
     if (h == NULL)
         return NULL;
     h->efd = -1;
+    for (int i = 0; i < RH_HTTP_CONNECTIONS; i++)
+        h->conn_fd[i] = -1;
     h->lfd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (h->lfd < 0) {
         rh_log_error("socket() failed for the metrics endpoint %s: %s", addr, strerror(errno));
@@ -157,7 +187,8 @@ h_open(const char *addr)
     h->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, NULL,
                             MHD_OPTION_EXTERNAL_LOGGER, h_log, NULL,     /* first, or MHD warns */
                             MHD_OPTION_LISTEN_SOCKET, (MHD_socket) h->lfd,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 32,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned int) RH_HTTP_CONNECTIONS,
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 10,
                             MHD_OPTION_END);
     if (h->d == NULL) {
@@ -255,6 +286,9 @@ rh_http_child(void)
     ev_timer_stop(H.loop, &H.cur->timer);
     close(H.cur->efd);
     close(H.cur->lfd);
+    for (int i = 0; i < RH_HTTP_CONNECTIONS; i++)
+        if (H.cur->conn_fd[i] >= 0)
+            close(H.cur->conn_fd[i]);
     H.cur = NULL;               /* the daemon's memory is simply left: the child never uses it */
 }
 

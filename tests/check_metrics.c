@@ -516,6 +516,70 @@ START_TEST(test_depth_limit)
 }
 END_TEST
 
+/* How many sockets process pid holds open (its /proc/pid/fd links "socket:[...]"). */
+static int
+count_sockets(pid_t pid)
+{
+    char path[64], link[128];
+    int  n = 0;
+
+    for (int fd = 0; fd < 1024; fd++) {
+        ssize_t len;
+
+        snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int) pid, fd);
+        len = readlink(path, link, sizeof(link) - 1);
+        if (len <= 0)
+            continue;
+        link[len] = '\0';
+        if (strncmp(link, "socket:", 7) == 0)
+            n++;
+    }
+    return n;
+}
+
+/*
+ * A worker forked while a scraper holds a connection open does not inherit
+ * its socket: it had kept the connection open for its whole life, after
+ * the master had closed its own side.  A worker has one socket: its
+ * database connection.
+ */
+START_TEST(test_children_hold_no_scrape_socket)
+{
+    mt_t               t;
+    struct sockaddr_in a = { 0 };
+    char              *body;
+    int                fd;
+    long               old_pid, new_pid;
+    char               sql[160];
+
+    mt_setup(&t, NULL);
+    mt_start(&t);
+    body = scrape(&t);          /* up and serving */
+    free(body);
+    ck_assert(rt_wait_sql(t.conn, "SELECT count(*) = 3 FROM rhino.workers WHERE ended_at IS NULL", 20));
+    /* a connection accepted by the master, its request not yet complete */
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t) t.port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+    ck_assert_int_eq(write(fd, "GET /metrics HTTP/1.1\r\n", 23), 23);
+    usleep(300 * 1000);
+    /* a worker dies; the master forks its successor while the connection is open */
+    old_pid = rt_query_long(t.conn, "SELECT pid FROM rhino.workers WHERE ended_at IS NULL AND slot = 0");
+    kill((pid_t) old_pid, SIGKILL);
+    snprintf(sql, sizeof(sql), "SELECT count(*) = 1 FROM rhino.workers WHERE ended_at IS NULL AND slot = 0"
+                               " AND pid <> %ld", old_pid);
+    ck_assert(rt_wait_sql(t.conn, sql, 20));
+    new_pid = rt_query_long(t.conn, "SELECT pid FROM rhino.workers WHERE ended_at IS NULL AND slot = 0");
+    ck_assert_int_eq(count_sockets((pid_t) new_pid), 1);
+    close(fd);
+    t.allow_errors = 1;         /* the killed worker is logged as an error */
+    mt_stop(&t);
+}
+END_TEST
+
 /* A bad address is refused when the configuration is read, naming the key. */
 START_TEST(test_bad_listen_is_refused)
 {
@@ -653,6 +717,7 @@ metrics_suite(void)
     (void) test_without_microhttpd_is_refused;
     tcase_add_test(tc, test_counters_match_the_database);
     tcase_add_test(tc, test_depth_limit);
+    tcase_add_test(tc, test_children_hold_no_scrape_socket);
     tcase_add_test(tc, test_bad_listen_is_refused);
     tcase_add_test(tc, test_port_in_use_fails_the_start);
 #else
