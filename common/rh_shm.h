@@ -53,6 +53,14 @@ typedef struct {
 
 typedef struct {
     int             stopping;       /* the master is shutting down for good */
+    /*
+     * Set by the master just before the SIGTERM that stops the reaper for
+     * good, once no worker is left: only then does that SIGTERM mean a last
+     * pass and the node marked stopped.  A reaper stopped by a roll whose
+     * SIGTERM is handled after the shutdown began must not end the workers'
+     * rows while they still drain.
+     */
+    int             reaper_last;
     int             nslots;
     rh_shm_slot_t   slot[RH_MAX_PROCESSES];
     /* a ring: the master writes at head, the reaper consumes from tail */

@@ -107,6 +107,7 @@ static struct {
     ev_timer        watchdog;   /* handler deadlines; systemd notifications */
     ev_timer        support;    /* starts the reaper and the LISTEN connection: start_support() */
     int             support_started;
+    int             stop_respawns;  /* reapers started since the stop began: a few, never a crash loop */
     /*
      * Every time below is rh_mono_now(), never ev_now(): libev's ev_now()
      * follows the wall clock (only its timers run on the monotonic one),
@@ -171,8 +172,16 @@ child_init(void)
      * killed the reaper, which is not restarted while stopping (no last
      * pass, the node never marked stopped).  A lost poke costs nothing: the
      * reaper starts with a pass and the worker with a claim.
+     *
+     * SIGTERM and SIGINT stay blocked, not lost, until the child's handlers
+     * for them are in place (rh_worker_main, rh_reaper_main unblock them):
+     * at their default action, a stop in the first moments killed a worker
+     * still loading its handlers (logged as an error) and the reaper sent
+     * its last SIGTERM before it could take it (no last pass).
      */
     sigemptyset(&all);
+    sigaddset(&all, SIGTERM);
+    sigaddset(&all, SIGINT);
     sigprocmask(SIG_SETMASK, &all, NULL);
 }
 
@@ -400,6 +409,7 @@ stop_reaper(void)
         ev_break(M.loop, EVBREAK_ALL);
         return;
     }
+    rh_shm_store(&M.shm->reaper_last, 1);
     kill(M.reaper.pid, SIGTERM);
     /* the reaper's last pass is short; do not wait on a hung database forever */
     ev_timer_stop(M.loop, &M.deadline);
@@ -552,6 +562,8 @@ on_child(struct ev_loop *loop, ev_child *w, int revents)
     if (M.state == M_STOPPING) {
         if (workers_alive() == 0)
             stop_reaper();
+        else if (p == &M.reaper && code != RH_EXIT_FATAL && M.stop_respawns++ < 10)
+            spawn(p);       /* rolled, or died: the draining workers' leases still need renewing */
         return;
     }
     if (M.state == M_STOPPING_REAPER) {

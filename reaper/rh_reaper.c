@@ -567,7 +567,7 @@ on_usr1(struct ev_loop *loop, ev_signal *w, int revents)
 static void
 on_term(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    if (rh_shm_load(&R.shm->stopping)) {
+    if (rh_shm_load(&R.shm->reaper_last)) {
         const char *p[1] = { R.node_s };
 
         /* the master is going away: a last pass, then mark the node stopped */
@@ -605,6 +605,14 @@ rh_reaper_main(const rh_config_t *cfg, int64_t node_id, rh_shm_t *shm)
         rh_fatal("cannot create the event loop");
     ev_signal_init(&R.sig_term, on_term, SIGTERM);
     ev_signal_start(R.loop, &R.sig_term);
+    {
+        sigset_t s;     /* blocked since the fork (child_init): a SIGTERM sent meanwhile arrives now */
+
+        sigemptyset(&s);
+        sigaddset(&s, SIGTERM);
+        sigaddset(&s, SIGINT);
+        sigprocmask(SIG_UNBLOCK, &s, NULL);
+    }
     ev_signal_init(&R.sig_usr1, on_usr1, SIGUSR1);
     ev_signal_start(R.loop, &R.sig_usr1);
     ev_init(&R.tick, on_tick);

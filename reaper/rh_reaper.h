@@ -10,7 +10,8 @@
 /*
  * Run the reaper in the current (freshly forked) process; never returns.
  * SIGUSR1 (from the master, when a worker died) runs a pass at once.
- * SIGTERM ends it; if shm->stopping is set, it first marks the node stopped.
+ * SIGTERM ends it; if shm->reaper_last is set (the master stops it for good,
+ * no worker being left), it first runs a last pass and marks the node stopped.
  */
 void rh_reaper_main(const rh_config_t *cfg, int64_t node_id, rh_shm_t *shm) __attribute__((noreturn));
 

@@ -29,7 +29,6 @@
 #include "config.h"
 
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -518,36 +517,6 @@ START_TEST(test_three_masters_one_database)
 }
 END_TEST
 
-/* All direct children of pid (workers and reaper), from /proc. */
-static int
-children_of(pid_t parent, pid_t *out, int max)
-{
-    DIR           *d = opendir("/proc");
-    struct dirent *e;
-    int            n = 0;
-
-    ck_assert_ptr_nonnull(d);
-    while ((e = readdir(d)) != NULL && n < max) {
-        char  path[300], buf[512], *rp;
-        FILE *f;
-        int   ppid;
-        pid_t pid = (pid_t) atoi(e->d_name);
-
-        if (pid <= 0)
-            continue;
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
-        f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        if (fgets(buf, sizeof(buf), f) != NULL && (rp = strrchr(buf, ')')) != NULL
-            && sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == parent)
-            out[n++] = pid;
-        fclose(f);
-    }
-    closedir(d);
-    return n;
-}
-
 /*
  * Wait until pid is stopped (state T in /proc/pid/stat): kill() only queues
  * the SIGSTOP, and a master still running for that moment may fork its
@@ -612,7 +581,7 @@ START_TEST(test_vanished_host_is_rescued)
     ck_assert_msg(rt_wait_sql(h.conn, sql, 30), "host-b never held running jobs");
     ck_assert_int_eq(kill(b->pid, SIGSTOP), 0);
     wait_stopped(b->pid);
-    nkids = children_of(b->pid, kids, 64);
+    nkids = rt_children_of(b->pid, kids, 64);
     for (int i = 0; i < nkids; i++) {
         hx_track(kids[i]);
         ck_assert_int_eq(kill(kids[i], SIGSTOP), 0);

@@ -16,6 +16,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -261,6 +262,36 @@ rt_wait_sql(PGconn *conn, const char *sql, double timeout)
             return 0;
         rt_sleep(0.05);
     }
+}
+
+/* All direct children of pid (workers and reaper), from /proc. */
+int
+rt_children_of(pid_t parent, pid_t *out, int max)
+{
+    DIR           *d = opendir("/proc");
+    struct dirent *e;
+    int            n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d)) != NULL && n < max) {
+        char  path[300], buf[512], *rp;
+        FILE *f;
+        int   ppid;
+        pid_t pid = (pid_t) atoi(e->d_name);
+
+        if (pid <= 0)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        if (fgets(buf, sizeof(buf), f) != NULL && (rp = strrchr(buf, ')')) != NULL
+            && sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == parent)
+            out[n++] = pid;
+        fclose(f);
+    }
+    closedir(d);
+    return n;
 }
 
 /* Append "key=value" to a libpq connection string, quoting the value only if it must be. */

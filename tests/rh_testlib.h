@@ -75,6 +75,9 @@ int   rt_wait_sql(PGconn *conn, const char *sql, double timeout);
 
 double rt_now(void);   /* monotonic seconds */
 
+/* The direct children of parent (a master's workers and reaper), from /proc; at most max. */
+int   rt_children_of(pid_t parent, pid_t *out, int max);
+
 /*
  * A rhino daemon for one test: a fresh migrated database, a config with the
  * test handlers (tests/handlers/test_handlers.so) plus `extra` INI lines, a

@@ -2192,6 +2192,11 @@ rh_worker_main(const rh_config_t *cfg, int slot, int generation, int64_t node_id
     sa.sa_handler = SIG_IGN;
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGPIPE, &sa, NULL);
+    /* blocked since the fork (child_init): a stop sent while the handlers loaded is taken now */
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigprocmask(SIG_UNBLOCK, &sa.sa_mask, NULL);
 
     w_connect_start();
     ev_run(W.loop, 0);
