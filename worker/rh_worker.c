@@ -1193,6 +1193,29 @@ tx_find_stale(int start, int end, char *drop)
 }
 
 /*
+ * The completed outcomes of a transactional group whose writes did not, or
+ * may not, have committed: retried instead, fenced, with why as the error,
+ * so that the work is done again rather than recorded as done without it.
+ */
+static void
+tx_retry_completed(rh_outcomes_t *tx, const char *why)
+{
+    for (int i = 0; i < tx->n; i++) {
+        rh_outcome_t *o = &tx->v[i];
+
+        if (strcmp(o->state, "completed") != 0)
+            continue;
+        W.n_done--;
+        W.n_retry++;
+        o->state = "retryable";
+        o->delay = rh_backoff_delay(o->attempt, W.cfg->retry_base_delay, W.cfg->retry_max_delay,
+                                    rh_rand_unit(&W.rng));
+        free(o->err);
+        o->err = utf8_clean(why);
+    }
+}
+
+/*
  * Run rows [start, end) of the batch, all transactional, in one
  * transaction on the worker's connection: BEGIN; per job SAVEPOINT,
  * handler, RELEASE or ROLLBACK TO; the fenced finalize of all of them
@@ -1316,19 +1339,8 @@ run_tx(int start, int end)
              */
             if (PQtransactionStatus(W.conn) != PQTRANS_IDLE && tx_cmd("ROLLBACK") < 0)
                 goto lost;
-            for (int k = 0; k < tx.n; k++) {
-                rh_outcome_t *o = &tx.v[k];
-                if (strcmp(o->state, "completed") == 0) {
-                    W.n_done--;
-                    W.n_retry++;
-                    o->state = "retryable";
-                    o->delay = rh_backoff_delay(o->attempt, W.cfg->retry_base_delay, W.cfg->retry_max_delay,
-                                                rh_rand_unit(&W.rng));
-                    free(o->err);
-                    o->err = utf8_clean("a later job of its transaction ended it (COMMIT or ROLLBACK in a "
-                                        "transactional handler): its writes may not have committed");
-                }
-            }
+            tx_retry_completed(&tx, "a later job of its transaction ended it (COMMIT or ROLLBACK in a "
+                                    "transactional handler): its writes may not have committed");
             outcomes_move(&W.pending, &tx);
             break;
         }
@@ -1379,18 +1391,7 @@ run_tx(int start, int end)
                 goto lost;
         }
         /* rolled back for another reason: the writes are gone; retry the jobs, fenced, from the pipeline */
-        for (int i = 0; i < tx.n; i++) {
-            rh_outcome_t *o = &tx.v[i];
-            if (strcmp(o->state, "completed") == 0) {
-                W.n_done--;
-                W.n_retry++;
-                o->state = "retryable";
-                o->delay = rh_backoff_delay(o->attempt, W.cfg->retry_base_delay, W.cfg->retry_max_delay,
-                                            rh_rand_unit(&W.rng));
-                free(o->err);
-                o->err = utf8_clean("the job's transaction did not commit (see the worker's log)");
-            }
-        }
+        tx_retry_completed(&tx, "the job's transaction did not commit (see the worker's log)");
         outcomes_move(&W.pending, &tx);
         break;
     }
