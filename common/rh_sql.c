@@ -539,14 +539,22 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * at $4 crashes the job is discarded (a poison job must not take the
      * fleet down in a loop), below that it is retried after a backoff of
      * $5 * 2^crashes seconds, capped at $6, jittered.  Fenced by attempt.
+     * Whether a job was cancelled is read from r, which locks the rows
+     * first, as in RH_FINALIZE_CTES: a cancel committed after the snapshot
+     * failed both the DELETE and the UPDATE: the crash went uncounted, and
+     * the job waited for the rescue.
      */
     [RH_STMT_CRASHED] = { RH_STMT_CRASHED, "crashed",
-        "WITH r AS MATERIALIZED (SELECT *, 'running'::rhino.job_state AS cur"
-        "                          FROM unnest($1::bigint[], $2::int[], $3::text[]) AS r(id, attempt, why)),"
+        "WITH a AS MATERIALIZED (SELECT *, 'running'::rhino.job_state AS cur"
+        "                          FROM unnest($1::bigint[], $2::int[], $3::text[]) AS a(id, attempt, why)),"
+        " r AS MATERIALIZED ("
+        "  SELECT a.*, k.cancel FROM a CROSS JOIN LATERAL ("
+        "    SELECT j.cancel_requested_at IS NOT NULL AS cancel FROM rhino.jobs j"
+        "     WHERE j.id = a.id AND j.attempt = a.attempt AND j.state = a.cur FOR UPDATE) k),"
         " q AS ("
         "  DELETE FROM rhino.jobs j USING r"
         "   WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = r.cur"
-        "     AND (j.crash_count + 1 >= $4 OR j.cancel_requested_at IS NOT NULL)"
+        "     AND (j.crash_count + 1 >= $4 OR r.cancel)"
         "  RETURNING j.id, j.queue, j.kind, j.payload,"
         "            CASE WHEN j.cancel_requested_at IS NULL THEN 'discarded' ELSE 'cancelled' END::rhino.job_state"
         "              AS state,"
@@ -569,7 +577,7 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "         last_error = 'crash ' || (j.crash_count + 1) || ' of ' || $4 || ': ' || r.why"
         "    FROM r"
         "   WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = r.cur AND j.crash_count + 1 < $4"
-        "     AND j.cancel_requested_at IS NULL"
+        "     AND NOT r.cancel"
         "  RETURNING j.id),"
         " e AS ("
         "  INSERT INTO rhino.job_errors (job_id, attempt, kind, error)"

@@ -198,6 +198,25 @@ START_TEST(test_retry_and_snooze_see_a_concurrent_cancel)
 }
 END_TEST
 
+/* A crash report (the reaper's) for a job whose cancellation commits meanwhile: cancelled, the crash counted. */
+START_TEST(test_crash_report_sees_a_concurrent_cancel)
+{
+    rc_db_t     db;
+    char       *row;
+    const char *params[] = { "{1,2}", "{1,1}", "{killed,killed}", "3", "0.05", "1" };
+
+    rc_setup(&db, 2);
+    row = rc_race(&db, RH_STMT_CRASHED, params, "SELECT rhino.cancel(1)");
+    /* discarded, retried, cancelled */
+    ck_assert_msg(strcmp(row, "0|1") == 0, "crashed: %s", row);
+    free(row);
+    ck_assert_state(&db, 1, "cancelled:cancelled while running; the worker was stopped: killed");
+    ck_assert_state(&db, 2, "retryable:crash 1 of 3: killed");
+    ck_assert_int_eq(rt_query_long(db.conn, "SELECT count(*) FROM rhino.job_errors WHERE kind = 'crash'"), 2);
+    rc_teardown(&db);
+}
+END_TEST
+
 /* Claimed jobs given back unstarted: one whose cancellation was asked for is cancelled, not made available. */
 START_TEST(test_release_cancels_what_was_cancelled)
 {
@@ -234,6 +253,7 @@ races_suite(void)
     tcase_add_test(tc, test_completed_batch_survives_a_concurrent_update);
     tcase_add_test(tc, test_concurrent_rescue_still_fences);
     tcase_add_test(tc, test_retry_and_snooze_see_a_concurrent_cancel);
+    tcase_add_test(tc, test_crash_report_sees_a_concurrent_cancel);
     tcase_add_test(tc, test_release_cancels_what_was_cancelled);
     suite_add_tcase(s, tc);
     return s;
