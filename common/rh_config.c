@@ -84,6 +84,17 @@ static const rh_cf_key_t rh_config_keys[] = {
 
 #define NKEYS (sizeof(rh_config_keys) / sizeof(rh_config_keys[0]))
 
+int
+rh_config_key(size_t i, const char **section, const char **key, const char **def)
+{
+    if (i >= NKEYS)
+        return -1;
+    *section = rh_config_keys[i].section;
+    *key = rh_config_keys[i].key;
+    *def = rh_config_keys[i].def;
+    return 0;
+}
+
 static void
 cf_err(char *err, size_t errlen, const char *fmt, ...)
 {

@@ -75,6 +75,8 @@ int  rh_config_load(const char *file, rh_config_t *cfg, char *err, size_t errlen
 /* The defaults alone, as if the file were empty (for rhinoctl without -c). */
 void rh_config_defaults(rh_config_t *cfg);
 void rh_config_free(rh_config_t *cfg);
+/* The i-th key Rhino understands (0-based): 0 and its section, key and default; -1 past the last. */
+int  rh_config_key(size_t i, const char **section, const char **key, const char **def);
 
 /* Split a comma list, trimming blanks; NULL-terminated; empty items are an error (-1). */
 int  rh_split_list(const char *s, char ***out, int *n);

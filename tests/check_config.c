@@ -414,6 +414,49 @@ START_TEST(test_key_before_any_section)
 }
 END_TEST
 
+/*
+ * The shipped sample (etc/rhino.ini) loads, and every key of the table is
+ * documented where users look for it: in the sample (set or commented
+ * out), in rhino.ini(5) and in the README's configuration table.  A key
+ * added without its documentation fails here.
+ */
+START_TEST(test_every_key_is_documented)
+{
+    const char *src = rt_env("RHINO_TEST_SRCDIR"), *section, *key, *def;
+    char        path[4096], err[1024], needle[256];
+    char       *sample, *man, *readme;
+    rh_config_t cfg;
+
+    snprintf(path, sizeof(path), "%s/../etc/rhino.ini", src);
+    ck_assert_msg(rh_config_load(path, &cfg, err, sizeof(err)) == 0, "%s", err);
+    rh_config_free(&cfg);
+    sample = rt_read_file(path);
+    snprintf(path, sizeof(path), "%s/../man/rhino.ini.5", src);
+    man = rt_read_file(path);
+    snprintf(path, sizeof(path), "%s/../README.md", src);
+    readme = rt_read_file(path);
+    ck_assert(sample && man && readme);
+    for (size_t i = 0; rh_config_key(i, &section, &key, &def) == 0; i++) {
+        int in_sample;
+
+        snprintf(needle, sizeof(needle), "\n%s = ", key);
+        in_sample = strstr(sample, needle) != NULL;
+        snprintf(needle, sizeof(needle), "\n; %s = ", key);
+        in_sample = in_sample || strstr(sample, needle) != NULL;
+        snprintf(needle, sizeof(needle), "\n;%s = ", key);
+        in_sample = in_sample || strstr(sample, needle) != NULL;
+        ck_assert_msg(in_sample, "[%s] %s is not in etc/rhino.ini", section, key);
+        snprintf(needle, sizeof(needle), "\n.B %s\n", key);
+        ck_assert_msg(strstr(man, needle) != NULL, "[%s] %s is not in man/rhino.ini.5", section, key);
+        snprintf(needle, sizeof(needle), "`[%s] %s`", section, key);
+        ck_assert_msg(strstr(readme, needle) != NULL, "[%s] %s is not in the README's table", section, key);
+    }
+    free(sample);
+    free(man);
+    free(readme);
+}
+END_TEST
+
 START_TEST(test_dsn_from_environment)
 {
     rh_config_t cfg;
@@ -509,6 +552,7 @@ config_suite(void)
     add(s, "INI syntax error", test_syntax_error);
     add(s, "INI syntax error hides the line", test_syntax_error_hides_the_line);
     add(s, "a key before any section", test_key_before_any_section);
+    add(s, "every key documented", test_every_key_is_documented);
     add(s, "RHINO_DSN overrides the file", test_dsn_from_environment);
     add(s, "rh_split_list", test_split_list);
     return s;
