@@ -204,7 +204,7 @@ ctl_usage(FILE *f)
           "  retry ID               run a discarded or cancelled job again\n"
           "  retry --discarded [--queue Q] [--kind K]\n"
           "                         run all discarded jobs (of Q, of K) again\n"
-          "  cancel ID              cancel a job that has not started\n"
+          "  cancel ID              cancel a job (a running one is asked to stop)\n"
           "  pause QUEUE            stop claiming QUEUE's jobs (running ones finish)\n"
           "  resume QUEUE           claim them again\n"
           "  purge --finished-before T\n"

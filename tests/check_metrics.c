@@ -374,6 +374,28 @@ check_histogram(const char *body, const char *name, double want_count)
 
 /* ---------------------------------------------------------------------- */
 
+/* Every metric a scrape shows (its "# TYPE" line) has a row in the README's table. */
+static void
+every_metric_documented(const char *body)
+{
+    char        path[4096], name[128], needle[160], *readme;
+    const char *p = body;
+
+    snprintf(path, sizeof(path), "%s/../README.md", rt_env("RHINO_TEST_SRCDIR"));
+    readme = rt_read_file(path);
+    ck_assert_ptr_nonnull(readme);
+    while ((p = strstr(p, "# TYPE ")) != NULL) {
+        p += 7;
+        ck_assert_int_eq(sscanf(p, "%127s", name), 1);
+        snprintf(needle, sizeof(needle), "`%s`", name);
+        if (strstr(readme, needle) == NULL) {
+            snprintf(needle, sizeof(needle), "`%s{", name);
+            ck_assert_msg(strstr(readme, needle) != NULL, "the metric %s has no row in the README's table", name);
+        }
+    }
+    free(readme);
+}
+
 START_TEST(test_counters_match_the_database)
 {
     mt_t   t;
@@ -438,6 +460,7 @@ START_TEST(test_counters_match_the_database)
     ck_assert(metric(body, "rhino_reaper_up") == 1);
     ck_assert(metric(body, "rhino_restarts_total") == 0);
     ck_assert(metric(body, "rhino_crashes_total") == 0);
+    every_metric_documented(body);
 
     /* anything but /metrics is a 404; the daemon is unaffected */
     {
