@@ -192,6 +192,34 @@ rh_db_exec(PGconn *conn, rh_stmt_id_t id, const char *const *params, const char 
     return res;
 }
 
+PGresult *
+rh_db_exec_nojit(PGconn *conn, rh_stmt_id_t id, const char *what)
+{
+    static const char prefix[] = RH_DB_NOJIT;
+    const rh_stmt_t *st = rh_sql(id);
+    size_t           len = sizeof(prefix) + strlen(st->sql);
+    char            *sql = malloc(len);
+    PGresult        *res;
+    ExecStatusType   s;
+
+    if (sql == NULL || st->nparams != 0) {
+        rh_log_error("%s%s%s: %s", what ? what : "", what ? ": " : "", st->name,
+                     sql == NULL ? "out of memory" : "has parameters (internal error)");
+        free(sql);
+        return NULL;
+    }
+    snprintf(sql, len, "%s%s", prefix, st->sql);
+    res = PQexec(conn, sql);        /* the last statement's result: st's */
+    free(sql);
+    s = PQresultStatus(res);
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+        rh_log_error("%s%s%s failed: %s", what ? what : "", what ? ": " : "", st->name, rh_db_error(conn, res));
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
 size_t
 rh_db_array_quote(char *dst, const char *v)
 {

@@ -42,6 +42,13 @@ const char *rh_db_error(PGconn *conn, const PGresult *res);
  * failed: reason" (what may be NULL).
  */
 PGresult *rh_db_exec(PGconn *conn, rh_stmt_id_t id, const char *const *params, const char *what);
+/*
+ * The same for a statement without parameters, run with JIT compilation off
+ * in its own transaction (set_config(..., true) and the statement in one
+ * simple-protocol message: one round trip, no session state).
+ */
+PGresult *rh_db_exec_nojit(PGconn *conn, rh_stmt_id_t id, const char *what);
+#define RH_DB_NOJIT "SELECT set_config('jit', 'off', true); "
 
 /*
  * v as one element of an array literal: in double quotes, with " and \

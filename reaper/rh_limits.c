@@ -53,7 +53,12 @@ rh_limits_pass(PGconn *conn, const rh_config_t *cfg, rh_shm_t *shm, double now)
         }
     }
 
-    if ((res = rh_db_exec(conn, RH_STMT_AGE, NULL, NULL)) != NULL) {
+    /*
+     * JIT off: the planner cannot know how few queues tick, and on a large
+     * rhino.jobs its estimate passed the JIT thresholds, 96-476 ms of
+     * compiling every pass (see RH_STMT_AGE).
+     */
+    if ((res = rh_db_exec_nojit(conn, RH_STMT_AGE, NULL)) != NULL) {
         int n = atoi(PQcmdTuples(res));
 
         if (n > 0)

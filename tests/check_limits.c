@@ -40,6 +40,8 @@
 #include <unistd.h>
 #include <sys/wait.h>
 
+#include "rh_db.h"
+#include "rh_sql.h"
 #include "rh_testlib.h"
 
 /* ---- daemons -------------------------------------------------------------- */
@@ -763,6 +765,58 @@ START_TEST(test_rhinoctl_queue)
 }
 END_TEST
 
+/*
+ * The reaper's aging statement, every pass, must not cost with the size of
+ * rhino.jobs: the rows it moves are updated where it found them (no
+ * sequential scan of the table, whatever its statistics), and it runs with
+ * JIT off (rh_db_exec_nojit), since the planner's estimate of the queues
+ * that tick passed the JIT thresholds on a large table (96-476 ms a pass).
+ * The control (the statement alone, every JIT threshold at 0) shows that
+ * JIT is there to be kept off; without a JIT provider that half is skipped.
+ */
+START_TEST(test_aging_statement_is_cheap)
+{
+    PGconn     *conn = rt_connect(rt_db_create_migrated());
+    const char *age = rh_sql(RH_STMT_AGE)->sql;
+    char       *sql = malloc(strlen(age) + 256), *jit;
+    PGresult   *res;
+    int         seq = 0, compiled = 0;
+
+    rt_exec(conn, "SELECT rhino.queue_config('limited', max_running => 2)");
+    rt_exec(conn, "SELECT rhino.queue_config('aged', aging => '1 second')");
+    rt_exec(conn, "INSERT INTO rhino.jobs (kind, queue) SELECT 'ok', 'big' FROM generate_series(1, 50000)");
+    rt_exec(conn, "ANALYZE rhino.jobs");
+    sprintf(sql, "EXPLAIN (COSTS OFF) %s", age);
+    res = PQexec(conn, sql);
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    for (int r = 0; r < PQntuples(res); r++)
+        seq += strstr(PQgetvalue(res, r, 0), "Seq Scan on jobs") != NULL;
+    PQclear(res);
+    ck_assert_msg(seq == 0, "the aging statement reads all of rhino.jobs");
+
+    rt_exec(conn, "SET jit_above_cost = 0");
+    rt_exec(conn, "SET jit_optimize_above_cost = 0");
+    rt_exec(conn, "SET jit_inline_above_cost = 0");
+    jit = rt_query1(conn, "SELECT pg_jit_available()");
+    for (int off = 0; off < 2; off++) {
+        sprintf(sql, "%sEXPLAIN (ANALYZE, TIMING OFF, SUMMARY OFF) %s", off ? RH_DB_NOJIT : "", age);
+        res = PQexec(conn, sql);
+        ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQerrorMessage(conn));
+        compiled = 0;
+        for (int r = 0; r < PQntuples(res); r++)
+            compiled |= strncmp(PQgetvalue(res, r, 0), "JIT:", 4) == 0;
+        PQclear(res);
+        if (off)
+            ck_assert_msg(!compiled, "the aging statement was JIT-compiled under RH_DB_NOJIT");
+        else if (jit && strcmp(jit, "t") == 0)
+            ck_assert_msg(compiled, "control: JIT was not used even with every threshold at 0");
+    }
+    free(jit);
+    free(sql);
+    PQfinish(conn);
+}
+END_TEST
+
 static Suite *
 limits_suite(void)
 {
@@ -790,6 +844,7 @@ limits_suite(void)
     tc = tcase_create("rhinoctl");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_rhinoctl_queue);
+    tcase_add_test(tc, test_aging_statement_is_cheap);
     suite_add_tcase(s, tc);
     return s;
 }
