@@ -170,9 +170,13 @@ END_TEST
  * a LATIN1 database, a UTF-8 client, an error text with a euro sign
  * (SQLSTATE 22P05, a data exception).  The finalize of the batch fails
  * once; the worker then sends the outcomes again with their error texts
- * reduced to ASCII, and the ok jobs next to it complete.
+ * reduced to ASCII, and the ok jobs next to it complete.  With drain set,
+ * the refused outcome is still pending when a SIGTERM comes (a slow job
+ * holds the batch): the drain's final finalize fails the same way, and had
+ * the worker exit, every job of the batch to be run again.
  */
-START_TEST(test_data_exception_in_finalize_is_isolated)
+static void
+data_exception_in_finalize(int drain)
 {
     rt_daemon_t d;
     PGconn     *admin;
@@ -200,21 +204,45 @@ START_TEST(test_data_exception_in_finalize_is_isolated)
 
     rt_exec(d.conn, "SELECT rhino.enqueue('ok') FROM generate_series(1, 3)");
     rt_exec(d.conn, "SELECT rhino.enqueue('euro_error')");
-    rt_exec(d.conn, "SELECT rhino.enqueue('ok') FROM generate_series(1, 3)");
-    rt_daemon_start(&d);
-    rt_daemon_wait(&d, "SELECT count(*) = 7 FROM rhino.jobs_done", 20);
-    rt_daemon_stop(&d);
-    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'completed'"), 6);
+    if (drain) {
+        rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 2000}')");
+        rt_daemon_start(&d);
+        rt_daemon_wait(&d, "SELECT count(*) = 5 FROM rhino.jobs WHERE state = 'running'", 20);
+        usleep(700 * 1000);     /* the four quick ones ran; the slow one holds the batch */
+        rt_daemon_stop(&d);
+        ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'completed'"),
+                         4);
+    } else {
+        rt_exec(d.conn, "SELECT rhino.enqueue('ok') FROM generate_series(1, 3)");
+        rt_daemon_start(&d);
+        rt_daemon_wait(&d, "SELECT count(*) = 7 FROM rhino.jobs_done", 20);
+        rt_daemon_stop(&d);
+        ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'completed'"),
+                         6);
+    }
     out = rt_query1(d.conn, "SELECT state || ': ' || last_error FROM rhino.jobs_done WHERE id = 4");
     ck_assert_str_eq(out, "discarded: costs 5 ???");
     free(out);
-    for (long id = 1; id <= 7; id++)
+    for (long id = 1; id <= (drain ? 5 : 7); id++)
         ck_assert_int_eq(runs_of(&d, id), 1);
     out = rt_read_file(d.log);
     ck_assert_msg(strstr(out, "reduced to ASCII") != NULL, "%s", out);
+    if (drain)
+        ck_assert_msg(strstr(out, "the final finalize failed with a data exception") != NULL, "%s", out);
     free(out);
     free(db);
     rt_daemon_teardown(&d);
+}
+
+START_TEST(test_data_exception_in_finalize_is_isolated)
+{
+    data_exception_in_finalize(0);
+}
+END_TEST
+
+START_TEST(test_data_exception_in_the_drain)
+{
+    data_exception_in_finalize(1);
 }
 END_TEST
 
@@ -501,6 +529,7 @@ features_suite(void)
     tcase_add_test(tc, test_snooze_reruns_without_an_error);
     tcase_add_test(tc, test_absurd_outcomes_do_not_block_the_batch);
     tcase_add_test(tc, test_data_exception_in_finalize_is_isolated);
+    tcase_add_test(tc, test_data_exception_in_the_drain);
     tcase_add_test(tc, test_extend_without_deadline_keeps_none);
     tcase_add_test(tc, test_every_error_is_kept_and_redrivable);
     tcase_add_test(tc, test_redrive_keeps_one_job_per_unique_key);

@@ -200,6 +200,7 @@ static struct {
     uint64_t           rng;
     int                draining;
     int                final_sent;
+    int                final_resent;    /* the final segment went again after a data exception */
 
     /* counters for the exit line */
     uint64_t           n_done, n_retry, n_discard, n_stale, n_claimed, n_snooze;
@@ -792,7 +793,7 @@ send_sync(rh_seg_t seg)
     fifo_push(E_SYNC, seg);
     W.tx_open = 0;
     W.round_inflight++;
-    W.sent_at[seg] = ev_time();
+    W.sent_at[seg] = rh_mono_now();
     return 0;
 }
 
@@ -1192,6 +1193,17 @@ tx_find_stale(int start, int end, char *drop)
     return stale;
 }
 
+/* How many outcomes of l have the state state. */
+static int
+outcomes_count(const rh_outcomes_t *l, const char *state)
+{
+    int n = 0;
+
+    for (int i = 0; i < l->n; i++)
+        n += strcmp(l->v[i].state, state) == 0;
+    return n;
+}
+
 /*
  * The completed outcomes of a transactional group whose writes did not, or
  * may not, have committed: retried instead, fenced, with why as the error,
@@ -1318,7 +1330,8 @@ run_tx(int start, int end)
                  * below); the jobs after it go in a new transaction.
                  */
                 rh_log_error("handler for kind \"%s\" ended the worker's transaction (job %" PRId64 "); "
-                             "the %d earlier job(s) of its group are retried", job.kind, job.id, tx.n);
+                             "the %d earlier completed job(s) of its group are retried", job.kind, job.id,
+                             outcomes_count(&tx, "completed"));
                 snprintf(job.error, sizeof(job.error), "the handler ended the worker's transaction: "
                          "COMMIT and ROLLBACK are not allowed in a transactional handler");
                 job.has_error = 1;
@@ -1478,7 +1491,7 @@ on_sync(rh_seg_t seg)
 
     W.seg_error = 0;
     W.round_inflight--;
-    rh_log_debug("segment %d done in %.2f ms (%s)", (int) seg, (ev_time() - W.sent_at[seg]) * 1000,
+    rh_log_debug("segment %d done in %.2f ms (%s)", (int) seg, (rh_mono_now() - W.sent_at[seg]) * 1000,
                  ok ? "ok" : "failed");
     if (seg == SEG_ROUND) {
         /* one transaction: both halves committed, or neither */
@@ -1521,7 +1534,7 @@ on_sync_seg(rh_seg_t seg, int ok)
     case SEG_FINALIZE:
         if (ok) {
             report_stale();
-            rh_metrics_observe(W.slot, RH_HIST_FINALIZE, ev_time() - W.sent_at[seg]);
+            rh_metrics_observe(W.slot, RH_HIST_FINALIZE, rh_mono_now() - W.sent_at[seg]);
             count_confirmed(&W.inflight, 1);
             outcomes_clear(&W.inflight);
             W.fin_failures = 0;
@@ -1545,7 +1558,7 @@ on_sync_seg(rh_seg_t seg, int ok)
             W.unconfirmed = 0;
             outcomes_confirm(&W.pending, ok);
             if (ok) {
-                rh_metrics_observe(W.slot, RH_HIST_CLAIM, ev_time() - W.sent_at[seg]);
+                rh_metrics_observe(W.slot, RH_HIST_CLAIM, rh_mono_now() - W.sent_at[seg]);
                 W.claim_due = 1;        /* there was work: look again at once */
             } else if (W.cur) {
                 cur_clear();            /* rolled back: the rest is not ours to run */
@@ -1553,7 +1566,7 @@ on_sync_seg(rh_seg_t seg, int ok)
         }
         if (ok && W.claimed) {
             int n = PQntuples(W.claimed);
-            rh_metrics_observe(W.slot, RH_HIST_CLAIM, ev_time() - W.sent_at[seg]);
+            rh_metrics_observe(W.slot, RH_HIST_CLAIM, rh_mono_now() - W.sent_at[seg]);
             count_claimed(W.claimed);
             if (n > 0) {
                 if (W.cur == NULL) {
@@ -1575,6 +1588,19 @@ on_sync_seg(rh_seg_t seg, int ok)
         }
         break;
     case SEG_FINAL:
+        if (!ok && W.fin_data_error && !W.final_resent) {
+            /*
+             * As for a round's finalize (outcomes_sanitize): once more with
+             * texts and delays PostgreSQL takes, rather than exit and have
+             * every job of the drain run again for one outcome.  w_step
+             * sends the final segment again.
+             */
+            W.final_resent = 1;
+            W.final_sent = 0;
+            outcomes_move(&W.pending, &W.inflight);
+            outcomes_sanitize(&W.pending, "the final finalize");
+            break;
+        }
         if (!ok) {
             rh_log_error("final finalize/release failed; the reaper will hand our jobs back");
             exit(RH_EXIT_ERROR);
@@ -1814,12 +1840,13 @@ w_step(void)
             int         rc;
 
             /*
-             * The loop's clock, brought up to date: a drain can stay in one
+             * The monotonic clock, read now: a drain can stay in one
              * callback for many rounds (handlers run, results are read in
-             * between), and ev_now would say when that callback began.
+             * between), so ev_now would say when that callback began; and
+             * ev_now follows the wall clock, which can step (NTP, a restored
+             * VM) and so stop the liveness checks and the rescans for as long.
              */
-            ev_now_update(W.loop);
-            now = ev_now(W.loop);
+            now = rh_mono_now();
 
             W.claim_due = 0;
             W.claim_seq = rh_shm_load(&W.root->notify_seq);
@@ -2153,6 +2180,8 @@ rh_worker_main(const rh_config_t *cfg, int slot, int generation, int64_t node_id
     struct sigaction sa;
 
     memset(&W, 0, sizeof(W));
+    /* never done: due at the first claim (the monotonic clock may read little after boot) */
+    W.last_rescan = W.last_alive_check = -INFINITY;
     W.cfg = cfg;
     W.prepare = cfg->prepare;
     W.root = shm;
