@@ -308,8 +308,9 @@ proc_name(const rh_proc_t *p, char *buf, size_t len)
 static void
 spawn(rh_proc_t *p)
 {
-    pid_t pid;
-    char  name[32];
+    pid_t    pid;
+    char     name[32];
+    sigset_t stop, saved;
 
     if (p->role == RH_ROLE_WORKER) {
         /* publish the generation before fork: see rh_shm.h */
@@ -323,7 +324,22 @@ spawn(rh_proc_t *p)
         rh_shm_store(&M.shm->reaper_ready, 0);
     }
     fflush(NULL);
+    /*
+     * SIGTERM and SIGINT blocked across the fork, so that the child holds
+     * them from its first instruction (child_init keeps them blocked until
+     * its own handlers are set): a SIGTERM the master sends at once, as
+     * stop_reaper does to a reaper forked a moment before, was otherwise
+     * lost in the child's copy of the master's loop or killed it at the
+     * default action.  In the master they wait the few microseconds of
+     * the fork and are taken by its loop as before.
+     */
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    sigprocmask(SIG_BLOCK, &stop, &saved);
     pid = fork();
+    if (pid != 0)
+        sigprocmask(SIG_SETMASK, &saved, NULL);
     if (pid < 0) {
         rh_log_error("fork() failed while spawning %s: %s; retrying in 1 s",
                      proc_name(p, name, sizeof(name)), strerror(errno));
@@ -696,14 +712,17 @@ check_done(int status)
     int          rc;
 
     ev_timer_stop(M.loop, &M.check_timer);
-    rc = check_result(ncfg, status, M.check_timed_out, M.check_note);
+    /* a stop killed the check (begin_shutdown): no verdict to report, the reload is simply dropped */
+    rc = M.state != M_RUNNING ? -1 : check_result(ncfg, status, M.check_timed_out, M.check_note);
     munmap(M.check_note, RH_CHECK_NOTE);
     M.check_pid = 0;
     M.check_cfg = NULL;
     M.check_note = NULL;
     M.check_timed_out = 0;
     if (rc < 0 || M.state != M_RUNNING) {
-        if (rc < 0)
+        if (M.state != M_RUNNING)
+            rh_log_info("reload dropped: rhino is stopping");
+        else
             rh_log_error("reload failed (handlers above), keeping the running configuration");
         rh_config_free(ncfg);
         free(ncfg);
