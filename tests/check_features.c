@@ -173,10 +173,14 @@ END_TEST
  * reduced to ASCII, and the ok jobs next to it complete.  With drain set,
  * the refused outcome is still pending when a SIGTERM comes (a slow job
  * holds the batch): the drain's final finalize fails the same way, and had
- * the worker exit, every job of the batch to be run again.
+ * the worker exit, every job of the batch to be run again.  With tx set,
+ * the jobs are one transactional group: its completion failed, and the
+ * retry undid the siblings' writes on every attempt (they ended at
+ * attempt 2 with an error); now the group runs again once, at once, with
+ * its outcomes reduced to ASCII.
  */
 static void
-data_exception_in_finalize(int drain)
+data_exception_in_finalize(int drain, int tx)
 {
     rt_daemon_t d;
     PGconn     *admin;
@@ -202,6 +206,28 @@ data_exception_in_finalize(int drain)
     /* a keyword=value conninfo (rh_testlib's dsn_with_dbname) */
     snprintf(d.env_dsn, sizeof(d.env_dsn), "RHINO_DSN=%s client_encoding=UTF8", d.dsn);
 
+    if (tx) {
+        rt_exec(d.conn, "CREATE TABLE ledger (job_id bigint NOT NULL, attempt int NOT NULL, pid int NOT NULL)");
+        rt_exec(d.conn, "SELECT rhino.enqueue('tx_ledger') FROM generate_series(1, 3)");
+        rt_exec(d.conn, "SELECT rhino.enqueue('tx_ledger', '{\"euro\": 1}')");
+        rt_daemon_start(&d);
+        rt_daemon_wait(&d, "SELECT count(*) = 4 FROM rhino.jobs_done", 20);
+        rt_daemon_stop(&d);
+        /* the siblings completed at their first attempt, no error counted, their writes once */
+        ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'completed'"
+                                               " AND attempt = 1 AND errors = 0"), 3);
+        ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM ledger WHERE job_id <= 3"), 3);
+        ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(DISTINCT job_id) FROM ledger"), 3);
+        out = rt_query1(d.conn, "SELECT state || ': ' || last_error FROM rhino.jobs_done WHERE id = 4");
+        ck_assert_str_eq(out, "discarded: costs 5 ???");
+        free(out);
+        out = rt_read_file(d.log);
+        ck_assert_msg(strstr(out, "reduced to ASCII") != NULL, "%s", out);
+        free(out);
+        free(db);
+        rt_daemon_teardown(&d);
+        return;
+    }
     rt_exec(d.conn, "SELECT rhino.enqueue('ok') FROM generate_series(1, 3)");
     rt_exec(d.conn, "SELECT rhino.enqueue('euro_error')");
     if (drain) {
@@ -236,13 +262,19 @@ data_exception_in_finalize(int drain)
 
 START_TEST(test_data_exception_in_finalize_is_isolated)
 {
-    data_exception_in_finalize(0);
+    data_exception_in_finalize(0, 0);
 }
 END_TEST
 
 START_TEST(test_data_exception_in_the_drain)
 {
-    data_exception_in_finalize(1);
+    data_exception_in_finalize(1, 0);
+}
+END_TEST
+
+START_TEST(test_data_exception_in_a_transactional_group)
+{
+    data_exception_in_finalize(0, 1);
 }
 END_TEST
 
@@ -530,6 +562,7 @@ features_suite(void)
     tcase_add_test(tc, test_absurd_outcomes_do_not_block_the_batch);
     tcase_add_test(tc, test_data_exception_in_finalize_is_isolated);
     tcase_add_test(tc, test_data_exception_in_the_drain);
+    tcase_add_test(tc, test_data_exception_in_a_transactional_group);
     tcase_add_test(tc, test_extend_without_deadline_keeps_none);
     tcase_add_test(tc, test_every_error_is_kept_and_redrivable);
     tcase_add_test(tc, test_redrive_keeps_one_job_per_unique_key);

@@ -1246,7 +1246,7 @@ tx_retry_completed(rh_outcomes_t *tx, const char *why)
 static int
 run_tx(int start, int end)
 {
-    int           n = end - start, stop_at = end, stale, ended = 0;
+    int           n = end - start, stop_at = end, stale, ended = 0, ascii = 0;
     char         *drop = calloc((size_t) n, 1);
     rh_outcomes_t tx = { 0 };
     PGresult     *res, *cres;
@@ -1362,6 +1362,8 @@ run_tx(int start, int end)
             break;
         }
 
+        if (ascii)
+            outcomes_sanitize(&tx, "a transactional batch's completion");
         /* from the completion's sending until the COMMIT's answer the outcome is ambiguous */
         W.tx_unknown_start = start;
         W.tx_unknown_end = stop_at;
@@ -1396,6 +1398,23 @@ run_tx(int start, int end)
                 rh_log_warning("transactional batch rolled back: %d job(s) had been rescued and claimed "
                                "again (stale attempt); their writes are undone, the other jobs run again",
                                stale);
+                continue;
+            }
+            if (code && strncmp(code, "22", 2) == 0 && !ascii) {
+                /*
+                 * A data exception: an outcome the database refuses (an
+                 * error text its encoding cannot hold).  Retried as it is,
+                 * it would undo every sibling's writes on each attempt;
+                 * so the group runs again at once, its writes having
+                 * rolled back, with its outcomes made plainly acceptable
+                 * (outcomes_sanitize).
+                 */
+                rh_log_warning("transactional batch rolled back: its completion failed with a data exception "
+                               "(%s); the jobs run again, their outcomes reduced to ASCII", rh_db_error(W.conn, res));
+                PQclear(res);
+                if (tx_cmd("ROLLBACK") < 0)
+                    goto lost;
+                ascii = 1;
                 continue;
             }
             rh_log_error("fenced completion of a transactional batch failed: %s", rh_db_error(W.conn, res));

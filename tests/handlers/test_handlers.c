@@ -170,7 +170,8 @@ RHINO_HANDLER("snooze_absurd", snooze_absurd);
  * the transaction that completes the job.  A ledger with exactly one row
  * per job proves exactly-once committed effects.  The payload can ask for
  * a pause ({"ms": N}, after the insert, so the transaction is open) or a
- * fault: {"fault": "segv" | "abort" | "loop" | "sql" | "commit"}.
+ * fault: {"fault": "segv" | "abort" | "loop" | "sql" | "commit"}; {"euro"}
+ * discards the job with an error text a LATIN1 database cannot store.
  */
 #include <signal.h>
 #include <libpq-fe.h>
@@ -219,6 +220,9 @@ tx_ledger(rhino_job *job)
     } else if (strstr(payload, "\"rollback\"") && rhino_job_attempt(job) == 1) {
         PQclear(PQexec(conn, "ROLLBACK"));
         return RHINO_OK;
+    } else if (strstr(payload, "\"euro\"")) {
+        rhino_job_set_error(job, "costs 5 \xe2\x82\xac");
+        return RHINO_DISCARD;
     }
     return RHINO_OK;
 }
