@@ -46,6 +46,18 @@
         "    FROM " src " WHERE " cond " HAVING count(*) > 0"
 
 /*
+ * The rows of src (a CTE of id, attempt and cur, 'running') that still run
+ * that attempt, locked, with whether their cancellation was asked for.
+ * Locked first so that the statement's DELETE and UPDATE decide on that
+ * one value: see RH_FINALIZE_CTES.  Used there, by the releases and by the
+ * crash report.
+ */
+#define RH_LOCK_CANCEL(src) \
+        "  SELECT " src ".*, k.cancel FROM " src " CROSS JOIN LATERAL (" \
+        "    SELECT j.cancel_requested_at IS NOT NULL AS cancel FROM rhino.jobs j" \
+        "     WHERE j.id = " src ".id AND j.attempt = " src ".attempt AND j.state = " src ".cur FOR UPDATE) k"
+
+/*
  * Finalize a batch: arrays of (id, attempt, new state, retry delay in
  * seconds, error).  Completed/discarded rows leave rhino.jobs for
  * rhino.jobs_done in the same statement (completed ones only if $6, the
@@ -82,11 +94,7 @@
         "  SELECT *, 'running'::rhino.job_state AS cur" \
         "    FROM unnest($1::bigint[], $2::int[], $3::rhino.job_state[], $4::float8[], $5::text[])" \
         "      AS a(id, attempt, state, delay, err))," \
-        " l AS MATERIALIZED (" \
-        "  SELECT a.id, k.cancel FROM a CROSS JOIN LATERAL (" \
-        "    SELECT j.cancel_requested_at IS NOT NULL AS cancel FROM rhino.jobs j" \
-        "     WHERE j.id = a.id AND j.attempt = a.attempt AND j.state = a.cur FOR UPDATE) k" \
-        "   WHERE a.state IN ('retryable', 'scheduled'))," \
+        " l AS MATERIALIZED (" RH_LOCK_CANCEL("a") " WHERE a.state IN ('retryable', 'scheduled'))," \
         " f AS MATERIALIZED (" \
         "  SELECT a.*, coalesce(l.cancel, false) AS cancel FROM a LEFT JOIN l ON l.id = a.id)," \
         " d AS (" \
@@ -415,10 +423,7 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
     [RH_STMT_RELEASE] = { RH_STMT_RELEASE, "release",
         "WITH f AS MATERIALIZED ("
         "  SELECT *, 'running'::rhino.job_state AS cur FROM unnest($1::bigint[], $2::int[]) AS f(id, attempt)),"
-        " l AS MATERIALIZED ("
-        "  SELECT f.*, k.cancel FROM f CROSS JOIN LATERAL ("
-        "    SELECT j.cancel_requested_at IS NOT NULL AS cancel FROM rhino.jobs j"
-        "     WHERE j.id = f.id AND j.attempt = f.attempt AND j.state = f.cur FOR UPDATE) k),"
+        " l AS MATERIALIZED (" RH_LOCK_CANCEL("f") "),"
         " u AS ("
         "  UPDATE rhino.jobs j"
         "     SET state = 'available', attempt = j.attempt - 1, worker_id = NULL"
@@ -547,10 +552,7 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
     [RH_STMT_CRASHED] = { RH_STMT_CRASHED, "crashed",
         "WITH a AS MATERIALIZED (SELECT *, 'running'::rhino.job_state AS cur"
         "                          FROM unnest($1::bigint[], $2::int[], $3::text[]) AS a(id, attempt, why)),"
-        " r AS MATERIALIZED ("
-        "  SELECT a.*, k.cancel FROM a CROSS JOIN LATERAL ("
-        "    SELECT j.cancel_requested_at IS NOT NULL AS cancel FROM rhino.jobs j"
-        "     WHERE j.id = a.id AND j.attempt = a.attempt AND j.state = a.cur FOR UPDATE) k),"
+        " r AS MATERIALIZED (" RH_LOCK_CANCEL("a") "),"
         " q AS ("
         "  DELETE FROM rhino.jobs j USING r"
         "   WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = r.cur"
