@@ -499,6 +499,19 @@ outcome_add(rh_outcomes_t *l, int64_t id, int attempt, const char *state, double
     l->n++;
 }
 
+/*
+ * A claimed job that is not run because it was cancelled meanwhile: its
+ * outcome goes with the pipeline's finalize, which records it cancelled
+ * (its cancel_requested_at is set), why being its error.
+ */
+static void
+outcome_not_run(const rhino_job *job, const char *why)
+{
+    outcome_add(&W.pending, job->id, job->attempt, "discarded", 0, why);
+    W.pending.v[W.pending.n - 1].mkey = rh_metrics_key(job->queue, job->kind);
+    W.n_discard++;
+}
+
 static void
 outcomes_clear(rh_outcomes_t *l)
 {
@@ -1028,10 +1041,7 @@ job_handler(int row, rhino_job *job)
     job_from_row(row, job);
     if (rh_shm_cancel_listed(W.root, job->id)) {
         /* the reaper saw it cancelled after we claimed it and before it started */
-        /* the finalize records it as cancelled: its cancel_requested_at is set */
-        outcome_add(&W.pending, job->id, job->attempt, "discarded", 0, "cancelled before it started");
-        W.pending.v[W.pending.n - 1].mkey = rh_metrics_key(job->queue, job->kind);
-        W.n_discard++;
+        outcome_not_run(job, "cancelled before it started");
         return NULL;
     }
     h = rh_loader_find(&W.reg, job->kind);
@@ -1287,11 +1297,8 @@ run_tx(int start, int end)
              */
             if (rh_shm_cancel_listed(W.root, job.id)) {
                 drop[i - start] = 1;
-                outcome_add(&W.pending, job.id, job.attempt, "discarded", 0,
-                            round == 0 ? "cancelled before it started"
-                            : "cancelled before its transaction committed; not run again");
-                W.pending.v[W.pending.n - 1].mkey = rh_metrics_key(job.queue, job.kind);
-                W.n_discard++;
+                outcome_not_run(&job, round == 0 ? "cancelled before it started"
+                                      : "cancelled before its transaction committed; not run again");
                 continue;
             }
             h = rh_loader_find(&W.reg, job.kind);
