@@ -177,12 +177,11 @@ rh_db_check_schema(PGconn *conn, char *err, size_t errlen)
     return 0;
 }
 
-PGresult *
-rh_db_exec(PGconn *conn, rh_stmt_id_t id, const char *const *params, const char *what)
+/* res if statement st succeeded; otherwise NULL after logging "[what: ]name failed: reason". */
+static PGresult *
+db_result(PGconn *conn, const rh_stmt_t *st, PGresult *res, const char *what)
 {
-    const rh_stmt_t *st = rh_sql(id);
-    PGresult        *res = PQexecParams(conn, st->sql, st->nparams, NULL, params, NULL, NULL, 0);
-    ExecStatusType   s = PQresultStatus(res);
+    ExecStatusType s = PQresultStatus(res);
 
     if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
         rh_log_error("%s%s%s failed: %s", what ? what : "", what ? ": " : "", st->name, rh_db_error(conn, res));
@@ -193,6 +192,14 @@ rh_db_exec(PGconn *conn, rh_stmt_id_t id, const char *const *params, const char 
 }
 
 PGresult *
+rh_db_exec(PGconn *conn, rh_stmt_id_t id, const char *const *params, const char *what)
+{
+    const rh_stmt_t *st = rh_sql(id);
+
+    return db_result(conn, st, PQexecParams(conn, st->sql, st->nparams, NULL, params, NULL, NULL, 0), what);
+}
+
+PGresult *
 rh_db_exec_nojit(PGconn *conn, rh_stmt_id_t id, const char *what)
 {
     static const char prefix[] = RH_DB_NOJIT;
@@ -200,7 +207,6 @@ rh_db_exec_nojit(PGconn *conn, rh_stmt_id_t id, const char *what)
     size_t           len = sizeof(prefix) + strlen(st->sql);
     char            *sql = malloc(len);
     PGresult        *res;
-    ExecStatusType   s;
 
     if (sql == NULL || st->nparams != 0) {
         rh_log_error("%s%s%s: %s", what ? what : "", what ? ": " : "", st->name,
@@ -211,13 +217,7 @@ rh_db_exec_nojit(PGconn *conn, rh_stmt_id_t id, const char *what)
     snprintf(sql, len, "%s%s", prefix, st->sql);
     res = PQexec(conn, sql);        /* the last statement's result: st's */
     free(sql);
-    s = PQresultStatus(res);
-    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-        rh_log_error("%s%s%s failed: %s", what ? what : "", what ? ": " : "", st->name, rh_db_error(conn, res));
-        PQclear(res);
-        return NULL;
-    }
-    return res;
+    return db_result(conn, st, res, what);
 }
 
 size_t
