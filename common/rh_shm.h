@@ -52,7 +52,6 @@ typedef struct {
 #define RH_SHM_CANCELS 256
 
 typedef struct {
-    int             stopping;       /* the master is shutting down for good */
     /*
      * Set by the master just before the SIGTERM that stops the reaper for
      * good, once no worker is left: only then does that SIGTERM mean a last

@@ -454,7 +454,6 @@ begin_shutdown(int fast, int code)
     M.state = M_STOPPING;
     if (M.check_pid)
         kill(M.check_pid, SIGKILL);     /* a reload being checked: dropped (check_done) */
-    rh_shm_store(&M.shm->stopping, 1);
     rh_notify("STOPPING=1\nSTATUS=stopping: draining %d worker(s)", workers_alive());
     rh_log_info("%s stop: draining %d worker(s), deadline %.1f s", fast ? "fast" : "graceful",
                 workers_alive(), timeout);
