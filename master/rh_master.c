@@ -1018,6 +1018,8 @@ wake_idle(const char *queue)
 int
 rh_master_run(rh_config_t *cfg)
 {
+    sigset_t early;
+
     memset(&M, 0, sizeof(M));
     /* never: the first STATUS= and WATCHDOG=1 are due at once, however soon after boot */
     M.status_at = M.last_ping = -INFINITY;
@@ -1030,6 +1032,17 @@ rh_master_run(rh_config_t *cfg)
     signal(SIGPIPE, SIG_IGN);
     /* the master has no use for it; its children inherit SIG_IGN until their loops take it (child_init) */
     signal(SIGUSR1, SIG_IGN);
+    /*
+     * Stop and reload signals wait, blocked, until the loop's handlers are
+     * set below: the node is registered before that, and a SIGTERM in
+     * between (systemctl stop right after start) killed the master at the
+     * default action, leaving the node's row unstopped and exiting 143.
+     */
+    sigemptyset(&early);
+    sigaddset(&early, SIGTERM);
+    sigaddset(&early, SIGINT);
+    sigaddset(&early, SIGHUP);
+    sigprocmask(SIG_BLOCK, &early, NULL);
 
     if (rh_master_check_handlers(cfg) < 0)
         return 1;
@@ -1056,6 +1069,7 @@ rh_master_run(rh_config_t *cfg)
     ev_signal_start(M.loop, &M.sig_int);
     ev_signal_init(&M.sig_hup, on_hup, SIGHUP);
     ev_signal_start(M.loop, &M.sig_hup);
+    sigprocmask(SIG_UNBLOCK, &early, NULL);     /* one that came meanwhile is taken by the loop now */
     /* trace = 1: also hear of children that stop and continue */
     ev_child_init(&M.child, on_child, 0, 1);
     ev_child_start(M.loop, &M.child);
