@@ -218,19 +218,9 @@ data_exception_in_finalize(int drain, int tx)
                                                " AND attempt = 1 AND errors = 0"), 3);
         ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM ledger WHERE job_id <= 3"), 3);
         ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(DISTINCT job_id) FROM ledger"), 3);
-        out = rt_query1(d.conn, "SELECT state || ': ' || last_error FROM rhino.jobs_done WHERE id = 4");
-        ck_assert_str_eq(out, "discarded: costs 5 ???");
-        free(out);
-        out = rt_read_file(d.log);
-        ck_assert_msg(strstr(out, "reduced to ASCII") != NULL, "%s", out);
-        free(out);
-        free(db);
-        rt_daemon_teardown(&d);
-        return;
-    }
-    rt_exec(d.conn, "SELECT rhino.enqueue('ok') FROM generate_series(1, 3)");
-    rt_exec(d.conn, "SELECT rhino.enqueue('euro_error')");
-    if (drain) {
+    } else if (drain) {
+        rt_exec(d.conn, "SELECT rhino.enqueue('ok') FROM generate_series(1, 3)");
+        rt_exec(d.conn, "SELECT rhino.enqueue('euro_error')");
         rt_exec(d.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 2000}')");
         rt_daemon_start(&d);
         rt_daemon_wait(&d, "SELECT count(*) = 5 FROM rhino.jobs WHERE state = 'running'", 20);
@@ -239,6 +229,8 @@ data_exception_in_finalize(int drain, int tx)
         ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'completed'"),
                          4);
     } else {
+        rt_exec(d.conn, "SELECT rhino.enqueue('ok') FROM generate_series(1, 3)");
+        rt_exec(d.conn, "SELECT rhino.enqueue('euro_error')");
         rt_exec(d.conn, "SELECT rhino.enqueue('ok') FROM generate_series(1, 3)");
         rt_daemon_start(&d);
         rt_daemon_wait(&d, "SELECT count(*) = 7 FROM rhino.jobs_done", 20);
@@ -249,7 +241,7 @@ data_exception_in_finalize(int drain, int tx)
     out = rt_query1(d.conn, "SELECT state || ': ' || last_error FROM rhino.jobs_done WHERE id = 4");
     ck_assert_str_eq(out, "discarded: costs 5 ???");
     free(out);
-    for (long id = 1; id <= (drain ? 5 : 7); id++)
+    for (long id = 1; !tx && id <= (drain ? 5 : 7); id++)   /* tx_ledger's runs are the table ledger */
         ck_assert_int_eq(runs_of(&d, id), 1);
     out = rt_read_file(d.log);
     ck_assert_msg(strstr(out, "reduced to ASCII") != NULL, "%s", out);
