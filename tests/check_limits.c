@@ -392,6 +392,65 @@ START_TEST(test_concurrent_claims_never_over_admit)
 }
 END_TEST
 
+/*
+ * A change of limits committed long after its call: the jobs that plain
+ * claims took while the change was uncommitted (they could not see it) are
+ * counted by the first limited claim after the commit.  The call's
+ * transaction is made to look two minutes old by moving limits_at back, as
+ * a transaction left open that long would have it; before schema 16 the
+ * re-marking minute ran from the call, so these jobs went uncounted and
+ * the limited claim admitted more.
+ */
+START_TEST(test_limits_committed_late_count_running_jobs)
+{
+    char   *dsn = rt_db_create_migrated();
+    PGconn *conn = rt_connect(dsn), *cfg = rt_connect(dsn);
+    long    first;
+
+    rt_exec(conn, "INSERT INTO rhino.nodes (name, pid, lease_until) VALUES ('n', 1, now() + interval '1 hour')");
+    rt_exec(conn, "INSERT INTO rhino.workers (node_id, slot, generation, pid, lease_until)"
+                  " SELECT 1, g, 1, g, now() + interval '1 hour' FROM generate_series(1, 2) g");
+    first = rt_query_long(conn, "SELECT min(id) FROM rhino.workers");
+    rt_exec(conn, "INSERT INTO rhino.jobs (kind, queue) SELECT 'ok', 'late' FROM generate_series(1, 10)");
+
+    rt_exec(cfg, "BEGIN");
+    rt_exec(cfg, "SELECT rhino.queue_config('late', max_running => 2)");
+    rt_exec(cfg, "UPDATE rhino.queues SET limits_at = limits_at - interval '2 minutes' WHERE name = 'late'");
+    /* meanwhile a plain claim takes three jobs: running, not counted (what RH_STMT_CLAIM sets) */
+    {
+        char sql[256];
+
+        snprintf(sql, sizeof(sql), "UPDATE rhino.jobs SET state = 'running', attempt = attempt + 1,"
+                                   " attempted_at = now(), worker_id = %ld"
+                                   " WHERE id IN (SELECT id FROM rhino.jobs WHERE queue = 'late' ORDER BY id LIMIT 3)",
+                 first);
+        rt_exec(conn, sql);
+    }
+    rt_exec(cfg, "COMMIT");
+
+    /* three run against a limit of two: the limited claim admits nothing, and counts them */
+    {
+        char sql[128];
+
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM rhino.claim_limited('{late}', 10, %ld)", first + 1);
+        ck_assert_int_eq(rt_query_long(conn, sql), 0);
+    }
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs WHERE queue = 'late' AND state = 'running'"
+                                         " AND counted"), 3);
+    /* and once they finish, the queue is claimed again, up to its limit */
+    rt_exec(conn, "DELETE FROM rhino.jobs WHERE queue = 'late' AND state = 'running'");
+    for (int w = 0; w < 2; w++) {
+        char sql[128];
+
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM rhino.claim_limited('{late}', 10, %ld)", first + w);
+        ck_assert_int_eq(rt_query_long(conn, sql), 1);
+    }
+    PQfinish(cfg);
+    PQfinish(conn);
+    free(dsn);
+}
+END_TEST
+
 /* Per-key buckets, claimed directly: every window of one key's claims obeys key_burst + key_rate * span. */
 START_TEST(test_key_rate_buckets)
 {
@@ -828,6 +887,7 @@ limits_suite(void)
     tcase_add_test(tc, test_queue_config_validates);
     tcase_add_test(tc, test_concurrent_claims_never_over_admit);
     tcase_add_test(tc, test_key_rate_buckets);
+    tcase_add_test(tc, test_limits_committed_late_count_running_jobs);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("daemons");
