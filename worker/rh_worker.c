@@ -200,7 +200,7 @@ static struct {
     uint64_t           rng;
     int                draining;
     int                final_sent;
-    int                final_resent;    /* the final segment went again after a data exception */
+    int                final_resent;    /* ... and went again after a data exception (this connection) */
 
     /* counters for the exit line */
     uint64_t           n_done, n_retry, n_discard, n_stale, n_claimed, n_snooze;
@@ -2165,6 +2165,16 @@ w_broken(const char *why)
     start_clear(W.start_next);
     W.draining = 0;
     W.final_sent = 0;
+    /*
+     * The final segment's second chance belongs to the connection, as the
+     * rest of the drain's state above and fin_data_error (a round's) do: the
+     * drain starts over on the new one with a new final segment, which gets
+     * its own sanitized resend.  Today that segment carries no outcomes
+     * (send_setup replays them first, and sanitizes them if refused); this
+     * keeps the rule from depending on that order.  Still once per
+     * connection: a sanitized resend refused again has another cause.
+     */
+    W.final_resent = 0;
     /* not idle until connected again: the master's wake-ups go to workers that can claim */
     rh_shm_store(&W.shm->idle, 0);
 
