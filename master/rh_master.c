@@ -140,6 +140,21 @@ static void check_done(int status);
 /* ---------------------------------------------------------------------- */
 
 /*
+ * In a freshly forked child, whatever it goes on to do: close its copies of
+ * the sockets the master serves on, the metrics endpoint's (listening and
+ * accepted) and the LISTEN connection's.  The child never uses them, but
+ * its copy kept a scraper's connection open after the master had closed
+ * its side, and a listening socket the master had closed (a reload moving
+ * [metrics] listen) still accepting, for as long as the child lived.
+ */
+static void
+drop_master_sockets(void)
+{
+    rh_http_child();
+    rh_listen_child();
+}
+
+/*
  * In a freshly forked child: stop the master's watchers (so that libev lets
  * the child's own loop take the same signals), drop the master's loop, and
  * restore a plain signal state.
@@ -156,8 +171,7 @@ child_init(void)
     ev_signal_stop(M.loop, &M.sig_hup);
     ev_child_stop(M.loop, &M.child);
     ev_timer_stop(M.loop, &M.watchdog);
-    rh_http_child();
-    rh_listen_child();
+    drop_master_sockets();
     ev_loop_destroy(M.loop);
     M.loop = NULL;
     signal(SIGTERM, SIG_DFL);
@@ -228,6 +242,12 @@ check_fork(const rh_config_t *cfg, char **note)
 
         /* killed with the master, not left loading on its own */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        /*
+         * A reload's check lives up to [handlers] load_timeout beside the
+         * running master (at the start nothing is open yet).  It keeps the
+         * master's loop as it was, never running it: no child_init.
+         */
+        drop_master_sockets();
         rh_log_set_role("check");
         check_note = page;
         rh_loader_on_load = check_note_loading;

@@ -1301,27 +1301,6 @@ END_TEST
 /* a wall clock stepped back; handler libraries that hang                  */
 
 /*
- * Compile C source into a shared object in a fresh temp dir (with $CC or
- * cc); returns its path.  For what no checked-in test handler provides: a
- * clock shim for LD_PRELOAD, a library whose constructor hangs.
- */
-static char *
-build_so(const char *name, const char *src)
-{
-    char       *c = rt_write_file("so.c", src), *so, *err = NULL;
-    const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
-    char       *argv[] = { (char *) cc, "-shared", "-fPIC", "-o", NULL, c, "-ldl", NULL };
-    int         rc;
-
-    ck_assert_int_ge(asprintf(&so, "%.*s%s", (int) (strrchr(c, '/') + 1 - c), c, name), 0);
-    argv[4] = so;
-    rc = rt_run(argv, NULL, NULL, NULL, &err);
-    ck_assert_msg(rc == 0, "%s could not compile %s: %s", cc, name, err ? err : "");
-    free(err);
-    return so;
-}
-
-/*
  * The wall clock, shifted by the number of seconds in the file
  * $RH_TEST_CLOCK_SHIFT (read at every call, so the test steps it while the
  * daemon runs), as NTP or a VM restore would step it.  CLOCK_MONOTONIC is
@@ -1385,7 +1364,7 @@ START_TEST(test_wall_clock_step_back_keeps_leases)
 {
     rt_daemon_t d;
     char        ini[8192], shift[4200], preload[4200], asan[4200], *shiftf;
-    char       *so = build_so("clock_shim.so", clock_shim_src);
+    char       *so = rt_build_so("clock_shim.so", clock_shim_src);
     char       *argv[] = { (char *) rt_env("RHINO_BIN"), "-c", NULL, NULL };
     char       *env[6];
     const char *a = getenv("ASAN_OPTIONS");
@@ -1447,7 +1426,7 @@ write_handlers_ini(rt_daemon_t *d, const char *extra_path, const char *timeout)
 START_TEST(test_hanging_handler_constructor_fails_the_check)
 {
     rt_daemon_t d;
-    char       *so = build_so("slow_ctor.so", slow_ctor_src), *err = NULL;
+    char       *so = rt_build_so("slow_ctor.so", slow_ctor_src), *err = NULL;
     double      t0;
     int         rc;
 
@@ -1481,7 +1460,7 @@ END_TEST
 START_TEST(test_reload_with_hanging_handler_is_rejected)
 {
     rt_daemon_t d;
-    char       *so = build_so("slow_ctor.so", slow_ctor_src), *log;
+    char       *so = rt_build_so("slow_ctor.so", slow_ctor_src), *log;
     double      t0;
     int         rc;
 

@@ -603,6 +603,95 @@ START_TEST(test_children_hold_no_scrape_socket)
 }
 END_TEST
 
+/* A handler library whose constructor blocks (a lookup that hangs, say), so that a reload's check lasts. */
+static const char slow_ctor_src[] =
+    "#include <unistd.h>\n"
+    "__attribute__((constructor)) static void slow(void) { sleep(30); }\n";
+
+/* Whether process pid has mapped a file whose path contains name (/proc/pid/maps). */
+static int
+maps_contain(pid_t pid, const char *name)
+{
+    char  path[64], *maps;
+    int   found;
+
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int) pid);
+    maps = rt_read_file(path);
+    found = maps != NULL && strstr(maps, name) != NULL;
+    free(maps);
+    return found;
+}
+
+/*
+ * Neither does the child a reload forks to check the new handlers, which
+ * lives up to [handlers] load_timeout beside the master: it held the
+ * metrics listening socket, the scrapers' connections and the LISTEN
+ * connection's socket all that time.  It opens nothing of its own, so it
+ * holds no socket at all.  It is seen while it runs the constructor that
+ * blocks: that library is mapped by then, after the fork's clean-up.
+ */
+START_TEST(test_handler_check_holds_no_master_socket)
+{
+    mt_t               t;
+    struct sockaddr_in a = { 0 };
+    char              *body, *so = rt_build_so("slow_ctor.so", slow_ctor_src), ini[8192];
+    pid_t              before[16], after[16], check = 0;
+    int                fd, nbefore, nafter;
+    FILE              *f;
+    double             t0;
+
+    mt_setup(&t, NULL);
+    mt_start(&t);
+    body = scrape(&t);
+    free(body);
+    ck_assert(rt_wait_sql(t.conn, "SELECT count(*) = 3 FROM rhino.workers WHERE ended_at IS NULL", 20));
+    ck_assert(rt_wait_sql(t.conn, "SELECT count(*) = 1 FROM pg_stat_activity WHERE datname = current_database()"
+                                  " AND application_name = 'rhino listener'", 20));
+    /* a connection accepted by the master, its request not yet complete */
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t) t.port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+    ck_assert_int_eq(write(fd, "GET /metrics HTTP/1.1\r\n", 23), 23);
+    usleep(300 * 1000);
+
+    nbefore = rt_children_of(t.pid, before, 16);
+    snprintf(ini, sizeof(ini),
+             "[worker]\nprocesses = 3\nbatch_size = 50\npoll_interval = 0.05\nqueues = default, mail\n"
+             "[handlers]\npath = %s, %s\nload_timeout = 60\n"
+             "[retry]\nbase_delay = 0.05\nmax_delay = 0.1\n"
+             "[reaper]\ninterval = 0.1\n"
+             "[metrics]\nlisten = 127.0.0.1:%d\n", rt_handlers_so(), so, t.port);
+    f = fopen(t.ini, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_ge(fputs(ini, f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+    kill(t.pid, SIGHUP);
+    /* the new child under the master, once it is in the constructor */
+    for (t0 = rt_now(); check == 0 && rt_now() - t0 < 10; usleep(20 * 1000)) {
+        nafter = rt_children_of(t.pid, after, 16);
+        for (int i = 0; i < nafter && check == 0; i++) {
+            int known = 0;
+
+            for (int j = 0; j < nbefore; j++)
+                known |= after[i] == before[j];
+            if (!known && maps_contain(after[i], "slow_ctor.so"))
+                check = after[i];
+        }
+    }
+    if (check == 0)
+        dump_log(&t);
+    ck_assert_msg(check > 0, "no child loading slow_ctor.so 10 s after SIGHUP");
+    ck_assert_int_eq(count_sockets(check), 0);
+    close(fd);
+    /* a stop during the check drops the reload, quietly */
+    mt_stop(&t);
+    free(so);
+}
+END_TEST
+
 /* A bad address is refused when the configuration is read, naming the key. */
 START_TEST(test_bad_listen_is_refused)
 {
@@ -741,10 +830,12 @@ metrics_suite(void)
     tcase_add_test(tc, test_counters_match_the_database);
     tcase_add_test(tc, test_depth_limit);
     tcase_add_test(tc, test_children_hold_no_scrape_socket);
+    tcase_add_test(tc, test_handler_check_holds_no_master_socket);
     tcase_add_test(tc, test_bad_listen_is_refused);
     tcase_add_test(tc, test_port_in_use_fails_the_start);
 #else
     (void) test_counters_match_the_database;
+    (void) test_handler_check_holds_no_master_socket;
     (void) test_depth_limit;
     (void) test_bad_listen_is_refused;
     (void) test_port_in_use_fails_the_start;

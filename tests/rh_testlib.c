@@ -619,6 +619,22 @@ rt_write_file(const char *name, const char *content)
 }
 
 char *
+rt_build_so(const char *name, const char *src)
+{
+    char       *c = rt_write_file("so.c", src), *so, *err = NULL;
+    const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
+    char       *argv[] = { (char *) cc, "-shared", "-fPIC", "-o", NULL, c, "-ldl", NULL };
+    int         rc;
+
+    ck_assert_int_ge(asprintf(&so, "%.*s%s", (int) (strrchr(c, '/') + 1 - c), c, name), 0);
+    argv[4] = so;
+    rc = rt_run(argv, NULL, NULL, NULL, &err);
+    ck_assert_msg(rc == 0, "%s could not compile %s: %s", cc, name, err ? err : "");
+    free(err);
+    return so;
+}
+
+char *
 rt_read_file(const char *path)
 {
     FILE    *f = fopen(path, "r");

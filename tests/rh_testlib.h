@@ -69,6 +69,12 @@ int   rt_wait_exit(pid_t pid, double timeout);
 char *rt_write_file(const char *name, const char *content);
 /* Read a whole file (malloc'd, NUL-terminated; NULL if missing). */
 char *rt_read_file(const char *path);
+/*
+ * Compile C source into a shared object name in a fresh temp dir (with $CC
+ * or cc); returns its path (malloc'd).  For what no checked-in test handler
+ * provides: a clock shim for LD_PRELOAD, a library whose constructor hangs.
+ */
+char *rt_build_so(const char *name, const char *src);
 
 /* Poll sql (which returns one boolean) every 50 ms until 't' or timeout; 1 if reached. */
 int   rt_wait_sql(PGconn *conn, const char *sql, double timeout);
