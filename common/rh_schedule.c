@@ -418,7 +418,7 @@ rh_schedule_plan(const rh_cron_t *c, rh_missed_t missed, int64_t fired_until, in
         plan->fires[plan->nfires++] = newest;
         break;
     case RH_MISSED_NONE:
-        if (newest > now - RH_SCHEDULE_GRACE)
+        if (now - newest <= RH_SCHEDULE_GRACE)
             plan->fires[plan->nfires++] = newest;
         break;
     case RH_MISSED_ALL:

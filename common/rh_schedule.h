@@ -16,9 +16,12 @@ struct _dictionary_;
 #define RH_SCHEDULE_MAX_CATCHUP 1000
 
 /*
- * A fire time the reaper sees less than this many seconds after it passed is
- * on time; an older one was missed (rhino was down, or the reaper stalled).
- * Only the 'none' policy tells them apart.
+ * A fire time the reaper sees at most this many seconds after it passed is
+ * on time; one seen later was missed (rhino was down, or the reaper
+ * stalled), as the README promises: "more than 60 s" late is dropped.  Only
+ * the 'none' policy tells them apart.  The tick counts in whole seconds
+ * (its now is floored, as in the "seen N s late" log line), so a fire seen
+ * 60.5 s late counts as 60 and runs.
  */
 #define RH_SCHEDULE_GRACE 60
 

@@ -380,14 +380,23 @@ START_TEST(test_plan_missed)
     ck_assert_int_eq(plan.nfires, 0);
     ck_assert_int_eq(plan.fired_until, T("2024-01-01T13:00"));
     ck_assert_int_eq(plan.next_fire, T("2024-01-01T14:00"));
-    /* none, within the grace: the newest fire is on time and runs, the older missed ones do not */
+    /*
+     * none, within the grace, up to and including its last second (the
+     * README: "more than 60 s" late is dropped): the newest fire is on time
+     * and runs, the older missed ones do not
+     */
     ck_assert_int_eq(rh_schedule_plan(&hourly, RH_MISSED_NONE, t0, T("2024-01-01T13:00") + RH_SCHEDULE_GRACE - 1,
                                       &plan), 0);
     ck_assert_int_eq(plan.nfires, 1);
     ck_assert_int_eq(plan.fires[0], T("2024-01-01T13:00"));
     ck_assert_int_eq(rh_schedule_plan(&hourly, RH_MISSED_NONE, t0, T("2024-01-01T13:00") + RH_SCHEDULE_GRACE,
                                       &plan), 0);
+    ck_assert_int_eq(plan.nfires, 1);
+    ck_assert_int_eq(plan.fires[0], T("2024-01-01T13:00"));
+    ck_assert_int_eq(rh_schedule_plan(&hourly, RH_MISSED_NONE, t0, T("2024-01-01T13:00") + RH_SCHEDULE_GRACE + 1,
+                                      &plan), 0);
     ck_assert_int_eq(plan.nfires, 0);
+    ck_assert_int_eq(plan.fired_until, T("2024-01-01T13:00"));
 }
 END_TEST
 

@@ -288,6 +288,12 @@ START_TEST(test_missed_policies)
     /* 'none', 15:00 seen 2 minutes late (the reaper stalled): dropped */
     ck_assert_int_eq(tick(conn, "2030-01-01 15:02+00"), 2);
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.schedule_fires WHERE schedule_name = 'none'"), 1);
+    /* 'none' at the boundary (the README: "more than 60 s" late is dropped): 16:00 seen 60 s late runs */
+    ck_assert_int_eq(tick(conn, "2030-01-01 16:01:00+00"), 3);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.schedule_fires WHERE schedule_name = 'none'"), 2);
+    /* ... 17:00 seen 61 s late does not */
+    ck_assert_int_eq(tick(conn, "2030-01-01 17:01:01+00"), 2);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.schedule_fires WHERE schedule_name = 'none'"), 2);
     /* 'all' after a long downtime: the newest 1000 of 3000 every-minute fires */
     rt_exec(conn, "DELETE FROM rhino.schedules");
     make_schedule(conn, "busy", "* * * * *", "all", "2030-01-01 00:00+00");
