@@ -824,8 +824,9 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         " SELECT q.queue,"
         "        (SELECT count(*) FROM (SELECT FROM rhino.jobs j"
         "          WHERE j.state = 'available' AND j.queue = q.queue LIMIT $1::int8) c),"
-        /* epochs subtracted, not timestamps: a run_at of -infinity (stored before schema 14) is
-           infinitely old, where now() - '-infinity' is an error that took the whole gauge down */
+        /* epochs subtracted, not timestamps: a run_at of -infinity (stored before schema 15, whose
+           constraint refuses it) is infinitely old, where now() - '-infinity' is an error that took
+           the whole gauge down */
         "        greatest(extract(epoch FROM now()) - extract(epoch FROM q.oldest), 0)::float8"
         "   FROM q",
         1 },

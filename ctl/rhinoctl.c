@@ -1676,7 +1676,7 @@ ctl_duration(char *buf, size_t len, double s)
 {
     long long t;
 
-    /* a run_at of -infinity stored before schema 14: no number of days, and (long long) of it is undefined */
+    /* a run_at of -infinity stored before schema 15: no number of days, and (long long) of it is undefined */
     if (!isfinite(s)) {
         snprintf(buf, len, "inf");
         return;

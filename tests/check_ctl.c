@@ -303,24 +303,22 @@ START_TEST(test_migrate_api)
 END_TEST
 
 /*
- * Schema 14 (sql/014_finite_times.sql) on a database of schema 13 that holds
- * NaN and infinite timeouts, which 13 let in: the live jobs and the schedule
- * get NULL ([worker] job_timeout), the finite ones stay, the constraints are
- * validated and refuse them from then on, and a cancelled job with a NaN
- * timeout in the history is redriven with NULL.
+ * The empty database of conn brought to schema version `version` as
+ * rhinoctl migrate of that release would have: the embedded steps up to it,
+ * each recorded.  For the tests of a migration on the data its predecessors
+ * let in.
  */
-START_TEST(test_migrate_014_nonfinite_timeouts)
+static void
+db_at_schema(PGconn *conn, int version)
 {
-    char       *dsn = rt_db_create(), *out, *err, *v, ver[16];
+    char        ver[16];
     const char *params[2];
-    PGconn     *conn = rt_connect(dsn);
     PGresult   *res;
-    int         rc;
 
     rt_exec(conn, "CREATE SCHEMA rhino; CREATE TABLE rhino.schema_migrations (version int PRIMARY KEY,"
                   " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
     for (int i = 0; i < rh_nmigrations; i++) {
-        if (rh_migrations[i].version >= 14)
+        if (rh_migrations[i].version > version)
             continue;
         rt_exec(conn, rh_migrations[i].sql);
         snprintf(ver, sizeof(ver), "%d", rh_migrations[i].version);
@@ -331,6 +329,23 @@ START_TEST(test_migrate_014_nonfinite_timeouts)
         ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
         PQclear(res);
     }
+}
+
+/*
+ * Schema 14 (sql/014_finite_times.sql) on a database of schema 13 that holds
+ * NaN and infinite timeouts, which 13 let in: the live jobs and the schedule
+ * get NULL ([worker] job_timeout), the finite ones stay, the constraints are
+ * validated and refuse them from then on, and a cancelled job with a NaN
+ * timeout in the history is redriven with NULL.
+ */
+START_TEST(test_migrate_014_nonfinite_timeouts)
+{
+    char     *dsn = rt_db_create(), *out, *err, *v;
+    PGconn   *conn = rt_connect(dsn);
+    PGresult *res;
+    int       rc;
+
+    db_at_schema(conn, 13);
     rt_exec(conn, "SELECT rhino.enqueue('nan', timeout => 'NaN'), rhino.enqueue('inf', timeout => 'Infinity'),"
                   "       rhino.enqueue('fin', timeout => 30), rhino.enqueue('none')");
     rt_exec(conn, "SELECT rhino.cancel(rhino.enqueue('gone', timeout => 'NaN', run_at => now() + interval '1 h'))");
@@ -367,6 +382,180 @@ START_TEST(test_migrate_014_nonfinite_timeouts)
     ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs"
                                          " WHERE kind = 'gone' AND timeout IS NULL"), 1);
     PQfinish(conn);
+    free(dsn);
+}
+END_TEST
+
+/*
+ * rhinoctl with the NULL-terminated arguments (at most 8), in the
+ * background, RHINO_DSN=dsn, stdout and stderr into a fresh file whose path
+ * goes to *logpath (malloc'd).  For a run that is to wait on a lock the test
+ * holds; rt_wait_exit and rt_read_file collect it.
+ */
+static pid_t
+ctl_spawn(const char *dsn, char **logpath, ...)
+{
+    char   *argv[10], *env[2], *env_dsn;
+    va_list ap;
+    pid_t   pid;
+    int     n = 0;
+
+    argv[n++] = (char *) rt_env("RHINOCTL_BIN");
+    va_start(ap, logpath);
+    for (char *a; (a = va_arg(ap, char *)) != NULL;) {
+        ck_assert_int_lt(n, 9);
+        argv[n++] = a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    ck_assert_int_ge(asprintf(&env_dsn, "RHINO_DSN=%s", dsn), 0);
+    env[0] = env_dsn;
+    env[1] = NULL;
+    *logpath = rt_write_file("rhinoctl.log", "");
+    pid = rt_spawn(argv, env, *logpath);
+    free(env_dsn);
+    return pid;
+}
+
+/*
+ * Whether, within 20 s, a rhinoctl session of conn's database waits for a
+ * lock (a table's, or a transaction's: a row or a unique index entry that an
+ * open transaction wrote).  rh_db_connect names its sessions "rhino ctl".
+ */
+static int
+ctl_waits_for_lock(PGconn *conn)
+{
+    return rt_wait_sql(conn, "SELECT count(*) = 1 FROM pg_stat_activity WHERE datname = current_database()"
+                             "   AND application_name = 'rhino ctl' AND wait_event_type = 'Lock'", 20);
+}
+
+/* res, of what, failed with SQLSTATE 23514 on constraint jobs_run_at_finite, named in the message too. */
+static void
+assert_run_at_refused(PGresult *res, const char *what)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *name = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+
+    ck_assert_msg(PQresultStatus(res) == PGRES_FATAL_ERROR, "%s was not refused", what);
+    ck_assert_msg(state != NULL && strcmp(state, "23514") == 0, "%s: %s", what, PQresultErrorMessage(res));
+    ck_assert_msg(name != NULL && strcmp(name, "jobs_run_at_finite") == 0, "%s: %s", what, PQresultErrorMessage(res));
+    ck_assert_msg(strstr(PQresultErrorMessage(res), "\"jobs_run_at_finite\"") != NULL, "%s: %s", what,
+                  PQresultErrorMessage(res));
+}
+
+/*
+ * Schema 15 (sql/015_finite_run_at.sql) on a database of schema 14 holding
+ * the infinite run_at values that a direct INSERT or COPY still stored: a
+ * '-infinity' job takes its created_at (still due, first in its queue as
+ * before), or now() when that is in the future, an 'infinity' one the year
+ * 9999 (still never due), the finite ones stay; the constraint is validated
+ * and from then on refuses both from INSERT and COPY, naming itself.
+ */
+START_TEST(test_migrate_015_infinite_run_at)
+{
+    static const char copied[] = "copied\t-infinity\t2021-01-01 00:00:00+00\n";
+    static const char refused[] = "ok\t2030-01-01\nk\t-infinity\n";
+    char             *dsn = rt_db_create(), *out, *err, *v;
+    PGconn           *conn = rt_connect(dsn);
+    PGresult         *res;
+    int               rc;
+
+    db_at_schema(conn, 14);
+    rt_exec(conn, "INSERT INTO rhino.jobs (kind, run_at, created_at, state) VALUES"
+                  " ('due', '-infinity', '2020-01-02 03:04:05+00', 'available'),"
+                  " ('due_retry', '-infinity', '2020-01-02 03:04:05+00', 'retryable'),"
+                  " ('due_future_created', '-infinity', now() + interval '1 day', 'available'),"
+                  " ('never', 'infinity', '2020-01-02 03:04:05+00', 'scheduled'),"
+                  " ('never_avail', 'infinity', '2020-01-02 03:04:05+00', 'available'),"
+                  " ('fin', '2030-01-01 00:00:00+00', '2020-01-02 03:04:05+00', 'scheduled')");
+    /* and by COPY, the documented bulk path */
+    res = PQexec(conn, "COPY rhino.jobs (kind, run_at, created_at) FROM STDIN");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COPY_IN);
+    PQclear(res);
+    ck_assert_int_eq(PQputCopyData(conn, copied, (int) strlen(copied)), 1);
+    ck_assert_int_eq(PQputCopyEnd(conn, NULL), 1);
+    res = PQgetResult(conn);
+    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+    PQclear(res);
+    ck_assert_ptr_null(PQgetResult(conn));
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs WHERE NOT isfinite(run_at)"), 6);
+
+    rc = rt_ctl(dsn, NULL, &out, &err, "migrate", NULL);
+    ck_assert_msg(rc == 0, "migrate exited %d: %s", rc, err);
+    free(out);
+    free(err);
+
+    rt_exec(conn, "SET TimeZone = 'UTC'");
+    v = rt_query1(conn, "SELECT string_agg(kind || '=' || run_at::text || '/' || state::text, ' ' ORDER BY kind)"
+                        "  FROM rhino.jobs WHERE kind <> 'due_future_created'");
+    ck_assert_str_eq(v, "copied=2021-01-01 00:00:00+00/available due=2020-01-02 03:04:05+00/available"
+                        " due_retry=2020-01-02 03:04:05+00/retryable fin=2030-01-01 00:00:00+00/scheduled"
+                        " never=9999-12-31 00:00:00+00/scheduled never_avail=9999-12-31 00:00:00+00/available");
+    free(v);
+    /* due, not a day late: its created_at was in the future */
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs WHERE kind = 'due_future_created'"
+                                         "   AND run_at <= now() AND run_at > now() - interval '1 hour'"), 1);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM pg_constraint WHERE convalidated"
+                                         "   AND conrelid = 'rhino.jobs'::regclass AND conname = 'jobs_run_at_finite'"),
+                     1);
+
+    /* INSERT and COPY, which no function checks, meet the constraint */
+    res = PQexec(conn, "INSERT INTO rhino.jobs (kind, run_at) VALUES ('k', 'infinity')");
+    assert_run_at_refused(res, "INSERT of infinity");
+    PQclear(res);
+    res = PQexec(conn, "UPDATE rhino.jobs SET run_at = '-infinity' WHERE kind = 'fin'");
+    assert_run_at_refused(res, "UPDATE to -infinity");
+    PQclear(res);
+    res = PQexec(conn, "COPY rhino.jobs (kind, run_at) FROM STDIN");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COPY_IN);
+    PQclear(res);
+    ck_assert_int_eq(PQputCopyData(conn, refused, (int) strlen(refused)), 1);
+    ck_assert_int_eq(PQputCopyEnd(conn, NULL), 1);
+    res = PQgetResult(conn);
+    assert_run_at_refused(res, "COPY of -infinity");
+    PQclear(res);
+    ck_assert_ptr_null(PQgetResult(conn));
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs"), 7);
+    PQfinish(conn);
+    free(dsn);
+}
+END_TEST
+
+/*
+ * A producer that commits an infinite run_at while migration 15 runs, after
+ * its first UPDATE: the ALTER waits for the producer's transaction, its
+ * validation then fails, and the step converts the row under the table's
+ * lock and validates again instead of failing the upgrade.  The producer
+ * holds its INSERT open until the migration waits for it, so that the row
+ * is in neither the first UPDATE's snapshot nor the way of its locks.
+ */
+START_TEST(test_migrate_015_concurrent_producer)
+{
+    char   *dsn = rt_db_create(), *logpath, *log;
+    PGconn *conn = rt_connect(dsn), *producer = rt_connect(dsn);
+    pid_t   pid;
+    int     waited, rc;
+
+    db_at_schema(conn, 14);
+    rt_exec(producer, "BEGIN");
+    rt_exec(producer, "INSERT INTO rhino.jobs (kind, run_at, created_at)"
+                      " VALUES ('late', '-infinity', '2020-01-02 03:04:05+00')");
+    pid = ctl_spawn(dsn, &logpath, "migrate", NULL);
+    waited = ctl_waits_for_lock(conn);
+    rt_exec(producer, "COMMIT");
+    rc = rt_wait_exit(pid, 30);
+    log = rt_read_file(logpath);
+    ck_assert_msg(waited, "migrate never waited for the producer's transaction: %s", log);
+    ck_assert_msg(rc == 0, "migrate exited %d: %s", rc, log);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs WHERE kind = 'late'"
+                                         "   AND run_at = '2020-01-02 03:04:05+00'"), 1);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM pg_constraint WHERE convalidated"
+                                         "   AND conname = 'jobs_run_at_finite'"), 1);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.schema_migrations WHERE version = 15"), 1);
+    PQfinish(producer);
+    PQfinish(conn);
+    free(log);
+    free(logpath);
     free(dsn);
 }
 END_TEST
@@ -1801,9 +1990,11 @@ top_row(const char *frame, const char *queue, long v[6], char *paused, size_t pl
 
 /*
  * An infinite time: refused by enqueue --run-at (with --bulk too) and purge
- * --finished-before in option parsing, and by rhino.enqueue on the server.
- * One stored before schema 14 (by INSERT here) no longer breaks top or the
- * queue gauge: its age is infinite.
+ * --finished-before in option parsing, by rhino.enqueue on the server, and
+ * by the constraint jobs_run_at_finite (schema 15) in a direct INSERT.  One
+ * stored all the same (here with the constraint dropped; before schema 15
+ * by any INSERT or COPY) does not break top or the queue gauge: its age is
+ * infinite.
  */
 START_TEST(test_infinite_times)
 {
@@ -1845,6 +2036,12 @@ START_TEST(test_infinite_times)
                   PQresultErrorMessage(res));
     PQclear(res);
 
+    res = PQexec(conn, "INSERT INTO rhino.jobs (kind, queue, run_at) VALUES ('k', 'inf', '-infinity')");
+    ck_assert_str_eq(PQresultErrorField(res, PG_DIAG_SQLSTATE), "23514");
+    ck_assert_str_eq(PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME), "jobs_run_at_finite");
+    PQclear(res);
+
+    rt_exec(conn, "ALTER TABLE rhino.jobs DROP CONSTRAINT jobs_run_at_finite");
     rt_exec(conn, "INSERT INTO rhino.jobs (kind, queue, run_at) VALUES ('k', 'inf', '-infinity'),"
                   " ('k', 'inf', now()), ('k', 'fin', now() - interval '2 minutes')");
     rc = rt_ctl(dsn, NULL, &out, &err, "top", "--once", NULL);
@@ -2165,6 +2362,8 @@ ctl_suite(void)
     tcase_add_test(tc, test_migrate_waits_for_lock);
     tcase_add_test(tc, test_migrate_api);
     tcase_add_test(tc, test_migrate_014_nonfinite_timeouts);
+    tcase_add_test(tc, test_migrate_015_infinite_run_at);
+    tcase_add_test(tc, test_migrate_015_concurrent_producer);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("enqueue");

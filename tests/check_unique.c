@@ -365,6 +365,8 @@ START_TEST(test_sql_bad_arguments)
     /* COPY and INSERT bypass the function: the constraint refuses them too */
     expect_error(conn, "INSERT INTO rhino.jobs (kind, timeout) VALUES ('k', 'NaN')", "23514", "jobs_timeout");
     expect_error(conn, "INSERT INTO rhino.jobs (kind, timeout) VALUES ('k', 'Infinity')", "23514", "jobs_timeout");
+    expect_error(conn, "INSERT INTO rhino.jobs (kind, run_at) VALUES ('k', '-infinity')", "23514", "jobs_run_at_finite");
+    expect_error(conn, "INSERT INTO rhino.jobs (kind, run_at) VALUES ('k', 'infinity')", "23514", "jobs_run_at_finite");
     ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs"), 0);
     PQfinish(conn);
     free(dsn);
