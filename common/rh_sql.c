@@ -979,36 +979,50 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
      * before $5, the time the command started: a redriven job discarded
      * again meanwhile is not picked up a second time, so the loop ends.
      * One statement: the job is in exactly one of the tables at any time.
+     *
+     * A job whose unique key a live job holds stays in the history (two
+     * live jobs cannot share a key).  The NOT EXISTS sees the holders
+     * committed when the statement started.  A concurrent enqueue of the
+     * key that commits later (the INSERT waits for it on the unique index)
+     * would fail the INSERT with a unique violation, and the whole batch
+     * with it, leaving rhinoctl only PostgreSQL's message to print.  So the
+     * INSERT comes first and skips such a job (ON CONFLICT on the key only:
+     * an id already live is still an error), and the DELETE takes from the
+     * history only the jobs the INSERT wrote: the others of the batch are
+     * redriven, and that one stays, as if its holder had been there first
+     * (rhinoctl retry ID then names the key and the holder).
      */
     [RH_STMT_CTL_REDRIVE] = { RH_STMT_CTL_REDRIVE, "ctl_redrive",
-        "WITH m AS ("
-        "  DELETE FROM rhino.jobs_done_rows d"
-        "   USING (SELECT c.id FROM ("
-        "           SELECT cand.id, cand.unique_key,"
-        "                  row_number() OVER (PARTITION BY cand.unique_key"
-        "                                     ORDER BY cand.finished_at DESC, cand.id DESC) AS k"
-        "             FROM (SELECT id, unique_key, finished_at FROM rhino.jobs_done_rows"
-        "                    WHERE state IN ('discarded', 'cancelled') AND (state = 'discarded' OR $4::bool)"
-        "                      AND finished_at <= $5::timestamptz"
-        "                      AND ($1::bigint IS NULL OR id = $1) AND ($2::text IS NULL OR queue = $2)"
-        "                      AND ($3::text IS NULL OR kind = $3)"
+        "WITH c AS MATERIALIZED ("
+        "  SELECT w.* FROM ("
+        "    SELECT cand.*, row_number() OVER (PARTITION BY cand.unique_key"
+        "                                      ORDER BY cand.finished_at DESC, cand.id DESC) AS k"
+        "      FROM (SELECT id, queue, kind, payload, priority, attempt, max_attempts, created_at, attempted_at,"
+        "                   last_error, unique_key, concurrency_key, timeout, finished_at"
+        "              FROM rhino.jobs_done_rows"
+        "             WHERE state IN ('discarded', 'cancelled') AND (state = 'discarded' OR $4::bool)"
+        "               AND finished_at <= $5::timestamptz"
+        "               AND ($1::bigint IS NULL OR id = $1) AND ($2::text IS NULL OR queue = $2)"
+        "               AND ($3::text IS NULL OR kind = $3)"
         /* a unique key that a newer live job holds stays in the history */
-        "                      AND (unique_key IS NULL OR NOT EXISTS (SELECT 1 FROM rhino.jobs l"
-        "                                                              WHERE l.unique_key = jobs_done_rows.unique_key))"
-        "                    ORDER BY finished_at LIMIT $6::int"
-        "                    FOR UPDATE SKIP LOCKED) cand) c"
+        "               AND (unique_key IS NULL OR NOT EXISTS (SELECT 1 FROM rhino.jobs l"
+        "                                                       WHERE l.unique_key = jobs_done_rows.unique_key))"
+        "             ORDER BY finished_at LIMIT $6::int"
+        "             FOR UPDATE SKIP LOCKED) cand) w"
         /* and of several finished jobs with one key, only the latest comes back to life */
-        "          WHERE c.unique_key IS NULL OR c.k = 1) s"
-        "   WHERE d.id = s.id"
-        "  RETURNING d.id, d.queue, d.kind, d.payload, d.priority, d.attempt, d.max_attempts,"
-        "            d.created_at, d.attempted_at, d.last_error, d.unique_key, d.concurrency_key, d.timeout)"
-        " INSERT INTO rhino.jobs (id, queue, kind, payload, state, priority, attempt, errors, max_attempts,"
-        "                         run_at, created_at, attempted_at, crash_count, last_error,"
-        "                         unique_key, concurrency_key, timeout)"
-        " SELECT id, queue, kind, payload, 'available', priority, attempt, 0, max_attempts,"
-        "        now(), created_at, attempted_at, 0, last_error, unique_key, concurrency_key,"
+        "   WHERE w.unique_key IS NULL OR w.k = 1),"
+        " i AS ("
+        "  INSERT INTO rhino.jobs (id, queue, kind, payload, state, priority, attempt, errors, max_attempts,"
+        "                          run_at, created_at, attempted_at, crash_count, last_error,"
+        "                          unique_key, concurrency_key, timeout)"
+        "  SELECT id, queue, kind, payload, 'available', priority, attempt, 0, max_attempts,"
+        "         now(), created_at, attempted_at, 0, last_error, unique_key, concurrency_key,"
         /* a NaN or infinite timeout stored before schema 14 fails jobs_timeout: [worker] job_timeout instead */
-        "        CASE WHEN timeout < 'Infinity' THEN timeout END FROM m",
+        "         CASE WHEN timeout < 'Infinity' THEN timeout END FROM c"
+        /* a key taken since the NOT EXISTS looked: the job stays in the history (above) */
+        "  ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING"
+        "  RETURNING id)"
+        " DELETE FROM rhino.jobs_done_rows d USING i WHERE d.id = i.id",
         6 },
 
     /*

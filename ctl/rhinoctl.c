@@ -1512,7 +1512,13 @@ ctl_batches(PGconn *conn, const char *what, const char *progress, rh_stmt_id_t s
  * Why retry ID left a discarded or cancelled job where it is: the job's
  * unique key is held by a newer live job (a second live job with the key
  * cannot exist), or, if not, another session was moving the job (the
- * redrive skips locked rows).  Reported.
+ * redrive skips locked rows).  Reported.  The holder is looked up here, by
+ * a statement of its own, and not taken from the redrive: a concurrent
+ * enqueue that took the key while the redrive ran (RH_STMT_CTL_REDRIVE
+ * skips the job then) committed before the redrive ended, so this sees it,
+ * and the message is the same as for a holder that was there first.  Only
+ * a holder that also finished in between is missed; "try again" is then
+ * right too.
  */
 static void
 ctl_retry_why_not(PGconn *conn, const char *id, const char *state)

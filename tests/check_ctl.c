@@ -1703,6 +1703,75 @@ START_TEST(test_retry_key_held)
 }
 END_TEST
 
+/*
+ * The same key taken while the retry runs: a producer's enqueue of the key
+ * is in flight (inserted, not committed) when the redrive looks for a live
+ * holder, so the redrive finds none and its INSERT waits on the producer's
+ * index entry; the producer then commits.  The retry must end as if the
+ * holder had been there first (the message naming the key and the holder,
+ * exit 1, the job still in the history), not with PostgreSQL's unique
+ * violation.  retry --discarded, several jobs in one statement: the others
+ * are redriven, the one whose key was taken stays in the history.
+ */
+START_TEST(test_retry_key_taken_meanwhile)
+{
+    char   *dsn = rt_db_create_migrated(), *logpath, *log, *old_id, *live_id, want[256];
+    PGconn *conn = rt_connect(dsn), *producer = rt_connect(dsn);
+    pid_t   pid;
+    int     waited, rc;
+
+    old_id = rt_query1(conn, "SELECT rhino.enqueue('k', unique_key => 'order-7')");
+    rt_exec(conn, "SELECT rhino.cancel(id) FROM rhino.jobs");
+    rt_exec(producer, "BEGIN");
+    live_id = rt_query1(producer, "SELECT rhino.enqueue('k', unique_key => 'order-7')");
+    pid = ctl_spawn(dsn, &logpath, "retry", old_id, NULL);
+    waited = ctl_waits_for_lock(conn);
+    rt_exec(producer, "COMMIT");
+    rc = rt_wait_exit(pid, 30);
+    log = rt_read_file(logpath);
+    ck_assert_msg(waited, "retry never waited for the producer's key: %s", log);
+    snprintf(want, sizeof(want), "rhinoctl: retry: job %s is cancelled, but its unique key \"order-7\" is held by "
+             "live job %s; retry it once that job has finished\n", old_id, live_id);
+    ck_assert_msg(rc == 1, "retry exited %d: %s", rc, log);
+    ck_assert_str_eq(log, want);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'cancelled'"), 1);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs"), 1);
+    free(log);
+    free(logpath);
+    free(old_id);
+    free(live_id);
+
+    /* three discarded jobs, one keyed, redriven in one statement */
+    rt_exec(conn, "SELECT rhino.cancel(id) FROM rhino.jobs");
+    rt_exec(conn, "INSERT INTO rhino.jobs_done_rows (id, queue, kind, payload, state, priority, attempt, errors,"
+                  "                                 max_attempts, run_at, created_at, unique_key)"
+                  " SELECT 5000 + g, 'default', 'k', '{}', 'discarded', 0, 3, 3, 3, now(), now(),"
+                  "        CASE WHEN g = 2 THEN 'order-8' END"
+                  "   FROM generate_series(1, 3) g");
+    rt_exec(producer, "BEGIN");
+    live_id = rt_query1(producer, "SELECT rhino.enqueue('k', unique_key => 'order-8')");
+    pid = ctl_spawn(dsn, &logpath, "retry", "--discarded", NULL);
+    waited = ctl_waits_for_lock(conn);
+    rt_exec(producer, "COMMIT");
+    rc = rt_wait_exit(pid, 30);
+    log = rt_read_file(logpath);
+    ck_assert_msg(waited, "retry --discarded never waited for the producer's key: %s", log);
+    ck_assert_msg(rc == 0, "retry --discarded exited %d: %s", rc, log);
+    ck_assert_str_eq(log, "redriven 2 jobs\n");
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs WHERE id IN (5001, 5003)"
+                                         "   AND state = 'available'"), 2);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs_done"
+                                         " WHERE id = 5002 AND state = 'discarded'"), 1);
+    ck_assert_int_eq(rt_query_long(conn, "SELECT count(*) FROM rhino.jobs WHERE unique_key = 'order-8'"), 1);
+    free(log);
+    free(logpath);
+    free(live_id);
+    PQfinish(producer);
+    PQfinish(conn);
+    free(dsn);
+}
+END_TEST
+
 /* More discarded jobs than one batch, filtered by queue and kind; the others stay. */
 START_TEST(test_retry_discarded)
 {
@@ -2402,6 +2471,7 @@ ctl_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_retry_one);
     tcase_add_test(tc, test_retry_key_held);
+    tcase_add_test(tc, test_retry_key_taken_meanwhile);
     tcase_add_test(tc, test_retry_discarded);
     tcase_add_test(tc, test_cancel);
     tcase_add_test(tc, test_purge);
