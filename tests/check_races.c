@@ -67,7 +67,7 @@ rc_race(rc_db_t *db, rh_stmt_id_t id, const char *const *params, const char *rac
     const rh_stmt_t *st = rh_sql(id);
     PGconn          *w = rt_connect(db->dsn), *other = rt_connect(db->dsn);
     PGresult        *res;
-    char             sql[256], *row = NULL;
+    char            *row = NULL;
     int              waiting;
 
     rt_exec(other, "BEGIN");
@@ -78,9 +78,7 @@ rc_race(rc_db_t *db, rh_stmt_id_t id, const char *const *params, const char *rac
     ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "prepare %s: %s", st->name, PQerrorMessage(w));
     PQclear(res);
     ck_assert_int_eq(PQsendQueryPrepared(w, "s", st->nparams, params, NULL, NULL, 0), 1);
-    snprintf(sql, sizeof(sql), "SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = %d AND wait_event_type = 'Lock'",
-             PQbackendPID(w));
-    waiting = rt_wait_sql(db->conn, sql, 20);
+    waiting = rt_wait_lock(db->conn, w, 20);
     rt_exec(other, "COMMIT");
     ck_assert_msg(waiting, "%s never waited for the row that `%s` holds", st->name, racer);
     while ((res = PQgetResult(w)) != NULL) {

@@ -72,17 +72,6 @@ expect_error(PGconn *conn, const char *sql, const char *sqlstate, const char *wh
     PQclear(res);
 }
 
-/* Wait (up to 30 s: a failure, not a timing assertion) until the backend pid waits on a lock. */
-static void
-wait_until_blocked(PGconn *observer, PGconn *blocked)
-{
-    char sql[256];
-
-    snprintf(sql, sizeof(sql), "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %d",
-             PQbackendPID(blocked));
-    ck_assert_msg(rt_wait_sql(observer, sql, 30), "the second enqueue never waited for the first");
-}
-
 /* The one row of an async query sent with PQsendQuery: "id existing". */
 static char *
 async_result(PGconn *conn)
@@ -412,7 +401,7 @@ race(const char *args, int commit_first)
     ck_assert_int_eq(ex, 0);
     snprintf(sql, sizeof(sql), "SELECT id || ' ' || existing FROM rhino.enqueue_job(%s)", args);
     ck_assert_int_eq(PQsendQuery(b, sql), 1);
-    wait_until_blocked(obs, b);
+    ck_assert_msg(rt_wait_lock(obs, b, 30), "the second enqueue never waited for the first");
     rt_exec(a, commit_first ? "COMMIT" : "ROLLBACK");
     v = async_result(b);
     if (commit_first) {

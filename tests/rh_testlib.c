@@ -264,6 +264,16 @@ rt_wait_sql(PGconn *conn, const char *sql, double timeout)
     }
 }
 
+int
+rt_wait_lock(PGconn *observer, PGconn *blocked, double timeout)
+{
+    char sql[160];
+
+    snprintf(sql, sizeof(sql), "SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = %d AND wait_event_type = 'Lock'",
+             PQbackendPID(blocked));
+    return rt_wait_sql(observer, sql, timeout);
+}
+
 /* All direct children of pid (workers and reaper), from /proc. */
 int
 rt_children_of(pid_t parent, pid_t *out, int max)

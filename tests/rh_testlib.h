@@ -78,6 +78,13 @@ char *rt_build_so(const char *name, const char *src);
 
 /* Poll sql (which returns one boolean) every 50 ms until 't' or timeout; 1 if reached. */
 int   rt_wait_sql(PGconn *conn, const char *sql, double timeout);
+/*
+ * Whether, within timeout, the session of `blocked` waits for a lock (a row
+ * or a unique index entry that an open transaction wrote), as observer sees
+ * it in pg_stat_activity.  observer must not be inside a transaction: there
+ * pg_stat_activity is a snapshot taken at its first use.
+ */
+int   rt_wait_lock(PGconn *observer, PGconn *blocked, double timeout);
 
 double rt_now(void);   /* monotonic seconds */
 
