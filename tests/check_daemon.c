@@ -1104,6 +1104,70 @@ START_TEST(test_early_start_never_finalizes_a_failed_claim)
 }
 END_TEST
 
+/*
+ * A finalize that the database keeps refusing for a reason of its own (here
+ * a trigger of the user's on rhino.jobs; in life a trigger, a constraint, a
+ * statement_timeout) holds outcomes of jobs that ran.  The worker must not
+ * exit and leave them to a rescue, which would run every job of the batch
+ * again (the non-transactional handler's effect twice): it keeps them,
+ * starts new sessions that replay them, and claims nothing meanwhile.  Once
+ * the cause is gone, every job completes, each run once, at attempt 1.
+ */
+START_TEST(test_refused_finalize_never_reruns_jobs)
+{
+    rt_daemon_t d;
+    int        *counts;
+    char       *log;
+
+    rt_daemon_setup(&d, NULL);
+    d.allow_errors = 1;         /* the refusals are logged as errors */
+    rt_exec(d.conn, "CREATE TABLE refuse (yes boolean)");
+    rt_exec(d.conn, "INSERT INTO refuse VALUES (true)");
+    rt_exec(d.conn, "CREATE FUNCTION refuse_finalize() RETURNS trigger LANGUAGE plpgsql AS $$"
+                    " BEGIN"
+                    "   IF OLD.state = 'running' AND EXISTS (SELECT 1 FROM refuse) THEN"
+                    "     RAISE EXCEPTION 'injected: this finalize is refused';"
+                    "   END IF;"
+                    "   RETURN OLD;"
+                    " END $$");
+    rt_exec(d.conn, "CREATE TRIGGER refuse_finalize BEFORE DELETE ON rhino.jobs"
+                    " FOR EACH ROW EXECUTE FUNCTION refuse_finalize()");
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok') FROM generate_series(1, 20)");
+    rt_daemon_start(&d);
+    /* the rounds give up on the connection, and the new session's replay is refused too */
+    {
+        double t0 = rt_now();
+
+        for (;;) {
+            log = rt_read_file(d.log);
+            if (log && strstr(log, "finalize failed 10 times in a row") && strstr(log, "worker setup failed"))
+                break;
+            free(log);
+            if (rt_now() - t0 > 60) {
+                rt_daemon_dump_log(&d);
+                ck_abort_msg("the refused finalizes never reached a new session's replay");
+            }
+            usleep(100000);
+        }
+        free(log);
+    }
+    /* a rescue would have claimed the jobs again (attempt 2) within a few reaper passes of 0.1 s */
+    ck_assert_msg(!rt_wait_sql(d.conn, "SELECT count(*) > 0 FROM rhino.jobs WHERE attempt > 1", 3),
+                  "jobs whose outcomes were held ran again");
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs WHERE state = 'running'"), 20);
+    /* the cause goes away: the held outcomes are recorded */
+    rt_exec(d.conn, "DELETE FROM refuse");
+    rt_daemon_wait(&d, "SELECT count(*) = 20 FROM rhino.jobs_done WHERE state = 'completed'", 30);
+    rt_daemon_stop(&d);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.jobs_done WHERE attempt = 1"), 20);
+    counts = rt_daemon_ledger_counts(&d, 20);
+    for (int i = 1; i <= 20; i++)
+        ck_assert_msg(counts[i] == 1, "job %d ran %d times", i, counts[i]);
+    free(counts);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
 START_TEST(test_tx_handler_commits_writes_once)
 {
     rt_daemon_t d;
@@ -1585,6 +1649,7 @@ daemon_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_tx_handler_commits_writes_once);
     tcase_add_test(tc, test_early_start_never_finalizes_a_failed_claim);
+    tcase_add_test(tc, test_refused_finalize_never_reruns_jobs);
     tcase_add_test(tc, test_tx_handler_that_commits_is_caught);
     tcase_add_test(tc, test_deadline_kills_and_quarantines);
     tcase_add_test(tc, test_extend_moves_the_deadline);

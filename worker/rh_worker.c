@@ -1569,10 +1569,19 @@ on_sync_seg(rh_seg_t seg, int ok)
             if (W.fin_data_error)
                 outcomes_sanitize(&W.pending, "the finalize");
             if (++W.fin_failures >= 10) {
-                /* the jobs stay running under our id; the reaper hands them back once we are gone */
-                rh_log_error("finalize failed %d times in a row; exiting so that the jobs are rescued",
-                             W.fin_failures);
-                exit(RH_EXIT_ERROR);
+                /*
+                 * Not exit: these outcomes are of jobs that ran, and a rescue
+                 * would run them again (a second charge for a non-transactional
+                 * handler).  A fresh session instead, whose setup replays
+                 * them (fenced) and hands back what has not started; while
+                 * that fails too (a trigger of yours refusing them, say) it
+                 * retries with backoff and claims nothing, and the jobs stay
+                 * running under this live worker until it succeeds.
+                 */
+                W.fin_failures = 0;
+                w_broken("finalize failed 10 times in a row; starting a new session to record "
+                         "the outcomes held");
+                return;
             }
         }
         break;
@@ -1628,8 +1637,16 @@ on_sync_seg(rh_seg_t seg, int ok)
             break;
         }
         if (!ok) {
-            rh_log_error("final finalize/release failed; the reaper will hand our jobs back");
-            exit(RH_EXIT_ERROR);
+            /*
+             * As for a round (above): the outcomes are of jobs that ran, so
+             * keep them for a new session's setup, which replays them and
+             * hands the rest back; the drain then ends as usual.  Should
+             * that never succeed, shutdown_timeout ends the process and the
+             * reaper hands the jobs back.
+             */
+            w_broken("the final finalize/release failed; starting a new session to record the "
+                     "outcomes held");
+            return;
         }
         count_confirmed(&W.inflight, 1);
         rh_log_info("worker drained: %" PRIu64 " claimed, %" PRIu64 " completed, %" PRIu64 " retried, %"
