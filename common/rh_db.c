@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "rh_db.h"
 #include "rh_log.h"
@@ -119,22 +120,65 @@ rh_db_connect_start(const char *dsn, const char *role)
     return conn;
 }
 
+/*
+ * Copy the first line of m into out (outlen bytes), with what follows
+ * "password=" (sslpassword= too) up to the end of its value (a blank, a
+ * quote, '&' or the end; a quoted value to its closing quote) shown as ***.
+ * libpq never prints a password it parsed as one, but a DSN written from a
+ * template with an empty value ("host=db port= password=s3cret", from
+ * port=$PGPORT) hands the next pair to the option before it, and libpq then
+ * quotes it whole in its complaint: invalid integer value
+ * "password=s3cret" for connection option "port".  With the value hidden
+ * the message still names the option that is wrong.
+ */
+static void
+copy_hiding_passwords(char *out, size_t outlen, const char *m)
+{
+    static const char key[] = "password=";
+    const size_t      klen = sizeof(key) - 1;
+    size_t            o = 0;
+
+    while (*m && *m != '\n' && o + 1 < outlen) {
+        if (strncasecmp(m, key, klen) == 0 && o + klen + 4 < outlen) {
+            const char *e = m + klen;
+
+            memcpy(out + o, m, klen);
+            o += klen;
+            if (*e == '\'' || *e == '"') {
+                char q = *e++;
+
+                while (*e && *e != q)
+                    e++;
+                if (*e)
+                    e++;
+            } else {
+                while (*e && *e != ' ' && *e != '\t' && *e != '"' && *e != '\'' && *e != '&' && *e != '\n')
+                    e++;
+            }
+            if (e > m + klen) {
+                memcpy(out + o, "***", 3);
+                o += 3;
+            }
+            m = e;
+            continue;
+        }
+        out[o++] = *m++;
+    }
+    out[o] = '\0';
+}
+
 const char *
 rh_db_error(PGconn *conn, const PGresult *res)
 {
     static char buf[1024];
     const char *m = res ? PQresultErrorMessage(res) : (conn ? PQerrorMessage(conn) : "");
-    char       *nl;
 
     if (m == NULL || *m == '\0')
         m = conn ? PQerrorMessage(conn) : "unknown error";
     if (m == NULL || *m == '\0')
         m = "unknown error (connection lost?)";
-    snprintf(buf, sizeof(buf), "%s", m);
     /* libpq: "FATAL:  database \"x\" does not exist\n"; keep the first line */
-    nl = strchr(buf, '\n');
-    if (nl)
-        *nl = '\0';
+    copy_hiding_passwords(buf, sizeof(buf), m);
     return buf;
 }
 

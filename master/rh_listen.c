@@ -100,7 +100,7 @@ l_send_idle(void)
     p[1] = L.want_idle ? "true" : "false";
     if (!PQsendQueryParams(L.conn, rh_sql(RH_STMT_NODE_IDLE)->sql, 2, NULL, p, NULL, NULL, 0) ||
         PQflush(L.conn) < 0) {
-        l_broken(PQerrorMessage(L.conn));
+        l_broken(rh_db_error(L.conn, NULL));
         return;
     }
     L.busy = 1;
@@ -134,7 +134,7 @@ l_read(void)
     PGresult *res;
 
     if (!PQconsumeInput(L.conn)) {
-        l_broken(PQerrorMessage(L.conn));
+        l_broken(rh_db_error(L.conn, NULL));
         return;
     }
     /* the results of the statement in flight: the LISTEN, or an idle report */
@@ -171,7 +171,7 @@ l_read(void)
         PQfreemem(n);
     }
     if (PQstatus(L.conn) == CONNECTION_BAD) {
-        l_broken(PQerrorMessage(L.conn));
+        l_broken(rh_db_error(L.conn, NULL));
         return;
     }
     l_send_idle();
@@ -188,19 +188,19 @@ l_poll_connect(void)
         l_io_set(EV_WRITE);
         return;
     case PGRES_POLLING_FAILED:
-        l_broken(PQerrorMessage(L.conn));
+        l_broken(rh_db_error(L.conn, NULL));
         return;
     default:
         break;
     }
     L.connecting = 0;
     if (PQsetnonblocking(L.conn, 1) != 0 || !PQsendQuery(L.conn, rh_sql(RH_STMT_LISTEN)->sql)) {
-        l_broken(PQerrorMessage(L.conn));
+        l_broken(rh_db_error(L.conn, NULL));
         return;
     }
     /* a 20-byte query always fits the socket buffer; flush anyway */
     if (PQflush(L.conn) < 0) {
-        l_broken(PQerrorMessage(L.conn));
+        l_broken(rh_db_error(L.conn, NULL));
         return;
     }
     L.busy = 1;
@@ -237,7 +237,7 @@ l_connect(void)
         return;
     L.conn = rh_db_connect_start(L.dsn, "listener");
     if (L.conn == NULL || PQstatus(L.conn) == CONNECTION_BAD) {
-        l_broken(L.conn ? PQerrorMessage(L.conn) : "out of memory");
+        l_broken(L.conn ? rh_db_error(L.conn, NULL) : "out of memory");
         return;
     }
     L.connecting = 1;

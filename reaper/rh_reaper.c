@@ -300,7 +300,7 @@ on_depth(struct ev_loop *loop, ev_io *w, int revents)
     PGresult *res;
 
     if (!PQconsumeInput(R.gconn)) {
-        depth_close(PQerrorMessage(R.gconn));
+        depth_close(rh_db_error(R.gconn, NULL));
         return;
     }
     while (!PQisBusy(R.gconn)) {
@@ -339,7 +339,7 @@ queue_depth(void)
     if (rh_metrics == NULL || R.gsent > 0)
         return;
     if (R.gconn != NULL && PQstatus(R.gconn) != CONNECTION_OK)
-        depth_close(PQerrorMessage(R.gconn));
+        depth_close(rh_db_error(R.gconn, NULL));
     if (R.gconn == NULL) {
         /* blocking, as the pass's own connect; said once until it works (retried at the next count) */
         if ((R.gconn = rh_db_connect(R.cfg->dsn, "reaper gauges", err, sizeof(err))) == NULL) {
@@ -360,7 +360,7 @@ queue_depth(void)
     snprintf(limit, sizeof(limit), "%d", R.cfg->metrics_depth_limit);
     p[0] = R.cfg->metrics_depth_limit > 0 ? limit : NULL;    /* NULL: LIMIT ALL */
     if (!PQsendQueryParams(R.gconn, rh_sql(RH_STMT_QUEUE_DEPTH)->sql, 1, NULL, p, NULL, NULL, 0)) {
-        depth_close(PQerrorMessage(R.gconn));
+        depth_close(rh_db_error(R.gconn, NULL));
         return;
     }
     R.gsent = rh_mono_now();

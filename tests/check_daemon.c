@@ -1343,6 +1343,44 @@ START_TEST(test_bad_dsn_fails_fast)
 }
 END_TEST
 
+/*
+ * A DSN from a template with an empty value: "port=" takes the next pair,
+ * "password=s3cret", as its value, and libpq quotes that whole in its
+ * complaint about the port.  Neither rhino's log nor rhinoctl's error may
+ * show the password; both still name the option that is wrong.
+ */
+START_TEST(test_dsn_template_gap_hides_the_password)
+{
+    static const char *dsns[] = { "host=127.0.0.1 port= password=s3cret dbname=none",
+                                  "host=127.0.0.1 sslmode= password=s3cret dbname=none",
+                                  "host=127.0.0.1 port= password='s3cret' dbname=none",
+                                  "host=127.0.0.1 port= sslpassword=s3cret dbname=none" };
+
+    for (size_t i = 0; i < sizeof(dsns) / sizeof(dsns[0]); i++) {
+        char  ini[8192], env_dsn[256], *path, *out = NULL, *err = NULL;
+        char *env[] = { env_dsn, NULL };
+        int   rc;
+
+        snprintf(env_dsn, sizeof(env_dsn), "RHINO_DSN=%s", dsns[i]);
+        snprintf(ini, sizeof(ini), "[handlers]\npath = %s\n", rt_handlers_so());
+        path = rt_write_file("rhino.ini", ini);
+        rc = run_rhino(env, path, 0, &err);
+        ck_assert_int_eq(rc, 1);
+        ck_assert_msg(strstr(err, "cannot connect to the database"), "%s", err);
+        ck_assert_msg(strstr(err, i == 1 ? "sslmode" : "port"), "the wrong option is not named: %s", err);
+        ck_assert_msg(strstr(err, "s3cret") == NULL, "the password leaked into the log: %s", err);
+        free(err);
+        err = NULL;
+        rc = rt_ctl(dsns[i], NULL, &out, &err, "stats", NULL);
+        ck_assert_int_ne(rc, 0);
+        ck_assert_msg(err && strstr(err, "s3cret") == NULL, "rhinoctl leaked the password: %s", err ? err : "");
+        ck_assert_msg(strstr(err, "password=***"), "%s", err);
+        free(out);
+        free(err);
+    }
+}
+END_TEST
+
 START_TEST(test_unmigrated_database_is_refused)
 {
     char  ini[8192], *path, *err = NULL, *dsn = rt_db_create(), env_dsn[4200];
@@ -1660,6 +1698,7 @@ daemon_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_config_test_mode);
     tcase_add_test(tc, test_bad_dsn_fails_fast);
+    tcase_add_test(tc, test_dsn_template_gap_hides_the_password);
     tcase_add_test(tc, test_unmigrated_database_is_refused);
     suite_add_tcase(s, tc);
 

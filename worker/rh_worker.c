@@ -776,7 +776,7 @@ send_query(rh_stmt_id_t id, rh_expect_kind_t kind, rh_seg_t seg, const char *con
         snprintf(name, sizeof(name), "rhino_%s", st->name);
         if (!W.prepared[id]) {
             if (!PQsendPrepare(W.conn, name, st->sql, st->nparams, NULL)) {
-                w_broken(PQerrorMessage(W.conn));
+                w_broken(rh_db_error(W.conn, NULL));
                 return -1;
             }
             fifo_push(E_PREPARE, seg);
@@ -788,7 +788,7 @@ send_query(rh_stmt_id_t id, rh_expect_kind_t kind, rh_seg_t seg, const char *con
         ok = PQsendQueryParams(W.conn, st->sql, st->nparams, NULL, params, NULL, NULL, 0);
     }
     if (!ok) {
-        w_broken(PQerrorMessage(W.conn));
+        w_broken(rh_db_error(W.conn, NULL));
         return -1;
     }
     fifo_push(kind, seg);
@@ -800,7 +800,7 @@ send_sync(rh_seg_t seg)
 {
     /* PQpipelineSync also flushes; a partial write leaves the rest to the write watcher */
     if (!PQpipelineSync(W.conn)) {
-        w_broken(PQerrorMessage(W.conn));
+        w_broken(rh_db_error(W.conn, NULL));
         return -1;
     }
     fifo_push(E_SYNC, seg);
@@ -816,7 +816,7 @@ flush_out(void)
     int rc = PQflush(W.conn);
 
     if (rc < 0) {
-        w_broken(PQerrorMessage(W.conn));
+        w_broken(rh_db_error(W.conn, NULL));
         return -1;
     }
     io_update(rc == 1);
@@ -1078,7 +1078,7 @@ sync_drain(void)
             return -1;
         }
         if (!PQconsumeInput(W.conn)) {
-            w_broken(PQerrorMessage(W.conn));
+            w_broken(rh_db_error(W.conn, NULL));
             return -1;
         }
         drain_results();
@@ -1265,7 +1265,7 @@ run_tx(int start, int end)
         rh_fatal("out of memory");
     if (sync_drain() < 0 || !PQexitPipelineMode(W.conn) || PQsetnonblocking(W.conn, 0) != 0) {
         if (W.conn && W.connected)
-            w_broken(PQerrorMessage(W.conn));
+            w_broken(rh_db_error(W.conn, NULL));
         free(drop);
         return start;
     }
@@ -1437,7 +1437,7 @@ run_tx(int start, int end)
     free(tx.v);
     free(drop);
     if (PQsetnonblocking(W.conn, 1) != 0 || !PQenterPipelineMode(W.conn)) {
-        w_broken(PQerrorMessage(W.conn));
+        w_broken(rh_db_error(W.conn, NULL));
         return stop_at;
     }
     return stop_at;
@@ -1448,7 +1448,7 @@ lost:
     outcomes_clear(&tx);
     free(tx.v);
     free(drop);
-    w_broken(PQerrorMessage(W.conn));
+    w_broken(rh_db_error(W.conn, NULL));
     return start;
 }
 
@@ -1911,7 +1911,7 @@ w_step(void)
             /* nothing in hand and no finalize in this transaction: ask for the rows before the commit */
             if (seg == SEG_CLAIM && W.cur == NULL && W.cfg->early_start) {
                 if (!PQsendFlushRequest(W.conn)) {
-                    w_broken(PQerrorMessage(W.conn));
+                    w_broken(rh_db_error(W.conn, NULL));
                     return;
                 }
                 W.claim_flushed = 1;
@@ -1966,7 +1966,7 @@ on_io(struct ev_loop *loop, ev_io *w, int revents)
     }
     if (revents & EV_READ) {
         if (!PQconsumeInput(W.conn)) {
-            w_broken(PQerrorMessage(W.conn));
+            w_broken(rh_db_error(W.conn, NULL));
             return;
         }
     }
@@ -2106,7 +2106,7 @@ w_connect_start(void)
         if (W.conn == NULL)
             rh_fatal("out of memory");
         if (PQstatus(W.conn) == CONNECTION_BAD) {
-            w_broken(PQerrorMessage(W.conn));
+            w_broken(rh_db_error(W.conn, NULL));
             return;
         }
         W.connecting = 1;
@@ -2127,14 +2127,14 @@ w_connect_start(void)
         W.io_events = st == PGRES_POLLING_READING ? EV_READ : EV_WRITE;
         return;
     case PGRES_POLLING_FAILED:
-        w_broken(PQerrorMessage(W.conn));
+        w_broken(rh_db_error(W.conn, NULL));
         return;
     default:
         break;
     }
     W.connecting = 0;
     if (PQsetnonblocking(W.conn, 1) != 0 || !PQenterPipelineMode(W.conn)) {
-        w_broken(PQerrorMessage(W.conn));
+        w_broken(rh_db_error(W.conn, NULL));
         return;
     }
     io_update(0);
