@@ -340,6 +340,8 @@ static const struct {
     [RH_CNT_STALE] = { "rhino_finalizes_stale_total",
                        "Outcomes rejected because the job had been rescued and claimed again." },
     [RH_CNT_SNOOZED] = { "rhino_jobs_snoozed_total", "Runs committed as snoozed (RHINO_SNOOZE)." },
+    [RH_CNT_CANCELLED] = { "rhino_jobs_cancelled_total",
+                           "Jobs committed as cancelled by a worker (rhino.cancel: not run, or stopped)." },
 };
 
 static const struct {

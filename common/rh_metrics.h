@@ -36,6 +36,7 @@ typedef enum {
     RH_CNT_DISCARDED,
     RH_CNT_STALE,           /* finalizes rejected: the job had been rescued and claimed again */
     RH_CNT_SNOOZED,         /* RHINO_SNOOZE: run again later, no error counted */
+    RH_CNT_CANCELLED,       /* recorded cancelled: not run, or stopped, after rhino.cancel */
     RH_CNT__COUNT
 } rh_counter_id_t;
 

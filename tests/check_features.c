@@ -416,9 +416,10 @@ START_TEST(test_cancel_running_cooperative)
     s = rt_query1(d.conn, "SELECT last_error FROM rhino.jobs_done WHERE id = 1");
     ck_assert_str_eq(s, "stopped: cancelled");
     free(s);
-    /* the worker was not killed: it stopped by itself */
+    /* the worker was not killed: it stopped by itself; and it counted a cancel, not a discard */
     s = rt_read_file(d.log);
     ck_assert_msg(strstr(s, "killing the worker") == NULL, "%s", s);
+    ck_assert_msg(strstr(s, " 0 retried, 0 discarded, 1 cancelled,") != NULL, "%s", s);
     free(s);
     rt_daemon_teardown(&d);
 }
@@ -493,6 +494,13 @@ cancel_claimed_not_started(const char *kind, int tx)
         ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM ledger WHERE job_id = 1"), 1);
     } else {
         ck_assert_int_eq(runs_of(&d, 2), 0);
+    }
+    /* one worker: its exit line counts the skipped job as cancelled, not discarded */
+    {
+        char *log = rt_read_file(d.log);
+
+        ck_assert_msg(log && strstr(log, " 1 completed, 0 retried, 0 discarded, 1 cancelled,"), "%s", log ? log : "");
+        free(log);
     }
     rt_daemon_teardown(&d);
 }

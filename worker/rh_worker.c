@@ -115,6 +115,14 @@ typedef struct {
     char       *err;            /* malloc'd, valid UTF-8, or NULL */
     int         mkey;           /* its (queue, kind) in the metrics table */
     int         unconfirmed;    /* its claim's commit not seen yet (early start) */
+    /*
+     * Counted as cancelled, not by its state: the job's cancel was known
+     * (job_outcome) when its outcome was made, so the finalize,
+     * which finds cancel_requested_at set, records a failed or unrun job
+     * as cancelled.  A cancel requested after that is recorded so too but
+     * counted by state: the worker cannot tell.
+     */
+    int         cancelled;
 } rh_outcome_t;
 
 typedef struct {
@@ -203,7 +211,7 @@ static struct {
     int                final_resent;    /* ... and went again after a data exception (this connection) */
 
     /* counters for the exit line */
-    uint64_t           n_done, n_retry, n_discard, n_stale, n_claimed, n_snooze;
+    uint64_t           n_done, n_retry, n_discard, n_stale, n_claimed, n_snooze, n_cancel;
 } W;
 
 static volatile sig_atomic_t w_stop;
@@ -496,6 +504,7 @@ outcome_add(rh_outcomes_t *l, int64_t id, int attempt, const char *state, double
     l->v[l->n].err = err ? utf8_clean(err) : NULL;
     l->v[l->n].mkey = -1;
     l->v[l->n].unconfirmed = W.unconfirmed;
+    l->v[l->n].cancelled = 0;
     l->n++;
 }
 
@@ -509,7 +518,8 @@ outcome_not_run(const rhino_job *job, const char *why)
 {
     outcome_add(&W.pending, job->id, job->attempt, "discarded", 0, why);
     W.pending.v[W.pending.n - 1].mkey = rh_metrics_key(job->queue, job->kind);
-    W.n_discard++;
+    W.pending.v[W.pending.n - 1].cancelled = 1;
+    W.n_cancel++;
 }
 
 static void
@@ -529,6 +539,7 @@ outcomes_move(rh_outcomes_t *dst, rh_outcomes_t *src)
         dst->v[dst->n - 1].err = src->v[i].err;
         dst->v[dst->n - 1].mkey = src->v[i].mkey;
         dst->v[dst->n - 1].unconfirmed = src->v[i].unconfirmed;
+        dst->v[dst->n - 1].cancelled = src->v[i].cancelled;
     }
     src->n = 0;
 }
@@ -537,7 +548,9 @@ outcomes_move(rh_outcomes_t *dst, rh_outcomes_t *src)
 static void
 outcome_uncount(const rh_outcome_t *o)
 {
-    if (strcmp(o->state, "completed") == 0)
+    if (o->cancelled)
+        W.n_cancel--;
+    else if (strcmp(o->state, "completed") == 0)
         W.n_done--;
     else if (strcmp(o->state, "discarded") == 0)
         W.n_discard--;
@@ -661,7 +674,8 @@ count_confirmed(const rh_outcomes_t *l, int with_stale)
 
     for (int i = 0; i < l->n; i++) {
         const rh_outcome_t *o = &l->v[i];
-        rh_counter_id_t     w = o->state[0] == 'c' ? RH_CNT_COMPLETED
+        rh_counter_id_t     w = o->cancelled ? RH_CNT_CANCELLED
+                                : o->state[0] == 'c' ? RH_CNT_COMPLETED
                                 : o->state[0] == 'd' ? RH_CNT_DISCARDED
                                 : o->state[0] == 's' ? RH_CNT_SNOOZED : RH_CNT_RETRIED;
 
@@ -977,9 +991,9 @@ call_handler(const rh_handler_t *h, rhino_job *job)
     return rc;
 }
 
-/* Turn a handler's return code into an outcome in list l. */
+/* Turn a handler's return code into an outcome in list l (job_outcome). */
 static void
-job_outcome(rhino_job *job, int rc, rh_outcomes_t *l)
+outcome_of_rc(rhino_job *job, int rc, rh_outcomes_t *l)
 {
     const char *err = job->has_error ? job->error : NULL;
     int         mkey = rh_metrics_key(job->queue, job->kind);
@@ -1026,6 +1040,29 @@ job_outcome(rhino_job *job, int rc, rh_outcomes_t *l)
         outcome_add(l, job->id, job->attempt, "retryable", d, err);
         l->v[l->n - 1].mkey = mkey;
         W.n_retry++;
+    }
+}
+
+/*
+ * A handler's outcome, as outcome_of_rc makes it, counted as cancelled
+ * rather than by its state when it is not a completion and the job's
+ * cancel is known here (the reaper flagged it on our slot for the handler,
+ * rhino_job_cancelled, or listed it): the finalize, which finds
+ * cancel_requested_at set, then records it cancelled (a handler that
+ * noticed the cancel and returned RHINO_RETRY or RHINO_DISCARD, as asked),
+ * and an alert on discards must not fire for it.
+ */
+static void
+job_outcome(rhino_job *job, int rc, rh_outcomes_t *l)
+{
+    rh_outcome_t *o;
+
+    outcome_of_rc(job, rc, l);
+    o = &l->v[l->n - 1];
+    if (strcmp(o->state, "completed") != 0 && (rhino_job_cancelled(job) || rh_shm_cancel_listed(W.root, job->id))) {
+        outcome_uncount(o);
+        o->cancelled = 1;
+        W.n_cancel++;
     }
 }
 
@@ -1650,8 +1687,8 @@ on_sync_seg(rh_seg_t seg, int ok)
         }
         count_confirmed(&W.inflight, 1);
         rh_log_info("worker drained: %" PRIu64 " claimed, %" PRIu64 " completed, %" PRIu64 " retried, %"
-                    PRIu64 " discarded, %" PRIu64 " stale, %" PRIu64 " committed in transactions",
-                    W.n_claimed, W.n_done, W.n_retry, W.n_discard, W.n_stale, W.n_tx_committed);
+                    PRIu64 " discarded, %" PRIu64 " cancelled, %" PRIu64 " stale, %" PRIu64 " committed in transactions",
+                    W.n_claimed, W.n_done, W.n_retry, W.n_discard, W.n_cancel, W.n_stale, W.n_tx_committed);
         PQfinish(W.conn);
         exit(RH_EXIT_OK);
     case SEG_ROUND:
