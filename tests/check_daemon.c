@@ -108,6 +108,20 @@ START_TEST(test_unknown_kind_is_retried_with_error)
     s = rt_query1(d.conn, "SELECT state::text FROM rhino.jobs WHERE id = 1");
     ck_assert_msg(strcmp(s, "retryable") == 0 || strcmp(s, "available") == 0, "state %s", s);
     free(s);
+    /* the log says it too, with what to do: once per worker, not once per run */
+    {
+        char       *log = rt_read_file(d.log);
+        const char *p = log;
+        int         n = 0;
+
+        while ((p = strstr(p, "no handler for kind \\\"no_such_kind\\\" (job 1, and every other job of it)")) != NULL) {
+            n++;
+            p++;
+        }
+        ck_assert_msg(n >= 1 && n <= 2, "%d warnings for 2 workers: %s", n, log);
+        ck_assert_msg(strstr(log, "load a library that declares it") != NULL, "%s", log);
+        free(log);
+    }
     rt_daemon_teardown(&d);
 }
 END_TEST

@@ -1067,6 +1067,38 @@ job_outcome(rhino_job *job, int rc, rh_outcomes_t *l)
 }
 
 /*
+ * A job of a kind no handler serves fails each run with that in its
+ * last_error, and is retried with backoff until max_attempts discards it:
+ * a typo in an enqueue, or a deploy that forgot a library.  Only the job's
+ * row said so; say it once in the log too, per kind and worker life (at
+ * most RH_UNKNOWN_KINDS kinds, so that a flood of made-up kinds cannot grow
+ * the list), with what to do.
+ */
+#define RH_UNKNOWN_KINDS 32
+
+static void
+warn_unknown_kind(const rhino_job *job)
+{
+    static char *seen[RH_UNKNOWN_KINDS];
+    static int   nseen;
+
+    for (int i = 0; i < nseen; i++)
+        if (strcmp(seen[i], job->kind) == 0)
+            return;
+    if (nseen == RH_UNKNOWN_KINDS)
+        return;
+    seen[nseen] = strdup(job->kind);
+    if (seen[nseen] == NULL)
+        return;
+    nseen++;
+    rh_log_warning("no handler for kind \"%s\" (job %" PRId64 ", and every other job of it): it is retried "
+                   "with backoff and discarded after max_attempts; load a library that declares it "
+                   "([handlers] path, then SIGHUP), or cancel the jobs (loaded kinds: %s)%s",
+                   job->kind, job->id, W.kinds,
+                   nseen == RH_UNKNOWN_KINDS ? "; further unknown kinds are not logged" : "");
+}
+
+/*
  * The handler for row `row`, or NULL after recording the outcome of a job
  * that must not run (no handler for its kind, attempts exhausted).
  */
@@ -1088,6 +1120,7 @@ job_handler(int row, rhino_job *job)
                  job->kind, W.kinds);
         job->has_error = 1;
         job_outcome(job, RHINO_RETRY, &W.pending);
+        warn_unknown_kind(job);
     }
     return h;
 }
