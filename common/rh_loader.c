@@ -6,21 +6,23 @@
  * and the header's weak rhino_module_handlers() returns that section's
  * bounds; dlsym() on the object's own handle finds that object's copy.
  *
- * The loader runs in each worker after fork (so a SIGHUP roll loads the new
- * code), and once in a throwaway child of the master to validate a config
- * before it is used: the master itself never runs handler code.
+ * The loader runs in each worker after fork, and once in a throwaway child
+ * of the master to validate a config before it is used: the master itself
+ * never runs handler code.  Both load the master's sealed copies of the
+ * libraries (rh_pin.c), never the files themselves, so every worker of a
+ * config runs exactly the bytes its check accepted; errors still name the
+ * files.
  */
 #include "config.h"
 
-#include <dirent.h>
 #include <dlfcn.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "rh_loader.h"
+#include "rh_log.h"
+#include "rh_pin.h"
 
 typedef const rhino_handler_def *const *(*rh_module_fn)(size_t *n);
 
@@ -32,14 +34,26 @@ cmp_handler(const void *a, const void *b)
     return strcmp(((const rh_handler_t *) a)->kind, ((const rh_handler_t *) b)->kind);
 }
 
-static int
-cmp_str(const void *a, const void *b)
+/*
+ * dlerror() names the file as it was opened, /proc/self/fd/N: the part
+ * after that name, for a message that names the library's own path.
+ */
+static const char *
+dl_reason(const char *dlpath)
 {
-    return strcmp(*(char *const *) a, *(char *const *) b);
+    const char *e = dlerror();
+    size_t      n = strlen(dlpath);
+
+    if (e == NULL)
+        return "unknown error";
+    if (strncmp(e, dlpath, n) == 0 && e[n] == ':')
+        e += n + 1 + (e[n + 1] == ' ');
+    return e;
 }
 
+/* Load the library at path, as its copy dlpath. */
 static int
-load_one(rh_registry_t *reg, const char *path, char *err, size_t errlen)
+load_one(rh_registry_t *reg, const char *path, const char *dlpath, char *err, size_t errlen)
 {
     void                           *dl;
     rh_module_fn                    fn;
@@ -52,9 +66,9 @@ load_one(rh_registry_t *reg, const char *path, char *err, size_t errlen)
     if (rh_loader_on_load)
         rh_loader_on_load(path);
     /* RTLD_NOW: an undefined symbol is found here, not in the middle of a batch */
-    dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    dl = dlopen(dlpath, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {
-        snprintf(err, errlen, "handler %s: cannot load: %s", path, dlerror());
+        snprintf(err, errlen, "handler %s: cannot load: %s", path, dl_reason(dlpath));
         return -1;
     }
     *(void **) &fn = dlsym(dl, "rhino_module_handlers");
@@ -108,7 +122,17 @@ load_one(rh_registry_t *reg, const char *path, char *err, size_t errlen)
     }
     reg->dl[reg->ndl] = dl;
     for (size_t i = 0; i < n; i++) {
-        reg->handlers[reg->n].kind = defs[i]->kind;
+        /*
+         * The registry keeps its own copy of the kind: its sorted order and
+         * the "loaded:" list of an error must not depend on bytes mapped
+         * from a file.  A library overwritten in place once changed them
+         * under a running worker, and every lookup missed kinds it listed.
+         */
+        if ((reg->handlers[reg->n].kind = strdup(defs[i]->kind)) == NULL) {
+            snprintf(err, errlen, "handler %s: out of memory", path);
+            reg->ndl++;         /* unloaded with the rest */
+            return -1;
+        }
         reg->handlers[reg->n].fn = defs[i]->fn;
         reg->handlers[reg->n].flags = defs[i]->flags;
         reg->handlers[reg->n].so = reg->so_paths[reg->ndl];
@@ -118,67 +142,14 @@ load_one(rh_registry_t *reg, const char *path, char *err, size_t errlen)
     return 0;
 }
 
-static int
-load_dir(rh_registry_t *reg, const char *dir, char *err, size_t errlen)
-{
-    DIR           *d = opendir(dir);
-    struct dirent *e;
-    char         **names = NULL;
-    size_t         n = 0, cap = 0;
-    int            rc = 0;
-
-    if (d == NULL) {
-        snprintf(err, errlen, "handler directory %s: %s", dir, strerror(errno));
-        return -1;
-    }
-    while ((e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        if (len < 4 || strcmp(e->d_name + len - 3, ".so") != 0)
-            continue;
-        if (n == cap) {
-            char **g = realloc(names, sizeof(char *) * (cap = cap ? cap * 2 : 8));
-            if (g == NULL)
-                break;
-            names = g;
-        }
-        names[n] = malloc(strlen(dir) + len + 2);
-        if (names[n] == NULL)
-            break;
-        sprintf(names[n], "%s/%s", dir, e->d_name);
-        n++;
-    }
-    closedir(d);
-    if (n == 0) {
-        snprintf(err, errlen, "handler directory %s: holds no .so file", dir);
-        rc = -1;
-    }
-    if (n > 0)
-        qsort(names, n, sizeof(char *), cmp_str);
-    for (size_t i = 0; i < n; i++) {
-        if (rc == 0 && load_one(reg, names[i], err, errlen) < 0)
-            rc = -1;
-        free(names[i]);
-    }
-    free(names);
-    return rc;
-}
-
 int
-rh_loader_load(rh_registry_t *reg, char *const *paths, int npaths, char *err, size_t errlen)
+rh_loader_load_pinned(rh_registry_t *reg, const rh_pin_t *pin, char *err, size_t errlen)
 {
     memset(reg, 0, sizeof(*reg));
-    for (int i = 0; i < npaths; i++) {
-        struct stat st;
-        int         rc;
+    for (int i = 0; i < pin->n; i++) {
+        char dlpath[64];
 
-        if (stat(paths[i], &st) < 0) {
-            snprintf(err, errlen, "handler %s: %s (check [handlers] path)", paths[i], strerror(errno));
-            rh_loader_unload(reg);
-            return -1;
-        }
-        rc = S_ISDIR(st.st_mode) ? load_dir(reg, paths[i], err, errlen)
-                                 : load_one(reg, paths[i], err, errlen);
-        if (rc < 0) {
+        if (load_one(reg, pin->paths[i], rh_pin_path(pin, i, dlpath, sizeof(dlpath)), err, errlen) < 0) {
             rh_loader_unload(reg);
             return -1;
         }
@@ -198,14 +169,48 @@ rh_loader_load(rh_registry_t *reg, char *const *paths, int npaths, char *err, si
     return 0;
 }
 
+int
+rh_loader_load(rh_registry_t *reg, char *const *paths, int npaths, char *err, size_t errlen)
+{
+    rh_pin_t pin;
+    int      rc;
+
+    if (rh_pin_take(&pin, paths, npaths, err, errlen) < 0) {
+        memset(reg, 0, sizeof(*reg));
+        return -1;
+    }
+    rc = rh_loader_load_pinned(reg, &pin, err, errlen);
+    /* the mappings dlopen() made keep the copies alive */
+    rh_pin_release(&pin);
+    return rc;
+}
 const rh_handler_t *
 rh_loader_find(const rh_registry_t *reg, const char *kind)
 {
-    rh_handler_t key = { kind, NULL, 0, NULL };
+    rh_handler_t        key = { kind, NULL, 0, NULL };
+    const rh_handler_t *h;
+    static int          told;
 
     if (reg->n == 0)
         return NULL;
-    return bsearch(&key, reg->handlers, (size_t) reg->n, sizeof(rh_handler_t), cmp_handler);
+    h = bsearch(&key, reg->handlers, (size_t) reg->n, sizeof(rh_handler_t), cmp_handler);
+    if (h != NULL)
+        return h;
+    /*
+     * A miss is normally an unknown kind (retried with "no handler for kind
+     * ... (loaded: ...)").  Should the sorted table ever be out of order,
+     * a kind it lists would be missed and that message contradict itself
+     * on every job: scan it (a few kinds), use the hit, say so once.
+     */
+    for (int i = 0; i < reg->n; i++)
+        if (strcmp(reg->handlers[i].kind, kind) == 0) {
+            if (!told++)
+                rh_log_error("handler registry: the lookup missed kind \"%s\" (from %s) that this process "
+                             "loaded; its table is out of order (a bug: please report it); "
+                             "found it by a scan", kind, reg->handlers[i].so);
+            return &reg->handlers[i];
+        }
+    return NULL;
 }
 
 void
@@ -221,6 +226,8 @@ rh_loader_kinds(const rh_registry_t *reg, char *buf, size_t len)
 void
 rh_loader_unload(rh_registry_t *reg)
 {
+    for (int i = 0; i < reg->n; i++)
+        free((char *) reg->handlers[i].kind);
     for (int i = 0; i < reg->ndl; i++) {
         dlclose(reg->dl[i]);
         free(reg->so_paths[i]);

@@ -72,7 +72,7 @@ main(int argc, char **argv)
     rh_log_level = cfg->log_level;
     rh_log_format = cfg->log_format;
     if (test) {
-        if (rh_master_check_handlers(cfg) < 0) {
+        if (rh_master_check_handlers(cfg, NULL) < 0) {
             fprintf(stderr, "rhino: configuration file %s test failed\n", file);
             return 1;
         }

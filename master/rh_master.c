@@ -24,10 +24,12 @@
  *            memory; the reaper stops renewing its lease, and once the lease
  *            runs out its jobs are rescued.  When it continues, its late
  *            finalizes are stale and rejected.
- *   SIGHUP   re-read the config; if it and its handlers are valid, roll the
- *            workers one at a time (stop one, start its successor with the
- *            new config and freshly loaded handler code), then the reaper.
- *            If not, log why and keep running the old one.
+ *   SIGHUP   re-read the config and take sealed copies of its handler
+ *            libraries (rh_pin.c); if both are valid, roll the workers one
+ *            at a time (stop one, start its successor with the new config
+ *            and the new copies), then the reaper.  If not, log why and keep
+ *            running the old ones, copies included: a worker respawned
+ *            later loads the accepted copies, never the files on disk.
  *
  * Children notice the master's death through PR_SET_PDEATHSIG (SIGTERM), so
  * a SIGKILLed master leaves no orphans working unsupervised.
@@ -59,6 +61,7 @@
 #include "rh_master.h"
 #include "rh_metrics.h"
 #include "rh_notify.h"
+#include "rh_pin.h"
 #include "rh_proc.h"
 #include "rh_reaper.h"
 #include "rh_shm.h"
@@ -88,6 +91,14 @@ typedef enum {
 
 static struct {
     rh_config_t    *cfg;
+    /*
+     * The accepted handler code: sealed copies of cfg's libraries, taken
+     * when cfg was accepted.  Every worker started under cfg loads these,
+     * whatever the files hold by then.  Replaced only by an accepted reload;
+     * the replaced copies are closed at once here, and the kernel frees
+     * each one when the last worker that mapped it exits.
+     */
+    rh_pin_t        pin;
     int64_t         node_id;
     rh_shm_t       *shm;
     pid_t           pid;
@@ -123,6 +134,7 @@ static struct {
      */
     pid_t           check_pid;
     rh_config_t    *check_cfg;
+    rh_pin_t        check_pin;  /* check_cfg's copies: M.pin if the reload is accepted */
     char           *check_note;
     int             check_timed_out;
     ev_timer        check_timer;
@@ -178,6 +190,8 @@ child_init(void)
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
     signal(SIGCHLD, SIG_DFL);
+    /* a reload's copies under check are not this child's to load, nor to keep open */
+    rh_pin_release(&M.check_pin);
     /*
      * SIGUSR1 stays ignored (inherited from the master, so from the fork on)
      * until the child's own loop takes it: the master pokes the reaper with
@@ -200,8 +214,11 @@ child_init(void)
 }
 
 /*
- * The handler check: a child loads the config's handler libraries (running
- * their constructors) and exits 0 if they are valid.  Its time is bounded by
+ * The handler check: a child loads the sealed copies of the config's
+ * handler libraries (running their constructors) and exits 0 if they are
+ * valid.  The copies are taken before, in the master, and the workers load
+ * those same copies later: what runs is exactly what was checked, however
+ * the files change meanwhile.  Its time is bounded by
  * [handlers] load_timeout: a constructor that blocks (a DNS lookup, a lock,
  * a sleep) must not hold the master, so the child is killed after that long
  * and the config rejected.  The child writes the path it is loading into a
@@ -217,9 +234,9 @@ check_note_loading(const char *path)
     snprintf(check_note, RH_CHECK_NOTE, "%s", path);
 }
 
-/* Fork the checking child; returns its pid, or -1 after logging.  *note gets its page (munmap it). */
+/* Fork the child checking pin; returns its pid, or -1 after logging.  *note gets its page (munmap it). */
 static pid_t
-check_fork(const rh_config_t *cfg, char **note)
+check_fork(const rh_pin_t *pin, char **note)
 {
     pid_t pid;
     char *page = mmap(NULL, RH_CHECK_NOTE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -251,7 +268,7 @@ check_fork(const rh_config_t *cfg, char **note)
         rh_log_set_role("check");
         check_note = page;
         rh_loader_on_load = check_note_loading;
-        if (rh_loader_load(&reg, cfg->handler_paths, cfg->nhandler_paths, err, sizeof(err)) < 0) {
+        if (rh_loader_load_pinned(&reg, pin, err, sizeof(err)) < 0) {
             rh_log_error("%s", err);
             _exit(RH_EXIT_FATAL);
         }
@@ -280,19 +297,27 @@ check_result(const rh_config_t *cfg, int status, int timed_out, const char *note
 }
 
 /*
- * At start and for rhino -t, before the master's loop exists: wait for the
- * check here, polling, for at most [handlers] load_timeout.
+ * At start and for rhino -t, before the master's loop exists: take the
+ * copies, and wait for their check here, polling, for at most [handlers]
+ * load_timeout.  pin (may be NULL) gets the checked copies.
  */
 int
-rh_master_check_handlers(const rh_config_t *cfg)
+rh_master_check_handlers(const rh_config_t *cfg, rh_pin_t *pin)
 {
-    char  *note = NULL;
-    pid_t  pid = check_fork(cfg, &note);
-    double deadline = rh_mono_now() + cfg->handler_load_timeout;
-    int    status = 0, timed_out = 0, rc;
+    char     *note = NULL, err[1024];
+    rh_pin_t  taken;
+    pid_t     pid;
+    double    deadline = rh_mono_now() + cfg->handler_load_timeout;
+    int       status = 0, timed_out = 0, rc;
 
-    if (pid < 0)
+    if (rh_pin_take(&taken, cfg->handler_paths, cfg->nhandler_paths, err, sizeof(err)) < 0) {
+        rh_log_error("%s", err);
         return -1;
+    }
+    if ((pid = check_fork(&taken, &note)) < 0) {
+        rh_pin_release(&taken);
+        return -1;
+    }
     for (;;) {
         pid_t r = waitpid(pid, &status, timed_out ? 0 : WNOHANG);
 
@@ -301,6 +326,7 @@ rh_master_check_handlers(const rh_config_t *cfg)
         if (r < 0 && errno != EINTR) {
             rh_log_error("waitpid() failed while checking handlers: %s", strerror(errno));
             munmap(note, RH_CHECK_NOTE);
+            rh_pin_release(&taken);
             return -1;
         }
         if (r == 0 && rh_mono_now() >= deadline) {
@@ -312,6 +338,10 @@ rh_master_check_handlers(const rh_config_t *cfg)
     }
     rc = check_result(cfg, status, timed_out, note);
     munmap(note, RH_CHECK_NOTE);
+    if (rc == 0 && pin != NULL)
+        *pin = taken;
+    else
+        rh_pin_release(&taken);
     return rc;
 }
 
@@ -370,7 +400,8 @@ spawn(rh_proc_t *p)
     if (pid == 0) {
         child_init();
         if (p->role == RH_ROLE_WORKER)
-            rh_worker_main(M.cfg, p->slot, p->generation, M.node_id, M.shm);
+            rh_worker_main(M.cfg, &M.pin, p->slot, p->generation, M.node_id, M.shm);
+        rh_pin_release(&M.pin);         /* the reaper runs no handler code */
         rh_reaper_main(M.cfg, M.node_id, M.shm);
     }
     p->pid = pid;
@@ -743,10 +774,20 @@ check_done(int status)
             rh_log_info("reload dropped: rhino is stopping");
         else
             rh_log_error("reload failed (handlers above), keeping the running configuration");
+        rh_pin_release(&M.check_pin);
         rh_config_free(ncfg);
         free(ncfg);
         return;
     }
+    /*
+     * The checked copies become the running code.  The old ones are closed
+     * here: the old workers mapped theirs when they loaded them, which keeps
+     * them for as long as those workers live, and no worker started from
+     * now on loads them.
+     */
+    rh_pin_release(&M.pin);
+    M.pin = M.check_pin;
+    memset(&M.check_pin, 0, sizeof(M.check_pin));
     reload_apply(ncfg);
 }
 
@@ -792,9 +833,17 @@ on_hup(struct ev_loop *loop, ev_signal *w, int revents)
         free(ncfg);
         return;
     }
-    if ((M.check_pid = check_fork(ncfg, &M.check_note)) < 0) {
+    /* copied before the check, so that what is checked is what the workers run */
+    if (rh_pin_take(&M.check_pin, ncfg->handler_paths, ncfg->nhandler_paths, err, sizeof(err)) < 0) {
+        rh_log_error("reload failed, keeping the running configuration: %s", err);
+        rh_config_free(ncfg);
+        free(ncfg);
+        return;
+    }
+    if ((M.check_pid = check_fork(&M.check_pin, &M.check_note)) < 0) {
         M.check_pid = 0;
         rh_log_error("reload failed (handlers above), keeping the running configuration");
+        rh_pin_release(&M.check_pin);
         rh_config_free(ncfg);
         free(ncfg);
         return;
@@ -1064,7 +1113,7 @@ rh_master_run(rh_config_t *cfg)
     sigaddset(&early, SIGHUP);
     sigprocmask(SIG_BLOCK, &early, NULL);
 
-    if (rh_master_check_handlers(cfg) < 0)
+    if (rh_master_check_handlers(cfg, &M.pin) < 0)
         return 1;
     if (register_node() < 0)
         return 1;
@@ -1123,6 +1172,7 @@ rh_master_run(rh_config_t *cfg)
     ev_run(M.loop, 0);
     rh_http_stop();
     rh_listen_stop();
+    rh_pin_release(&M.pin);
 
     rh_log_info("rhino stopped (exit code %d)", M.exit_code);
     return M.exit_code;

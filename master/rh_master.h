@@ -3,12 +3,14 @@
 #define RH_MASTER_H
 
 #include "rh_config.h"
+#include "rh_pin.h"
 
 /*
- * Validate that the handlers of cfg load, in a throwaway child so that the
- * master never runs handler code.  0 or -1 (the child logged why).
+ * Take sealed copies of cfg's handler libraries and validate that they
+ * load, in a throwaway child so that the master never runs handler code.
+ * 0 or -1 (logged why).  On 0, pin (may be NULL) gets the checked copies.
  */
-int rh_master_check_handlers(const rh_config_t *cfg) __attribute__((warn_unused_result));
+int rh_master_check_handlers(const rh_config_t *cfg, rh_pin_t *pin) __attribute__((warn_unused_result));
 
 /* Run the daemon with cfg (taken over) until it stops; returns the exit code. */
 int rh_master_run(rh_config_t *cfg);

@@ -2297,7 +2297,7 @@ build_queue_literal(void)
 }
 
 void
-rh_worker_main(const rh_config_t *cfg, int slot, int generation, int64_t node_id, rh_shm_t *shm)
+rh_worker_main(const rh_config_t *cfg, rh_pin_t *pin, int slot, int generation, int64_t node_id, rh_shm_t *shm)
 {
     char             role[32], err[1024];
     struct sigaction sa;
@@ -2323,9 +2323,16 @@ rh_worker_main(const rh_config_t *cfg, int slot, int generation, int64_t node_id
     if (W.start == NULL || W.start_next == NULL)
         rh_fatal("out of memory");
 
-    /* handlers are loaded here, after fork, so that a SIGHUP roll loads new code */
-    if (rh_loader_load(&W.reg, cfg->handler_paths, cfg->nhandler_paths, err, sizeof(err)) < 0)
+    /*
+     * Handlers are loaded here, after fork, from the copies the master took
+     * and checked when it accepted cfg (rh_pin.c): a worker respawned after
+     * a refused reload, or after the files were overwritten, runs the same
+     * code as its peers.  Loading can still fail where the check passed (a
+     * constructor that depends on the moment), so it stays fatal.
+     */
+    if (rh_loader_load_pinned(&W.reg, pin, err, sizeof(err)) < 0)
         rh_fatal("%s", err);
+    rh_pin_release(pin);
     rh_loader_kinds(&W.reg, W.kinds, sizeof(W.kinds));
 
     W.loop = ev_default_loop(EVFLAG_AUTO);

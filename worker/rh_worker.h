@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "rh_config.h"
+#include "rh_pin.h"
 #include "rh_shm.h"
 
 /*
@@ -13,9 +14,11 @@
  * rhino.nodes).  Exits RH_EXIT_OK after a drain, RH_EXIT_ERROR on trouble the
  * master should answer with a respawn, RH_EXIT_FATAL when it should stop.
  * shm is the master's process table; in its slot the worker publishes the
- * job its handler runs and that job's deadline.
+ * job its handler runs and that job's deadline.  pin holds the master's
+ * sealed copies of cfg's handler libraries: the worker loads those, never
+ * the files, then closes its fds of them (its mappings keep them).
  */
-void rh_worker_main(const rh_config_t *cfg, int slot, int generation, int64_t node_id, rh_shm_t *shm)
+void rh_worker_main(const rh_config_t *cfg, rh_pin_t *pin, int slot, int generation, int64_t node_id, rh_shm_t *shm)
     __attribute__((noreturn));
 
 #endif
