@@ -9,11 +9,14 @@
 #include "config.h"
 
 #include <check.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "rh_sql.h"
 #include "rh_testlib.h"
@@ -1658,6 +1661,277 @@ START_TEST(test_early_stop_marks_the_node_stopped)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------- */
+/* the handler code a worker runs: the accepted copies, not the files     */
+
+/* A fresh empty directory; malloc'd. */
+static char *
+scratch_dir(void)
+{
+    char *file = rt_write_file("placeholder", "");
+    char *dir;
+
+    ck_assert_int_eq(unlink(file), 0);
+    dir = strdup(dirname(file));
+    ck_assert_ptr_nonnull(dir);
+    free(file);
+    return dir;
+}
+
+/* dir/name, malloc'd. */
+static char *
+dir_file(const char *dir, const char *name)
+{
+    char *path;
+
+    ck_assert_int_ge(asprintf(&path, "%s/%s", dir, name), 0);
+    return path;
+}
+
+/* Write src's bytes over dst as cp does: opened with O_TRUNC, so dst keeps its inode. */
+static void
+copy_over(const char *src, const char *dst)
+{
+    char   *text;
+    FILE   *in = fopen(src, "rb");
+    size_t  n, cap = 1 << 20;
+    int     fd;
+
+    ck_assert_msg(in != NULL, "cannot open %s", src);
+    text = malloc(cap);
+    ck_assert_ptr_nonnull(text);
+    n = fread(text, 1, cap, in);
+    ck_assert_msg(n > 0 && n < cap && !ferror(in), "cannot read %s", src);
+    fclose(in);
+    fd = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+    ck_assert_msg(fd >= 0, "cannot open %s for writing", dst);
+    ck_assert_int_eq(write(fd, text, n), (ssize_t) n);
+    ck_assert_int_eq(close(fd), 0);
+    free(text);
+}
+
+/* The daemon's config with [handlers] path = dir. */
+static void
+write_dir_ini(rt_daemon_t *d, const char *dir)
+{
+    FILE *f = fopen(d->ini, "w");
+
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "[worker]\nprocesses = 2\nbatch_size = 5\npoll_interval = 0.05\n"
+            "[handlers]\npath = %s\n"
+            "[reaper]\ninterval = 0.1\n"
+            "[master]\nshutdown_timeout = 20\n", dir);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Wait up to timeout s for needle in the log, or dump it and fail. */
+static void
+wait_log(rt_daemon_t *d, const char *needle, double timeout)
+{
+    double t0 = rt_now();
+
+    for (;;) {
+        char *log = rt_read_file(d->log);
+        int   found = log && strstr(log, needle);
+
+        free(log);
+        if (found)
+            return;
+        if (rt_now() - t0 > timeout) {
+            rt_daemon_dump_log(d);
+            ck_abort_msg("\"%s\" not logged within %.0f s", needle, timeout);
+        }
+        usleep(50 * 1000);
+    }
+}
+
+/* SIGKILL every live worker, then wait until as many successors (generation 2) are up. */
+static void
+kill_workers(rt_daemon_t *d)
+{
+    PGresult *res = PQexec(d->conn, "SELECT pid FROM rhino.workers WHERE ended_at IS NULL");
+
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    ck_assert_int_eq(PQntuples(res), 2);
+    for (int i = 0; i < PQntuples(res); i++)
+        ck_assert_int_eq(kill((pid_t) atol(PQgetvalue(res, i, 0)), SIGKILL), 0);
+    PQclear(res);
+    rt_daemon_wait(d, "SELECT count(*) = 2 FROM rhino.workers WHERE generation = 2 AND ended_at IS NULL", 20);
+}
+
+/*
+ * A handler library, kind "ver", that appends "ver ID ATTEMPT PID TAG" to
+ * the ledger: TAG is in its read-only data, so a worker whose mapped pages
+ * changed under it reports the new tag.  Built for tag "v1" and "v2", the
+ * two objects differ in that one byte only.
+ */
+static char *
+build_version_so(const char *tag)
+{
+    char *src, *so;
+
+    ck_assert_int_ge(asprintf(&src,
+        "#include <fcntl.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <unistd.h>\n"
+        "#include \"%s/../include/rhino.h\"\n"
+        "static const char tag[] = \"%s\";\n"
+        "static int ver(rhino_job *job)\n"
+        "{\n"
+        "    const char *path = getenv(\"RHINO_TEST_LEDGER\");\n"
+        "    char line[128];\n"
+        "    int fd, n = snprintf(line, sizeof(line), \"ver %%lld %%d %%d %%s\\n\", (long long) rhino_job_id(job),\n"
+        "                         rhino_job_attempt(job), (int) getpid(), tag);\n"
+        "    if (path && (fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0644)) >= 0) {\n"
+        "        if (write(fd, line, (size_t) n) != n) { }\n"
+        "        close(fd);\n"
+        "    }\n"
+        "    return RHINO_OK;\n"
+        "}\n"
+        "RHINO_HANDLER(\"ver\", ver);\n", rt_env("RHINO_TEST_SRCDIR"), tag), 0);
+    so = rt_build_so("ver.so", src);
+    free(src);
+    return so;
+}
+
+/* Enqueue n "ver" jobs, wait for them, and check that jobs first..first+n-1 ran tag; returns the next id. */
+static long
+run_versions(rt_daemon_t *d, long first, int n, const char *tag)
+{
+    char  sql[256], *text, *save = NULL, *line;
+    int   seen = 0;
+
+    snprintf(sql, sizeof(sql), "SELECT rhino.enqueue('ver') FROM generate_series(1, %d)", n);
+    rt_exec(d->conn, sql);
+    snprintf(sql, sizeof(sql), "SELECT count(*) = %ld FROM rhino.jobs_done WHERE state = 'completed'",
+             first - 1 + n);
+    rt_daemon_wait(d, sql, 30);
+    text = rt_read_file(d->ledger);
+    ck_assert_ptr_nonnull(text);
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        long id;
+        char got[16];
+
+        ck_assert_msg(sscanf(line, "ver %ld %*d %*d %15s", &id, got) == 2, "ledger line: %s", line);
+        if (id < first || id >= first + n)
+            continue;
+        ck_assert_msg(strcmp(got, tag) == 0, "job %ld ran %s, not %s: %s", id, got, tag, line);
+        seen++;
+    }
+    ck_assert_int_ge(seen, n);
+    free(text);
+    return first + n;
+}
+
+/*
+ * A reload refused for a broken library added to the handler directory
+ * leaves the running code in place, for the workers started later too:
+ * a worker killed afterwards comes back with the accepted libraries and
+ * rhino keeps working.  Its successor used to load the directory as it was
+ * by then, fail on the broken library and stop rhino ("an error that a
+ * restart cannot fix").
+ */
+START_TEST(test_refused_reload_keeps_the_old_code_for_respawns)
+{
+    rt_daemon_t d;
+    char       *dir = scratch_dir(), *good, *bad, *broken, *log;
+
+    rt_daemon_setup(&d, NULL);
+    good = dir_file(dir, "handlers.so");
+    copy_over(rt_handlers_so(), good);
+    write_dir_ini(&d, dir);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 2 FROM rhino.workers WHERE ended_at IS NULL", 20);
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok') FROM generate_series(1, 20)");
+    rt_daemon_wait(&d, "SELECT count(*) = 20 FROM rhino.jobs_done WHERE state = 'completed'", 20);
+
+    d.allow_errors = 1;
+    bad = dir_file(dir, "z_broken.so");
+    broken = dir_file(rt_env("RHINO_TEST_HANDLERS"), "undefined_sym.so");
+    copy_over(broken, bad);
+    kill(d.pid, SIGHUP);
+    wait_log(&d, "reload failed", 20);
+
+    kill_workers(&d);
+    rt_exec(d.conn, "SELECT rhino.enqueue('ok') FROM generate_series(1, 20)");
+    rt_daemon_wait(&d, "SELECT count(*) = 40 FROM rhino.jobs_done WHERE state = 'completed'", 20);
+    ck_assert_msg(rt_wait_exit(d.pid, 0) == -1, "rhino exited");
+    log = rt_read_file(d.log);
+    ck_assert_msg(!strstr(log, "cannot fix"), "log: %s", log);
+    /* only the reload's check tried the broken file, never a worker */
+    for (char *save = NULL, *line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        ck_assert_msg(!strstr(line, "z_broken.so") || strstr(line, "role=check"), "a worker loaded it: %s", line);
+    free(log);
+    rt_daemon_stop(&d);
+    rt_daemon_teardown(&d);
+    free(good);
+    free(bad);
+    free(broken);
+    free(dir);
+}
+END_TEST
+
+/*
+ * A library overwritten in place (cp over it: same inode) without a reload
+ * changes nothing: the running workers keep running the accepted code (no
+ * SIGBUS, no pages changing under them), and so do workers respawned
+ * afterwards; the next accepted SIGHUP brings the new code to all.  The
+ * running workers used to see the new bytes in their mapping (here, the
+ * new tag) or die of SIGBUS, and respawned ones ran the new version beside
+ * the old.
+ */
+START_TEST(test_library_overwritten_in_place_runs_only_after_a_reload)
+{
+    rt_daemon_t d;
+    char       *dir = scratch_dir(), *good, *ver, *v1 = build_version_so("v1"), *v2 = build_version_so("v2");
+    char       *before, *after, *log;
+    struct stat st1, st2;
+    long        next = 1;
+
+    rt_daemon_setup(&d, NULL);
+    good = dir_file(dir, "handlers.so");
+    copy_over(rt_handlers_so(), good);
+    ver = dir_file(dir, "ver.so");
+    copy_over(v1, ver);
+    write_dir_ini(&d, dir);
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 2 FROM rhino.workers WHERE ended_at IS NULL", 20);
+    d.allow_errors = 1;         /* the workers killed below */
+    next = run_versions(&d, next, 20, "v1");
+
+    /* the deploy mistake: new bytes into the same file, no SIGHUP */
+    before = rt_query1(d.conn, "SELECT string_agg(pid::text, ',' ORDER BY pid) FROM rhino.workers"
+                               " WHERE ended_at IS NULL");
+    ck_assert_int_eq(stat(ver, &st1), 0);
+    copy_over(v2, ver);
+    ck_assert_int_eq(stat(ver, &st2), 0);
+    ck_assert_msg(st1.st_ino == st2.st_ino, "the copy made a new inode: not an in-place overwrite");
+    next = run_versions(&d, next, 40, "v1");
+    after = rt_query1(d.conn, "SELECT string_agg(pid::text, ',' ORDER BY pid) FROM rhino.workers"
+                              " WHERE ended_at IS NULL");
+    ck_assert_msg(strcmp(before, after) == 0, "workers changed from %s to %s", before, after);
+    log = rt_read_file(d.log);
+    ck_assert_msg(!strstr(log, "killed by signal"), "log: %s", log);
+    free(log);
+
+    /* respawned workers: still the accepted version */
+    kill_workers(&d);
+    next = run_versions(&d, next, 40, "v1");
+
+    /* an accepted reload: now the new version, everywhere */
+    kill(d.pid, SIGHUP);
+    wait_log(&d, "reload done", 20);
+    next = run_versions(&d, next, 40, "v2");
+    rt_daemon_stop(&d);
+    rt_daemon_teardown(&d);
+    free(before);
+    free(after);
+    free(good);
+    free(ver);
+    free(v1);
+    free(v2);
+    free(dir);
+}
+END_TEST
+
 static Suite *
 daemon_suite(void)
 {
@@ -1721,6 +1995,12 @@ daemon_suite(void)
     tcase_add_test(tc, test_wall_clock_step_back_keeps_leases);
     tcase_add_test(tc, test_hanging_handler_constructor_fails_the_check);
     tcase_add_test(tc, test_reload_with_hanging_handler_is_rejected);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("handler_code");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_refused_reload_keeps_the_old_code_for_respawns);
+    tcase_add_test(tc, test_library_overwritten_in_place_runs_only_after_a_reload);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("early_stop");
