@@ -12,6 +12,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -362,6 +363,107 @@ START_TEST(test_no_paths)
 }
 END_TEST
 
+/* Write src's bytes over dst as cp does (O_TRUNC: dst keeps its inode). */
+static void
+copy_over(const char *src, const char *dst)
+{
+    char   *text = rt_read_file(src);
+    FILE   *in = fopen(src, "rb");
+    size_t  n;
+    int     fd;
+
+    ck_assert_ptr_nonnull(text);
+    ck_assert_ptr_nonnull(in);
+    ck_assert_int_eq(fseek(in, 0, SEEK_END), 0);
+    n = (size_t) ftell(in);
+    fclose(in);
+    fd = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+    ck_assert_msg(fd >= 0, "open %s: %s", dst, strerror(errno));
+    ck_assert_int_eq(write(fd, text, n), (ssize_t) n);
+    ck_assert_int_eq(close(fd), 0);
+    free(text);
+}
+
+/*
+ * What is loaded is a private copy taken at load time: the file
+ * overwritten in place afterwards (another library, same inode) changes
+ * neither the kinds nor the code.  Loaded from the file itself, the
+ * overwrite changed the mapped pages: lookups missed kinds the registry
+ * listed, and code ran from the new bytes (or died of SIGBUS).
+ */
+START_TEST(test_overwrite_after_load)
+{
+    char               *dir = scratch_dir(), *good = handler("test_handlers.so"), *other = handler("dup_kind.so");
+    char               *so, *paths[2] = { NULL, NULL };
+    rh_registry_t       reg;
+    char                err[2048] = "", kinds[4096], kinds_after[4096];
+    const rh_handler_t *h;
+    rhino_job           job;
+    static const char   payload[] = "{}";
+
+    ck_assert_int_ge(asprintf(&so, "%s/handlers.so", dir), 0);
+    copy_over(good, so);
+    paths[0] = so;
+    ck_assert_msg(rh_loader_load(&reg, paths, 1, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(reg.so_paths[0], so);
+    rh_loader_kinds(&reg, kinds, sizeof(kinds));
+    copy_over(other, so);
+
+    rh_loader_kinds(&reg, kinds_after, sizeof(kinds_after));
+    ck_assert_str_eq(kinds_after, kinds);
+    for (int i = 0; i < reg.n; i++)
+        ck_assert_ptr_nonnull(rh_loader_find(&reg, reg.handlers[i].kind));
+    h = rh_loader_find(&reg, "ok");
+    ck_assert_ptr_nonnull(h);
+    memset(&job, 0, sizeof(job));
+    job.id = 1;
+    job.attempt = 1;
+    job.max_attempts = 3;
+    job.queue = "default";
+    job.kind = "ok";
+    job.payload = payload;
+    job.payload_len = sizeof(payload) - 1;
+    ck_assert_int_eq(h->fn(&job), RHINO_OK);
+    rh_loader_unload(&reg);
+    free(so);
+    free(good);
+    free(other);
+    free(dir);
+}
+END_TEST
+
+/*
+ * A kind the registry lists is always found: should its table be out of
+ * order (a bug), the lookup falls back to a scan instead of failing every
+ * job with "no handler for kind X (loaded: ... X ...)".
+ */
+START_TEST(test_lookup_survives_an_unsorted_table)
+{
+    char          *so = handler("test_handlers.so");
+    char          *paths[] = { so, NULL };
+    rh_registry_t  reg;
+    char           err[2048] = "";
+
+    ck_assert_msg(rh_loader_load(&reg, paths, 1, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_ge(reg.n, 3);
+    for (int i = 0, j = reg.n - 1; i < j; i++, j--) {
+        rh_handler_t t = reg.handlers[i];
+
+        reg.handlers[i] = reg.handlers[j];
+        reg.handlers[j] = t;
+    }
+    for (int i = 0; i < reg.n; i++) {
+        const rh_handler_t *h = rh_loader_find(&reg, reg.handlers[i].kind);
+
+        ck_assert_ptr_nonnull(h);
+        ck_assert_str_eq(h->kind, reg.handlers[i].kind);
+    }
+    ck_assert_ptr_null(rh_loader_find(&reg, "no_such_kind"));
+    rh_loader_unload(&reg);
+    free(so);
+}
+END_TEST
+
 static void
 add(Suite *s, const char *name, const TTest *test)
 {
@@ -389,6 +491,8 @@ loader_suite(void)
     add(s, "directory loads in name order", test_directory_name_order);
     add(s, "empty directory", test_empty_directory);
     add(s, "no paths at all", test_no_paths);
+    add(s, "a file overwritten after the load", test_overwrite_after_load);
+    add(s, "lookup in an unsorted table", test_lookup_survives_an_unsorted_table);
     return s;
 }
 
