@@ -203,7 +203,7 @@ data_exception_in_finalize(int drain, int tx)
     free(out);
     free(err);
     d.conn = rt_connect(d.dsn);
-    /* a keyword=value conninfo (rh_testlib's dsn_with_dbname) */
+    /* a keyword=value conninfo (rh_testlib's dsn_with) */
     snprintf(d.env_dsn, sizeof(d.env_dsn), "RHINO_DSN=%s client_encoding=UTF8", d.dsn);
 
     if (tx) {

@@ -9,7 +9,7 @@
 #                                stop with -m fast / -m immediate and start again (fault suite)
 #   tests/pgcluster.sh env       print the DSN the tests use (RHINO_TEST_DSN)
 #   tests/pgcluster.sh status    say whether it runs; exit 1 if not
-#   tests/pgcluster.sh clean     drop the rt_* databases that earlier test runs left behind
+#   tests/pgcluster.sh clean     drop the rt_* databases and roles that earlier test runs left behind
 #   tests/pgcluster.sh psql ...  psql on the test database, extra arguments passed on
 #   tests/pgcluster.sh destroy   stop it and delete everything under the base directory
 #
@@ -143,7 +143,7 @@ restart() {
         || { tail -n 20 "$LOGFILE" >&2; die "the server did not start again (log: $LOGFILE)"; }
 }
 
-# Databases of tests that were killed before they could drop their own.
+# Databases and roles of tests that were killed before they could drop their own.
 clean() {
     running || die "not running"
     local n=0 db
@@ -152,6 +152,14 @@ clean() {
         sql postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" && n=$((n + 1))
     done < <(sql postgres -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'rt\\_%'")
     echo "$me: dropped $n leftover test database(s)" >&2
+    # roles after the databases: one that owns a database cannot be dropped before it
+    n=0
+    local role
+    while read -r role; do
+        [ -n "$role" ] || continue
+        sql postgres -c "DROP OWNED BY \"$role\"" -c "DROP ROLE \"$role\"" && n=$((n + 1))
+    done < <(sql postgres -tAc "SELECT rolname FROM pg_roles WHERE rolname LIKE 'rt\\_%'")
+    echo "$me: dropped $n leftover test role(s)" >&2
 }
 
 case ${1:-} in

@@ -5,11 +5,11 @@
  * Every failure in here fails the calling test (ck_assert / ck_abort_msg), so
  * that a suite reads as a list of expectations rather than of error checks.
  *
- * What a test creates (databases, temp directories) is removed when the
- * process that created it exits normally, unless RHINO_TEST_KEEP=1 asks to
+ * What a test creates (databases, roles, temp directories) is removed when
+ * the process that created it exits normally, unless RHINO_TEST_KEEP=1 asks to
  * keep it.  A failing assertion ends check's forked test child with _exit(),
- * so a failed test's files and database stay for a post-mortem (scripts/test
- * drops leftover rt_* databases at its next start).  atexit handlers are
+ * so a failed test's files, database and roles stay for a post-mortem
+ * (scripts/test drops leftover rt_* databases and roles at its next start).  atexit handlers are
  * inherited by fork(), so every resource records the pid that owns it and
  * only that process cleans it up.
  */
@@ -73,10 +73,12 @@ buf_take(rt_buf_t *b)
 
 /* ---- cleanup at exit ---------------------------------------------------- */
 
+typedef enum { RT_RES_DIR, RT_RES_DB, RT_RES_ROLE } rt_res_kind_t;
+
 typedef struct {
-    pid_t  owner;
-    int    is_db;       /* 1: a database name, 0: a directory path */
-    char  *name;
+    pid_t         owner;
+    rt_res_kind_t kind;
+    char         *name;     /* a directory path, a database or a role name */
 } rt_resource_t;
 
 static rt_resource_t *rt_resources;
@@ -93,7 +95,11 @@ rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
     return 0;
 }
 
-/* No assertions here: a failure at exit can only be ignored. */
+/*
+ * No assertions here: a failure at exit can only be ignored.  Roles go
+ * last: a role that owns a database, or holds rights in one, can be dropped
+ * only once that database is gone.
+ */
 static void
 rt_cleanup(void)
 {
@@ -104,32 +110,43 @@ rt_cleanup(void)
 
     if (keep != NULL && strcmp(keep, "1") == 0)
         return;
-    for (size_t i = 0; i < rt_nresources; i++) {
-        rt_resource_t *r = &rt_resources[i];
-        char           sql[256];
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < rt_nresources; i++) {
+            rt_resource_t *r = &rt_resources[i];
+            char           sql[256];
 
-        if (r->owner != me)
-            continue;
-        if (!r->is_db) {
-            nftw(r->name, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-            continue;
+            if (r->owner != me || (r->kind == RT_RES_ROLE) != (pass == 1))
+                continue;
+            if (r->kind == RT_RES_DIR) {
+                nftw(r->name, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+                continue;
+            }
+            if (dsn == NULL)
+                continue;
+            if (conn == NULL) {
+                conn = PQconnectdb(dsn);
+                if (PQstatus(conn) != CONNECTION_OK) {
+                    PQfinish(conn);
+                    return;
+                }
+            }
+            if (r->kind == RT_RES_DB) {
+                /* FORCE: a daemon the test started may still be connected to it */
+                snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)", r->name);
+                PQclear(PQexec(conn, sql));
+            } else {
+                /* what it owns or was granted in the test cluster's own database, then itself */
+                snprintf(sql, sizeof(sql), "DROP OWNED BY \"%s\"", r->name);
+                PQclear(PQexec(conn, sql));
+                snprintf(sql, sizeof(sql), "DROP ROLE IF EXISTS \"%s\"", r->name);
+                PQclear(PQexec(conn, sql));
+            }
         }
-        if (dsn == NULL)
-            continue;
-        if (conn == NULL) {
-            conn = PQconnectdb(dsn);
-            if (PQstatus(conn) != CONNECTION_OK)
-                break;
-        }
-        /* FORCE: a daemon the test started may still be connected to it */
-        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)", r->name);
-        PQclear(PQexec(conn, sql));
-    }
     PQfinish(conn);
 }
 
 static void
-rt_remember(int is_db, const char *name)
+rt_remember(rt_res_kind_t kind, const char *name)
 {
     rt_resource_t *grown;
 
@@ -141,7 +158,7 @@ rt_remember(int is_db, const char *name)
     ck_assert_ptr_nonnull(grown);
     rt_resources = grown;
     rt_resources[rt_nresources].owner = getpid();
-    rt_resources[rt_nresources].is_db = is_db;
+    rt_resources[rt_nresources].kind = kind;
     rt_resources[rt_nresources].name = strdup(name);
     ck_assert_ptr_nonnull(rt_resources[rt_nresources].name);
     rt_nresources++;
@@ -324,13 +341,13 @@ conninfo_append(rt_buf_t *b, const char *key, const char *val)
 }
 
 /*
- * The DSN of RHINO_TEST_DSN with dbname replaced.  PQconninfoParse accepts
+ * dsn with keyword key set to val (dbname, user).  PQconninfoParse accepts
  * both URIs and key=value strings and, unlike PQconndefaults, returns only
  * what the string itself sets, so PG* variables still apply as they would
  * to the original DSN.
  */
 static char *
-dsn_with_dbname(const char *dsn, const char *dbname)
+dsn_with(const char *dsn, const char *key, const char *val)
 {
     PQconninfoOption *opts;
     char             *errmsg = NULL;
@@ -338,13 +355,40 @@ dsn_with_dbname(const char *dsn, const char *dbname)
 
     opts = PQconninfoParse(dsn, &errmsg);
     if (opts == NULL)
-        ck_abort_msg("RHINO_TEST_DSN is not a valid connection string: %s", errmsg ? errmsg : "out of memory");
+        ck_abort_msg("not a valid connection string: %s", errmsg ? errmsg : "out of memory");
     for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
-        if (o->val != NULL && strcmp(o->keyword, "dbname") != 0)
+        if (o->val != NULL && strcmp(o->keyword, key) != 0)
             conninfo_append(&b, o->keyword, o->val);
-    conninfo_append(&b, "dbname", dbname);
+    conninfo_append(&b, key, val);
     PQconninfoFree(opts);
     return buf_take(&b);
+}
+
+char *
+rt_dsn_as(const char *dsn, const char *role)
+{
+    return dsn_with(dsn, "user", role);
+}
+
+char *
+rt_role_create(const char *what, const char *options)
+{
+    static unsigned counter;
+    struct timespec ts;
+    char            name[64], sql[256];
+    PGconn         *conn;
+
+    /* unique as database names are; a role is the cluster's, seen by every run and test */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(name, sizeof(name), "rt_%ld_%u_%lld%06ld_%s", (long) getpid(), ++counter,
+             (long long) ts.tv_sec, ts.tv_nsec / 1000, what);
+    ck_assert_msg(strlen(name) < 63, "role name too long: %s", name);
+    conn = rt_connect(rt_env("RHINO_TEST_DSN"));
+    snprintf(sql, sizeof(sql), "CREATE ROLE \"%s\" %s", name, options ? options : "");
+    rt_exec(conn, sql);
+    PQfinish(conn);
+    rt_remember(RT_RES_ROLE, name);
+    return strdup(name);
 }
 
 char *
@@ -368,8 +412,8 @@ rt_db_create(void)
     snprintf(sql, sizeof(sql), "CREATE DATABASE \"%s\" TEMPLATE template0", name);
     rt_exec(conn, sql);
     PQfinish(conn);
-    rt_remember(1, name);
-    return dsn_with_dbname(base, name);
+    rt_remember(RT_RES_DB, name);
+    return dsn_with(base, "dbname", name);
 }
 
 char *
@@ -618,7 +662,7 @@ rt_write_file(const char *name, const char *content)
     snprintf(dir, sizeof(dir), "%s/rt_XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (mkdtemp(dir) == NULL)
         ck_abort_msg("mkdtemp(%s) failed: %s", dir, strerror(errno));
-    rt_remember(0, dir);
+    rt_remember(RT_RES_DIR, dir);
     ck_assert_int_ge(asprintf(&path, "%s/%s", dir, name), 0);
     f = fopen(path, "w");
     if (f == NULL)
@@ -707,11 +751,17 @@ rt_handlers_so(void)
 void
 rt_daemon_setup(rt_daemon_t *d, const char *extra)
 {
+    rt_daemon_setup_dsn(d, rt_db_create_migrated(), extra);
+}
+
+void
+rt_daemon_setup_dsn(rt_daemon_t *d, char *dsn, const char *extra)
+{
     char  ini[8192];
     char *slash;
 
     memset(d, 0, sizeof(*d));
-    d->dsn = rt_db_create_migrated();
+    d->dsn = dsn;
     d->conn = rt_connect(d->dsn);
     snprintf(ini, sizeof(ini),
              "[worker]\nprocesses = 2\nbatch_size = 100\npoll_interval = 0.05\n"

@@ -40,6 +40,15 @@ char *rt_db_create(void);
 /* Same, then run `rhinoctl migrate` on it (asserting exit 0). */
 char *rt_db_create_migrated(void);
 
+/*
+ * A role of this run's own: "rt_<pid>_<n>_<time>_<what>", created with
+ * options ("LOGIN", "NOLOGIN", ...), dropped (DROP OWNED, DROP ROLE) when the
+ * process exits, after its databases.  Returns the name (malloc'd).
+ */
+char *rt_role_create(const char *what, const char *options);
+/* dsn connecting as role instead (malloc'd); the test cluster trusts its local users. */
+char *rt_dsn_as(const char *dsn, const char *role);
+
 PGconn *rt_connect(const char *dsn);                         /* asserts success */
 void    rt_exec(PGconn *conn, const char *sql);              /* asserts success */
 /* First column of the first row as a malloc'd string (NULL if SQL NULL or no row). */
@@ -116,6 +125,8 @@ const char *rt_handlers_so(void);
  */
 void rt_check_log(const char *path, const char *who, int allow_errors);
 void rt_daemon_setup(rt_daemon_t *d, const char *extra);
+/* The same on a database the caller made and migrated (dsn, malloc'd, is the daemon's from then on). */
+void rt_daemon_setup_dsn(rt_daemon_t *d, char *dsn, const char *extra);
 void rt_daemon_start(rt_daemon_t *d);
 void rt_daemon_stop(rt_daemon_t *d);        /* SIGTERM; asserts a clean exit */
 /* Kill what is left; assert no sanitizer report and, unless allow_errors, no error logged. */
