@@ -167,11 +167,28 @@ copy_hiding_passwords(char *out, size_t outlen, const char *m)
     out[o] = '\0';
 }
 
+/*
+ * The general hint for a missing privilege.  The error alone ("permission
+ * denied for table schema_migrations") says what was refused but not which
+ * role the server saw, nor where the grants are written down.
+ */
+#define RH_DB_HINT_PRIVILEGE \
+    "lacks a privilege this needs; README, \"Roles and privileges\", lists the grants of the schema's" \
+    " owner, a daemon role, an application and monitoring"
+
+/* Said when rhino (or rhinoctl) cannot even read the schema version. */
+#define RH_DB_HINT_SCHEMA \
+    "has no rights on Rhino's schema: run rhino and rhinoctl as the role that ran \"rhinoctl migrate\"" \
+    " (it owns the schema), or grant this role those its use needs: README, \"Roles and privileges\""
+
 const char *
-rh_db_error(PGconn *conn, const PGresult *res)
+rh_db_error_hint(PGconn *conn, const PGresult *res, const char *hint)
 {
-    static char buf[1024];
+    static char buf[2048];
     const char *m = res ? PQresultErrorMessage(res) : (conn ? PQerrorMessage(conn) : "");
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *user = conn ? PQuser(conn) : NULL;
+    size_t      len;
 
     if (m == NULL || *m == '\0')
         m = conn ? PQerrorMessage(conn) : "unknown error";
@@ -179,7 +196,18 @@ rh_db_error(PGconn *conn, const PGresult *res)
         m = "unknown error (connection lost?)";
     /* libpq: "FATAL:  database \"x\" does not exist\n"; keep the first line */
     copy_hiding_passwords(buf, sizeof(buf), m);
+    /* 42501 insufficient_privilege: "permission denied for ...", "must be owner of ..." */
+    if (hint != NULL && state != NULL && strcmp(state, "42501") == 0) {
+        len = strlen(buf);
+        snprintf(buf + len, sizeof(buf) - len, " (role \"%s\" %s)", user ? user : "?", hint);
+    }
     return buf;
+}
+
+const char *
+rh_db_error(PGconn *conn, const PGresult *res)
+{
+    return rh_db_error_hint(conn, res, RH_DB_HINT_PRIVILEGE);
 }
 
 int
@@ -190,7 +218,7 @@ rh_db_check_schema(PGconn *conn, char *err, size_t errlen)
 
     res = PQexec(conn, "SELECT to_regclass('rhino.schema_migrations') IS NOT NULL");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        snprintf(err, errlen, "cannot read the schema version: %s", rh_db_error(conn, res));
+        snprintf(err, errlen, "cannot read the schema version: %s", rh_db_error_hint(conn, res, RH_DB_HINT_SCHEMA));
         PQclear(res);
         return -1;
     }
@@ -202,7 +230,7 @@ rh_db_check_schema(PGconn *conn, char *err, size_t errlen)
     PQclear(res);
     res = PQexec(conn, rh_sql(RH_STMT_SCHEMA_VERSION)->sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        snprintf(err, errlen, "cannot read the schema version: %s", rh_db_error(conn, res));
+        snprintf(err, errlen, "cannot read the schema version: %s", rh_db_error_hint(conn, res, RH_DB_HINT_SCHEMA));
         PQclear(res);
         return -1;
     }

@@ -33,8 +33,24 @@ PGconn *rh_db_connect_start(const char *dsn, const char *role);
  */
 int rh_db_check_schema(PGconn *conn, char *err, size_t errlen) __attribute__((warn_unused_result));
 
-/* The first line of PQerrorMessage/PQresultErrorMessage, without the newline. */
+/*
+ * The first line of PQerrorMessage/PQresultErrorMessage, without the
+ * newline.  When the error is a missing privilege (SQLSTATE 42501), a hint
+ * follows, naming the connected role and the README's "Roles and
+ * privileges", which lists the grants of each kind of role.
+ */
 const char *rh_db_error(PGconn *conn, const PGresult *res);
+
+/*
+ * The same with a hint of the caller's for a missing privilege, in place of
+ * the general one: " (role \"NAME\" " hint ")".
+ */
+const char *rh_db_error_hint(PGconn *conn, const PGresult *res, const char *hint);
+
+/* What rhinoctl migrate says when its role may not change the schema. */
+#define RH_DB_HINT_MIGRATE \
+    "may not change Rhino's schema: rhinoctl migrate runs as the owner of schema rhino or, before there" \
+    " is one, as a role with CREATE on the database; see README, \"Roles and privileges\""
 
 /*
  * Run statement id of the statement table (blocking, parameters bound).  Its

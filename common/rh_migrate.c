@@ -18,14 +18,17 @@
 
 /*
  * The bookkeeping table is created outside the numbered migrations because
- * the runner needs it to know where it stands.  client_min_messages keeps
- * libpq from printing "schema already exists, skipping" when someone created
- * the schema by hand before the first migrate.
+ * the runner needs it to know where it stands.  The schema is created only
+ * when missing: CREATE SCHEMA checks the CREATE privilege on the database
+ * even with IF NOT EXISTS, and the least a migrating role needs is to own a
+ * schema rhino that an administrator made for it (CREATE SCHEMA rhino
+ * AUTHORIZATION ...; README, "Roles and privileges").  client_min_messages
+ * keeps libpq from printing a NOTICE should a step ever raise one.
  */
 static const char rh_migrate_bootstrap_sql[] =
     "BEGIN;"
     " SET LOCAL client_min_messages = warning;"
-    " CREATE SCHEMA IF NOT EXISTS rhino;"
+    " DO $$BEGIN IF to_regnamespace('rhino') IS NULL THEN CREATE SCHEMA rhino; END IF; END$$;"
     " CREATE TABLE IF NOT EXISTS rhino.schema_migrations ("
     "   version    int         PRIMARY KEY,"
     "   name       text        NOT NULL,"
@@ -53,7 +56,7 @@ mig_exec(PGconn *conn, const char *sql, ExecStatusType want, const char *what, c
     int       rc = 0;
 
     if (PQresultStatus(res) != want) {
-        mig_err(err, errlen, "%s: %s", what, rh_db_error(conn, res));
+        mig_err(err, errlen, "%s: %s", what, rh_db_error_hint(conn, res, RH_DB_HINT_MIGRATE));
         rc = -1;
     }
     PQclear(res);
@@ -103,9 +106,9 @@ mig_apply(PGconn *conn, const rh_migration_t *m, char *err, size_t errlen)
         line = mig_error_line(res, m->sql);
         if (line > 0)
             mig_err(err, errlen, "migration sql/%s.sql failed at line %d: %s", m->name, line,
-                    rh_db_error(conn, res));
+                    rh_db_error_hint(conn, res, RH_DB_HINT_MIGRATE));
         else
-            mig_err(err, errlen, "migration sql/%s.sql failed: %s", m->name, rh_db_error(conn, res));
+            mig_err(err, errlen, "migration sql/%s.sql failed: %s", m->name, rh_db_error_hint(conn, res, RH_DB_HINT_MIGRATE));
         PQclear(res);
         goto rollback;
     }
@@ -117,7 +120,7 @@ mig_apply(PGconn *conn, const rh_migration_t *m, char *err, size_t errlen)
     res = PQexecParams(conn, "INSERT INTO rhino.schema_migrations (version, name) VALUES ($1::int, $2)",
                        2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        mig_err(err, errlen, "%s: cannot record it: %s", what, rh_db_error(conn, res));
+        mig_err(err, errlen, "%s: cannot record it: %s", what, rh_db_error_hint(conn, res, RH_DB_HINT_MIGRATE));
         PQclear(res);
         goto rollback;
     }
@@ -126,7 +129,7 @@ mig_apply(PGconn *conn, const rh_migration_t *m, char *err, size_t errlen)
     /* a COMMIT of a failed transaction "succeeds" as ROLLBACK: check the tag */
     res = PQexec(conn, "COMMIT");
     if (PQresultStatus(res) != PGRES_COMMAND_OK || strcmp(PQcmdStatus(res), "COMMIT") != 0) {
-        mig_err(err, errlen, "%s: commit failed: %s", what, rh_db_error(conn, res));
+        mig_err(err, errlen, "%s: commit failed: %s", what, rh_db_error_hint(conn, res, RH_DB_HINT_MIGRATE));
         PQclear(res);
         goto rollback;
     }
@@ -190,11 +193,13 @@ rh_migrate(PGconn *conn, int *applied, char *err, size_t errlen)
     /*
      * Create the bookkeeping only when missing: CREATE SCHEMA checks the
      * CREATE privilege on the database even with IF NOT EXISTS, and a user
-     * who owns the schema but not the database must still be able to re-run.
+     * who owns the schema but not the database must still be able to re-run
+     * (and, since the bootstrap creates the schema only when missing, to run
+     * the first migrate in a schema made for it).
      */
     res = PQexec(conn, "SELECT to_regclass('rhino.schema_migrations') IS NOT NULL");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        mig_err(err, errlen, "cannot look for rhino.schema_migrations: %s", rh_db_error(conn, res));
+        mig_err(err, errlen, "cannot look for rhino.schema_migrations: %s", rh_db_error_hint(conn, res, RH_DB_HINT_MIGRATE));
         PQclear(res);
         goto unlock;
     }
@@ -211,7 +216,7 @@ rh_migrate(PGconn *conn, int *applied, char *err, size_t errlen)
 
     res = PQexec(conn, "SELECT coalesce(max(version), 0) FROM rhino.schema_migrations");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        mig_err(err, errlen, "cannot read the schema version: %s", rh_db_error(conn, res));
+        mig_err(err, errlen, "cannot read the schema version: %s", rh_db_error_hint(conn, res, RH_DB_HINT_MIGRATE));
         PQclear(res);
         goto unlock;
     }
