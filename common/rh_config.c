@@ -172,26 +172,52 @@ rh_split_list(const char *s, char ***out, int *n)
     return 0;
 }
 
+/*
+ * One parser for every duration Rhino reads, in the config file and on
+ * rhinoctl's command line, so that "500ms" means the same everywhere.  The
+ * number is decimal (no hex: "0x1d" must not read as 29 seconds, nor "inf"
+ * or "nan" as anything); blanks around it and before the unit are allowed.
+ */
+static const struct {
+    const char *unit;
+    double      secs;
+} rh_duration_units[] = {
+    { "", 1 }, { "s", 1 }, { "ms", 0.001 }, { "m", 60 }, { "min", 60 }, { "h", 3600 }, { "d", 86400 },
+};
+
 int
 rh_parse_seconds(const char *s, double min, double max, double *out)
 {
-    char  *end;
-    double v;
+    const char *p;
+    char       *end, unit[8];
+    double      v, secs = NAN;
+    size_t      n;
 
     while (isspace((unsigned char) *s))
         s++;
-    if (*s == '\0')
+    p = s + (*s == '+' || *s == '-');
+    if (!isdigit((unsigned char) *p) && *p != '.')
         return -1;
     errno = 0;
     v = strtod(s, &end);
+    if (errno != 0 || end == s || memchr(s, 'x', (size_t) (end - s)) || memchr(s, 'X', (size_t) (end - s)))
+        return -1;
     while (isspace((unsigned char) *end))
         end++;
-    /* an optional unit suffix "s" for those who write "30s" */
-    if (*end == 's' && end[1] == '\0')
-        end++;
-    if (errno != 0 || *end != '\0' || !isfinite(v) || v < min || v > max)
+    n = strlen(end);
+    while (n > 0 && isspace((unsigned char) end[n - 1]))
+        n--;
+    if (n >= sizeof(unit))
         return -1;
-    *out = v;
+    memcpy(unit, end, n);
+    unit[n] = '\0';
+    for (size_t u = 0; u < sizeof(rh_duration_units) / sizeof(rh_duration_units[0]); u++)
+        if (strcmp(unit, rh_duration_units[u].unit) == 0)
+            secs = v * rh_duration_units[u].secs;
+    /* NaN fails both comparisons: an unknown unit, or an infinite number */
+    if (!isfinite(secs) || !(secs >= min && secs <= max))
+        return -1;
+    *out = secs;
     return 0;
 }
 
@@ -231,8 +257,9 @@ cf_apply(const rh_cf_key_t *k, const char *val, rh_config_t *cfg, char *err, siz
         return 0;
     case RH_CF_SECONDS:
         if (rh_parse_seconds(val, k->min, k->max, (double *) (base + k->offset)) < 0) {
-            cf_err(err, errlen, "[%s] %s: \"%s\" is not a number of seconds from %g to %g",
-                   k->section, k->key, val, k->min, k->max);
+            cf_err(err, errlen, "[%s] %s: \"%s\" is not a duration from %g to %g seconds "
+                   "(a number of seconds, or with a unit: 500ms, 30s, 5m, 2h, 1d)", k->section, k->key, val,
+                   k->min, k->max);
             return -1;
         }
         return 0;

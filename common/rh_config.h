@@ -82,7 +82,12 @@ int  rh_config_key(size_t i, const char **section, const char **key, const char 
 int  rh_split_list(const char *s, char ***out, int *n);
 void rh_free_list(char **list);
 
-/* Parse seconds ("1", "0.25", "1.5e1"); -1 on garbage or out of [min,max]. */
+/*
+ * Parse a duration into seconds: a decimal number ("1", "0.25", "1.5e1") of
+ * seconds, or with a unit: ms, s, m or min, h, d ("500ms", "5m", "1.5h").
+ * -1, *out untouched, on garbage, an unknown unit, NaN, infinity, or a value
+ * out of [min,max].  The config file and rhinoctl both use it.
+ */
 int  rh_parse_seconds(const char *s, double min, double max, double *out);
 
 #endif

@@ -293,7 +293,8 @@ section_key(rh_schedule_def_t *def, const char *key, const char *val, char *err,
         return 0;
     } else if (strcmp(key, "timeout") == 0) {
         if (rh_parse_seconds(val, 0.001, 86400.0 * 7, &def->timeout) < 0) {
-            snprintf(err, errlen, "\"%s\" is not a number of seconds from 0.001 to 604800", val);
+            snprintf(err, errlen, "\"%s\" is not a duration from 1ms to 7d (such as 30, 30s, "
+                     "500ms, 5m, 2h)", val);
             return -1;
         }
         return 0;

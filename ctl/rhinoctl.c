@@ -240,7 +240,7 @@ ctl_usage(FILE *f)
           "  --payload              include the payload (list; it may hold personal data)\n"
           "  --payload JSON         schedule: the jobs' payload (default {})\n"
           "  --finished-before T    a timestamp, or an interval from now ('-7 days') (purge)\n"
-          "  --interval S           seconds between frames, default 1 (top)\n"
+          "  --interval S           top: time between frames, default 1 (S: 2, 500ms, 1m)\n"
           "  --once                 print one frame and exit (top)\n"
           "  --limit N              top: count up to N jobs per queue and state (default\n"
           "                         100000; 0: all); a count shown as N+ is at least N\n"
@@ -1038,18 +1038,10 @@ ctl_queue_option(ctl_opts_t *o, int opt, const char *v)
                                  " (or none)", name, v);
         break;
     case CTL_OPT_AGING: {
-        static const struct { const char *unit; double secs; } units[] = {
-            { "", 1 }, { "s", 1 }, { "ms", 0.001 }, { "m", 60 }, { "min", 60 }, { "h", 3600 }, { "d", 86400 },
-        };
-        double secs = -1;
+        double secs;
 
-        errno = 0;
-        d = strtod(v, &end);
-        if (errno == 0 && end != v && !isspace((unsigned char) *v) && isfinite(d))
-            for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++)
-                if (strcmp(end, units[u].unit) == 0)
-                    secs = d * units[u].secs;
-        if (!(secs >= 0.001 && secs <= 366.0 * 86400))
+        /* the parser of the config file's durations (rh_config.c), so both take the same units */
+        if (rh_parse_seconds(v, 0.001, 366.0 * 86400, &secs) < 0)
             return ctl_value_err("--aging: \"%s\" is not a duration from 1ms to 366d such as 30, 30s, 500ms, "
                                  "5m, 2h, 1d (or none)", v);
         snprintf(o->aging_s, sizeof(o->aging_s), "%.6f", secs);
@@ -2342,15 +2334,11 @@ main(int argc, char **argv)
         case CTL_OPT_FINISHED_BEFORE:
             o.finished_before = optarg;
             break;
-        case CTL_OPT_INTERVAL: {
-            char *end;
-
-            errno = 0;
-            o.interval = strtod(optarg, &end);
-            if (errno != 0 || end == optarg || *end != '\0' || !(o.interval >= 0.1 && o.interval <= 3600))
-                return ctl_value_err("--interval: \"%s\" is not a number of seconds from 0.1 to 3600", optarg);
+        case CTL_OPT_INTERVAL:
+            if (rh_parse_seconds(optarg, 0.1, 3600, &o.interval) < 0)
+                return ctl_value_err("--interval: \"%s\" is not a duration from 0.1 to 3600 seconds "
+                                     "(such as 2, 500ms, 1m)", optarg);
             break;
-        }
         case CTL_OPT_MISSED:
             if (rh_schedule_parse_missed(optarg) < 0)
                 return ctl_value_err("--missed: \"%s\" is not one of latest, all, none", optarg);

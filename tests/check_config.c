@@ -15,6 +15,7 @@
 
 #include "rh_config.h"
 #include "rh_log.h"
+#include "rh_schedule.h"
 #include "rh_testlib.h"
 
 #define MIN_OK "[handlers]\npath = /opt/rhino/handlers\n"
@@ -244,7 +245,9 @@ END_TEST
 
 START_TEST(test_bad_seconds)
 {
-    static const char *const bad[] = { "-1", "abc", "1e999", "nan", "inf", "1,5", "0x" };
+    static const char *const bad[] = { "-1", "abc", "1e999", "nan", "inf", "1,5", "0x", "-5ms", "nans",
+                                       "infs", "-inf", "1e999ms", "5x", "5 sec", "ms", "5 m s", "0x1d",
+                                       "1dd", "5S" };
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char ini[256];
@@ -257,6 +260,40 @@ START_TEST(test_bad_seconds)
     /* below the key's own floor */
     expect_error(MIN_OK "[worker]\npoll_interval = 0\n", "[worker] poll_interval", NULL);
     expect_error(MIN_OK "[reaper]\nlease = 0.5\n", "[reaper] lease", NULL);
+    /* the floor and the ceiling hold whatever the unit */
+    expect_error(MIN_OK "[worker]\npoll_interval = 0.5ms\n", "[worker] poll_interval", "0.5ms",
+                 "from 0.001 to 60 seconds", "500ms", NULL);
+    expect_error(MIN_OK "[worker]\npoll_interval = 2m\n", "[worker] poll_interval", NULL);
+    expect_error(MIN_OK "[retry]\nmax_delay = 366d\n", "[retry] max_delay", NULL);
+    /* [schedule NAME] timeout shares the parser */
+    expect_error(MIN_OK "[schedule s]\ncron = * * * * *\nkind = k\ntimeout = -1s\n", "timeout", "-1s", NULL);
+}
+END_TEST
+
+/* Durations take the units rhinoctl queue --aging takes: ms, s, m, min, h, d. */
+START_TEST(test_duration_units)
+{
+    rh_config_t cfg;
+
+    expect_ok(MIN_OK "[worker]\npoll_interval = 100ms\njob_timeout = 2h\ncancel_grace = 30s\n"
+              "rescan_interval = 0\n"
+              "[reaper]\ninterval = 250 ms\nlease = 1.5min\n"
+              "[retry]\nbase_delay = 1.5\nmax_delay = 5m\n"
+              "[retention]\ncompleted = 1d\ndiscarded = 0.5d\n"
+              "[schedule s]\ncron = * * * * *\nkind = k\ntimeout = 90s\n", &cfg);
+    ck_assert_double_eq_tol(cfg.poll_interval, 0.1, 1e-12);
+    ck_assert_double_eq(cfg.job_timeout, 7200);
+    ck_assert_double_eq(cfg.cancel_grace, 30);
+    ck_assert_double_eq(cfg.rescan_interval, 0);
+    ck_assert_double_eq(cfg.reaper_interval, 0.25);
+    ck_assert_double_eq(cfg.lease, 90);
+    ck_assert_double_eq(cfg.retry_base_delay, 1.5);     /* a plain number is seconds */
+    ck_assert_double_eq(cfg.retry_max_delay, 300);
+    ck_assert_double_eq(cfg.retention_completed, 86400);
+    ck_assert_double_eq(cfg.retention_discarded, 43200);
+    ck_assert_int_eq(cfg.nschedules, 1);
+    ck_assert_double_eq(cfg.schedules[0].timeout, 90);
+    rh_config_free(&cfg);
 }
 END_TEST
 
@@ -288,8 +325,27 @@ START_TEST(test_parse_seconds)
     ck_assert_int_eq(rh_parse_seconds("-1", 0, 10, &v), -1);
     ck_assert_int_eq(rh_parse_seconds("1e999", 0, 1e300, &v), -1);
     ck_assert_int_eq(rh_parse_seconds("", 0, 10, &v), -1);
-    ck_assert_int_eq(rh_parse_seconds("5ms", 0, 10, &v), -1);
+    ck_assert_int_eq(rh_parse_seconds("5x", 0, 10, &v), -1);
+    ck_assert_int_eq(rh_parse_seconds("nan", 0, 10, &v), -1);
+    ck_assert_int_eq(rh_parse_seconds("-inf", -1e300, 1e300, &v), -1);
+    ck_assert_int_eq(rh_parse_seconds("0x10", 0, 100, &v), -1);     /* hex: "0x1d" is not a day */
+    ck_assert_int_eq(rh_parse_seconds("2d", 0, 86400, &v), -1);      /* the bounds are in seconds */
     ck_assert_double_eq(v, 7);      /* untouched on error */
+    /* each unit */
+    ck_assert_int_eq(rh_parse_seconds("500ms", 0, 10, &v), 0);
+    ck_assert_double_eq_tol(v, 0.5, 1e-12);
+    ck_assert_int_eq(rh_parse_seconds("2s", 0, 10, &v), 0);
+    ck_assert_double_eq(v, 2);
+    ck_assert_int_eq(rh_parse_seconds("5m", 0, 1e6, &v), 0);
+    ck_assert_double_eq(v, 300);
+    ck_assert_int_eq(rh_parse_seconds("5min", 0, 1e6, &v), 0);
+    ck_assert_double_eq(v, 300);
+    ck_assert_int_eq(rh_parse_seconds("1.5h", 0, 1e6, &v), 0);
+    ck_assert_double_eq(v, 5400);
+    ck_assert_int_eq(rh_parse_seconds(" 1 d ", 0, 1e6, &v), 0);
+    ck_assert_double_eq(v, 86400);
+    ck_assert_int_eq(rh_parse_seconds(".5", 0, 1, &v), 0);
+    ck_assert_double_eq(v, 0.5);
 }
 END_TEST
 
@@ -541,6 +597,7 @@ config_suite(void)
     add(s, "batch_size bounds", test_batch_size_bounds);
     add(s, "bad seconds", test_bad_seconds);
     add(s, "fractional seconds", test_fractional_seconds);
+    add(s, "duration units", test_duration_units);
     add(s, "rh_parse_seconds", test_parse_seconds);
     add(s, "empty list item", test_empty_list_item);
     add(s, "empty queue list", test_empty_queues);

@@ -495,7 +495,7 @@ START_TEST(test_config_errors)
           "[schedule x] priority: \"40000\" is not a whole number from -32768 to 32767" },
         { "[schedule x]\ncron = @daily\nkind = k\nmax_attempts = 0\n",
           "[schedule x] max_attempts: \"0\" is not a whole number" },
-        { "[schedule x]\ncron = @daily\nkind = k\ntimeout = -1\n", "[schedule x] timeout: \"-1\" is not a number" },
+        { "[schedule x]\ncron = @daily\nkind = k\ntimeout = -1\n", "[schedule x] timeout: \"-1\" is not a duration from 1ms to 7d" },
         { "[schedule]\ncron = @daily\nkind = k\n", "[schedule]: a schedule section needs a name" },
         { "[schedule a/b]\ncron = @daily\nkind = k\n", "[schedule a/b]: a schedule name may only have letters" },
         { "[schedules]\ncron = @daily\n", "unknown section [schedules]" },
