@@ -386,6 +386,65 @@ ini_error_cb(const char *fmt, ...)
     return 0;
 }
 
+/*
+ * Relative paths in the file are relative to the file's own directory, not
+ * to the working directory: under systemd that is /, so "path = handlers"
+ * that "rhino -t" accepted next to the file would not be found by the
+ * service.  The directory is made absolute (the working directory when the
+ * file was named relatively), so that a later SIGHUP or a worker reads the
+ * same files; symbolic links are not resolved.  Only [handlers] path names
+ * files; the DSN's (sslrootcert, passfile) are libpq's to read.
+ */
+static int
+cf_resolve_paths(const char *file, char **paths, int npaths, char *err, size_t errlen)
+{
+    const char *slash = strrchr(file, '/');
+    char        cwd[4096], *dir = NULL;
+    int         rc = -1;
+
+    for (int i = 0; i < npaths; i++) {
+        const char *rel = paths[i];
+        char       *abs;
+
+        if (rel[0] == '/')
+            continue;
+        if (dir == NULL) {
+            int n;
+
+            if (slash == file)
+                n = asprintf(&dir, "/");
+            else if (file[0] == '/')
+                n = asprintf(&dir, "%.*s", (int) (slash - file), file);
+            else if (getcwd(cwd, sizeof(cwd)) == NULL) {
+                cf_err(err, errlen, "%s: [handlers] path: \"%s\" is relative to the file's directory, but the "
+                       "working directory cannot be read: %s", file, rel, strerror(errno));
+                goto out;
+            } else if (slash == NULL || (slash == file + 1 && file[0] == '.'))
+                n = asprintf(&dir, "%s", cwd);       /* "rhino.ini", "./rhino.ini" */
+            else
+                n = asprintf(&dir, "%s/%.*s", strcmp(cwd, "/") == 0 ? "" : cwd, (int) (slash - file), file);
+            if (n < 0) {
+                dir = NULL;
+                cf_err(err, errlen, "%s: out of memory", file);
+                goto out;
+            }
+        }
+        while (rel[0] == '.' && rel[1] == '/')
+            for (rel += 2; *rel == '/'; rel++)
+                ;
+        if (asprintf(&abs, "%s%s%s", dir, strcmp(dir, "/") == 0 ? "" : "/", rel) < 0) {
+            cf_err(err, errlen, "%s: out of memory", file);
+            goto out;
+        }
+        free(paths[i]);
+        paths[i] = abs;
+    }
+    rc = 0;
+out:
+    free(dir);
+    return rc;
+}
+
 int
 rh_config_load(const char *file, rh_config_t *cfg, char *err, size_t errlen)
 {
@@ -502,6 +561,8 @@ rh_config_load(const char *file, rh_config_t *cfg, char *err, size_t errlen)
                "(comma-separated)", file);
         return -1;
     }
+    if (cf_resolve_paths(file, cfg->handler_paths, cfg->nhandler_paths, err, errlen) < 0)
+        return -1;
     if (cfg->retry_max_delay < cfg->retry_base_delay) {
         cf_err(err, errlen, "%s: [retry] max_delay (%g) is below base_delay (%g)", file,
                cfg->retry_max_delay, cfg->retry_base_delay);

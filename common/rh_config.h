@@ -29,7 +29,7 @@ typedef struct rh_config {
     double   rescan_interval;       /* a claim walks a queue from its first entry at least this often; 0 = always */
 
     /* [handlers] */
-    char   **handler_paths;         /* NULL-terminated: .so files or directories */
+    char   **handler_paths;         /* NULL-terminated: .so files or directories, absolute */
     int      nhandler_paths;
     double   handler_load_timeout;  /* the check that loads them before use is killed after this long */
 
@@ -68,7 +68,8 @@ typedef struct rh_config {
 /*
  * Read and validate FILE into *cfg (zeroed first).  On error returns -1 and
  * writes "FILE: [section] key: reason" into err.  RHINO_DSN, when set,
- * replaces [database] dsn.
+ * replaces [database] dsn.  A relative [handlers] path is made absolute
+ * against the directory FILE is in (not the working directory).
  */
 int  rh_config_load(const char *file, rh_config_t *cfg, char *err, size_t errlen)
     __attribute__((warn_unused_result));

@@ -573,6 +573,61 @@ START_TEST(test_split_list)
 }
 END_TEST
 
+/*
+ * A relative [handlers] path is relative to the file's directory, wherever
+ * rhino runs from (under systemd the working directory is /).
+ */
+START_TEST(test_relative_handler_paths)
+{
+    rh_config_t cfg;
+    char        err[1024], want[4096], here[4096], *path, *dir, *slash;
+
+    ck_assert_ptr_nonnull(getcwd(here, sizeof(here)));
+
+    ck_assert_int_eq(load_text("[handlers]\npath = a.so, ./sub/dir, .//b.so, ../up.so, /abs/c.so\n",
+                               &cfg, err, sizeof(err), &path), 0);
+    dir = strdup(path);
+    slash = strrchr(dir, '/');
+    ck_assert_ptr_nonnull(slash);
+    *slash = '\0';
+    ck_assert_int_eq(cfg.nhandler_paths, 5);
+    snprintf(want, sizeof(want), "%s/a.so", dir);
+    ck_assert_str_eq(cfg.handler_paths[0], want);
+    snprintf(want, sizeof(want), "%s/sub/dir", dir);
+    ck_assert_str_eq(cfg.handler_paths[1], want);
+    snprintf(want, sizeof(want), "%s/b.so", dir);
+    ck_assert_str_eq(cfg.handler_paths[2], want);
+    snprintf(want, sizeof(want), "%s/../up.so", dir);
+    ck_assert_str_eq(cfg.handler_paths[3], want);
+    ck_assert_str_eq(cfg.handler_paths[4], "/abs/c.so");
+    rh_config_free(&cfg);
+
+    /* a file named relatively: still the file's directory, made absolute */
+    ck_assert_int_eq(chdir(dir), 0);
+    ck_assert_int_eq(rh_config_load("rhino.ini", &cfg, err, sizeof(err)), 0);
+    snprintf(want, sizeof(want), "%s/a.so", dir);
+    ck_assert_str_eq(cfg.handler_paths[0], want);
+    rh_config_free(&cfg);
+    ck_assert_int_eq(rh_config_load("./rhino.ini", &cfg, err, sizeof(err)), 0);
+    ck_assert_str_eq(cfg.handler_paths[0], want);
+    rh_config_free(&cfg);
+    ck_assert_int_eq(chdir(".."), 0);
+    snprintf(want, sizeof(want), "%s/rhino.ini", strrchr(dir, '/') + 1);
+    ck_assert_int_eq(rh_config_load(want, &cfg, err, sizeof(err)), 0);
+    snprintf(want, sizeof(want), "%s/a.so", dir);
+    ck_assert_str_eq(cfg.handler_paths[0], want);
+    rh_config_free(&cfg);
+    /* and from / as under systemd */
+    ck_assert_int_eq(chdir("/"), 0);
+    ck_assert_int_eq(rh_config_load(path, &cfg, err, sizeof(err)), 0);
+    ck_assert_str_eq(cfg.handler_paths[0], want);
+    rh_config_free(&cfg);
+    ck_assert_int_eq(chdir(here), 0);     /* for CK_FORK=no */
+    free(dir);
+    free(path);
+}
+END_TEST
+
 static void
 add(Suite *s, const char *name, const TTest *test)
 {
@@ -602,6 +657,7 @@ config_suite(void)
     add(s, "empty list item", test_empty_list_item);
     add(s, "empty queue list", test_empty_queues);
     add(s, "handlers path required", test_handlers_path_required);
+    add(s, "relative handlers path", test_relative_handler_paths);
     add(s, "max_delay below base_delay", test_max_below_base);
     add(s, "lease shorter than three reaper intervals", test_lease_vs_reaper);
     add(s, "log level", test_log_level);
