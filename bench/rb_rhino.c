@@ -30,8 +30,8 @@
 #ifndef RB_SBINDIR
 #define RB_SBINDIR "/usr/local/sbin"
 #endif
-#ifndef RB_PKGLIBDIR
-#define RB_PKGLIBDIR "/usr/local/lib/rhino"
+#ifndef RB_BENCHDIR
+#define RB_BENCHDIR "/usr/local/lib/rhino/bench"
 #endif
 
 extern char **environ;
@@ -138,11 +138,11 @@ rb_rhino_locate(const char *argv0, const char *rhino_opt, const char *handlers_o
         snprintf(cand, sizeof(cand), "%s/bench/bench_handlers.so", dir);
         if (is_file(cand))
             snprintf(handlers_path, sizeof(handlers_path), "%s", cand);
-        else if (is_file(RB_PKGLIBDIR "/bench_handlers.so"))
-            snprintf(handlers_path, sizeof(handlers_path), "%s", RB_PKGLIBDIR "/bench_handlers.so");
+        else if (is_file(RB_BENCHDIR "/bench_handlers.so"))
+            snprintf(handlers_path, sizeof(handlers_path), "%s", RB_BENCHDIR "/bench_handlers.so");
         else
             rb_die("cannot find bench_handlers.so (looked in %s/bench and %s): give its path with --handlers",
-                   dir, RB_PKGLIBDIR);
+                   dir, RB_BENCHDIR);
     }
     /* rhino loads the handlers after a chdir-free start, but a relative path would depend on our cwd */
     if (handlers_path[0] != '/' && realpath(handlers_path, cand) != NULL)

@@ -34,7 +34,7 @@ typedef struct {
 /*
  * Find the rhino executable (--rhino, else next to rhino-bench, else ../sbin,
  * else the configured sbindir, else $PATH) and the bench handlers (--handlers,
- * else bench/ next to rhino-bench, else the configured pkglibdir).  Dies
+ * else bench/ next to rhino-bench, else the installed $(pkglibdir)/bench).  Dies
  * saying what it looked for.
  */
 void        rb_rhino_locate(const char *argv0, const char *rhino_opt, const char *handlers_opt);

@@ -471,9 +471,10 @@ START_TEST(test_key_before_any_section)
 END_TEST
 
 /*
- * The shipped sample (etc/rhino.ini) loads, and every key of the table is
- * documented where users look for it: in the sample (set or commented
- * out), in rhino.ini(5) and in the README's configuration table.  A key
+ * The shipped sample (etc/rhino.ini.in, from which make writes etc/rhino.ini)
+ * loads, and every key of the table is documented where users look for it:
+ * in the sample (set or commented out), in rhino.ini(5) and in the README's
+ * configuration table.  A key
  * added without its documentation fails here.
  */
 START_TEST(test_every_key_is_documented)
@@ -483,11 +484,11 @@ START_TEST(test_every_key_is_documented)
     char       *sample, *man, *readme;
     rh_config_t cfg;
 
-    snprintf(path, sizeof(path), "%s/../etc/rhino.ini", src);
+    snprintf(path, sizeof(path), "%s/../etc/rhino.ini.in", src);
     ck_assert_msg(rh_config_load(path, &cfg, err, sizeof(err)) == 0, "%s", err);
     rh_config_free(&cfg);
     sample = rt_read_file(path);
-    snprintf(path, sizeof(path), "%s/../man/rhino.ini.5", src);
+    snprintf(path, sizeof(path), "%s/../man/rhino.ini.5.in", src);
     man = rt_read_file(path);
     snprintf(path, sizeof(path), "%s/../README.md", src);
     readme = rt_read_file(path);
@@ -501,9 +502,9 @@ START_TEST(test_every_key_is_documented)
         in_sample = in_sample || strstr(sample, needle) != NULL;
         snprintf(needle, sizeof(needle), "\n;%s = ", key);
         in_sample = in_sample || strstr(sample, needle) != NULL;
-        ck_assert_msg(in_sample, "[%s] %s is not in etc/rhino.ini", section, key);
+        ck_assert_msg(in_sample, "[%s] %s is not in etc/rhino.ini.in", section, key);
         snprintf(needle, sizeof(needle), "\n.B %s\n", key);
-        ck_assert_msg(strstr(man, needle) != NULL, "[%s] %s is not in man/rhino.ini.5", section, key);
+        ck_assert_msg(strstr(man, needle) != NULL, "[%s] %s is not in man/rhino.ini.5.in", section, key);
         snprintf(needle, sizeof(needle), "`[%s] %s`", section, key);
         ck_assert_msg(strstr(readme, needle) != NULL, "[%s] %s is not in the README's table", section, key);
     }
