@@ -43,6 +43,28 @@
 #define MFD_EXEC 0x0010U
 #endif
 
+#ifndef RH_PKGLIBDIR
+#define RH_PKGLIBDIR "/usr/local/lib/rhino"
+#endif
+
+/*
+ * etc/rhino.service gives the service its own empty /tmp and /var/tmp
+ * (PrivateTmp=yes) and makes /home, /root and /run/user empty and
+ * inaccessible (ProtectHome=yes): a handler kept there is "No such file or
+ * directory" to the service while ls shows it.  systemd sets INVOCATION_ID
+ * for the processes of every unit, so under systemd the error says where to
+ * look.  "" otherwise.
+ */
+static const char *
+sandbox_hint(int e)
+{
+    if ((e != ENOENT && e != EACCES) || getenv("INVOCATION_ID") == NULL)
+        return "";
+    return "; running under systemd: the unit's sandbox may hide this path (PrivateTmp=yes gives the "
+           "service its own /tmp and /var/tmp, ProtectHome=yes hides /home, /root and /run/user), so keep "
+           "handlers in a directory such as " RH_PKGLIBDIR "/handlers";
+}
+
 static int
 cmp_str(const void *a, const void *b)
 {
@@ -60,7 +82,9 @@ copy_sealed(const char *path, char *err, size_t errlen)
 
     in = open(path, O_RDONLY | O_CLOEXEC);
     if (in < 0) {
-        snprintf(err, errlen, "handler %s: %s (check [handlers] path)", path, strerror(errno));
+        int e = errno;
+
+        snprintf(err, errlen, "handler %s: %s (check [handlers] path%s)", path, strerror(e), sandbox_hint(e));
         return -1;
     }
     /* the name shows in /proc/PID/maps as "/memfd:rhino:x.so (deleted)" */
@@ -139,7 +163,9 @@ add_dir(rh_pin_t *pin, const char *dir, char *err, size_t errlen)
     int            rc = 0;
 
     if (d == NULL) {
-        snprintf(err, errlen, "handler directory %s: %s", dir, strerror(errno));
+        int saved = errno;
+
+        snprintf(err, errlen, "handler directory %s: %s%s", dir, strerror(saved), sandbox_hint(saved));
         return -1;
     }
     while ((e = readdir(d)) != NULL) {
@@ -183,7 +209,10 @@ rh_pin_take(rh_pin_t *pin, char *const *paths, int npaths, char *err, size_t err
         int         rc;
 
         if (stat(paths[i], &st) < 0) {
-            snprintf(err, errlen, "handler %s: %s (check [handlers] path)", paths[i], strerror(errno));
+            int e = errno;
+
+            snprintf(err, errlen, "handler %s: %s (check [handlers] path%s)", paths[i], strerror(e),
+                     sandbox_hint(e));
             rh_pin_release(pin);
             return -1;
         }

@@ -235,7 +235,19 @@ START_TEST(test_missing_path)
     ck_assert_int_ge(asprintf(&missing, "%s/nowhere.so", dir), 0);
     paths[0] = missing;
     paths[1] = NULL;
+    unsetenv("INVOCATION_ID");
     expect_fail(paths, missing, "No such file", NULL);
+    {
+        rh_registry_t reg;
+        char          err[2048];
+
+        ck_assert_int_eq(rh_loader_load(&reg, paths, 1, err, sizeof(err)), -1);
+        ck_assert_msg(strstr(err, "systemd") == NULL, "a sandbox hint outside systemd: %s", err);
+    }
+    /* under systemd, a hint that the unit's sandbox may hide the file */
+    setenv("INVOCATION_ID", "0123456789abcdef0123456789abcdef", 1);
+    expect_fail(paths, missing, "No such file", "PrivateTmp", "ProtectHome", "/handlers", NULL);
+    unsetenv("INVOCATION_ID");
     free(missing);
     free(dir);
 }
