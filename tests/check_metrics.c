@@ -561,6 +561,26 @@ count_sockets(pid_t pid)
 }
 
 /*
+ * A connection to the master's endpoint whose request is not complete yet,
+ * so the master holds it open: its fd (the caller closes it).
+ */
+static int
+half_request(const mt_t *t)
+{
+    struct sockaddr_in a = { 0 };
+    int                fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t) t->port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+    ck_assert_int_eq(write(fd, "GET /metrics HTTP/1.1\r\n", 23), 23);
+    usleep(300 * 1000);         /* accepted by now */
+    return fd;
+}
+
+/*
  * A worker forked while a scraper holds a connection open does not inherit
  * its socket: it had kept the connection open for its whole life, after
  * the master had closed its own side.  A worker has one socket: its
@@ -569,7 +589,6 @@ count_sockets(pid_t pid)
 START_TEST(test_children_hold_no_scrape_socket)
 {
     mt_t               t;
-    struct sockaddr_in a = { 0 };
     char              *body;
     int                fd;
     long               old_pid, new_pid;
@@ -580,15 +599,7 @@ START_TEST(test_children_hold_no_scrape_socket)
     body = scrape(&t);          /* up and serving */
     free(body);
     ck_assert(rt_wait_sql(t.conn, "SELECT count(*) = 3 FROM rhino.workers WHERE ended_at IS NULL", 20));
-    /* a connection accepted by the master, its request not yet complete */
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t) t.port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-    ck_assert_int_eq(write(fd, "GET /metrics HTTP/1.1\r\n", 23), 23);
-    usleep(300 * 1000);
+    fd = half_request(&t);
     /* a worker dies; the master forks its successor while the connection is open */
     old_pid = rt_query_long(t.conn, "SELECT pid FROM rhino.workers WHERE ended_at IS NULL AND slot = 0");
     kill((pid_t) old_pid, SIGKILL);
@@ -633,7 +644,6 @@ maps_contain(pid_t pid, const char *name)
 START_TEST(test_handler_check_holds_no_master_socket)
 {
     mt_t               t;
-    struct sockaddr_in a = { 0 };
     char              *body, *so = rt_build_so("slow_ctor.so", slow_ctor_src), ini[8192];
     pid_t              before[16], after[16], check = 0;
     int                fd, nbefore, nafter;
@@ -647,15 +657,7 @@ START_TEST(test_handler_check_holds_no_master_socket)
     ck_assert(rt_wait_sql(t.conn, "SELECT count(*) = 3 FROM rhino.workers WHERE ended_at IS NULL", 20));
     ck_assert(rt_wait_sql(t.conn, "SELECT count(*) = 1 FROM pg_stat_activity WHERE datname = current_database()"
                                   " AND application_name = 'rhino listener'", 20));
-    /* a connection accepted by the master, its request not yet complete */
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t) t.port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-    ck_assert_int_eq(write(fd, "GET /metrics HTTP/1.1\r\n", 23), 23);
-    usleep(300 * 1000);
+    fd = half_request(&t);
 
     nbefore = rt_children_of(t.pid, before, 16);
     snprintf(ini, sizeof(ini),
@@ -835,6 +837,7 @@ metrics_suite(void)
     tcase_add_test(tc, test_port_in_use_fails_the_start);
 #else
     (void) test_counters_match_the_database;
+    (void) test_children_hold_no_scrape_socket;
     (void) test_handler_check_holds_no_master_socket;
     (void) test_depth_limit;
     (void) test_bad_listen_is_refused;
