@@ -41,10 +41,16 @@ typedef struct {
     double  cancel_at;
 } rh_shm_slot_t;
 
-/* A worker died while a handler ran: the master reports the job to the reaper. */
+/*
+ * A worker died while a handler ran: the master reports the job to the
+ * reaper.  interrupted: the master killed it itself at the stop's deadline
+ * (rh_master.c, RH_KILL_STOP), so the job is handed back without a crash
+ * counted (RH_STMT_INTERRUPTED); otherwise a crash (RH_STMT_CRASHED).
+ */
 typedef struct {
     int64_t job_id;
     int     attempt;
+    int     interrupted;
     char    why[120];
 } rh_shm_report_t;
 

@@ -590,6 +590,39 @@ static const rh_stmt_t rh_stmts[RH_STMT__COUNT] = {
         "        (SELECT count(*) FROM q WHERE state = 'cancelled')",
         6 },
 
+    /*
+     * Jobs whose handler was running when the master killed its worker at
+     * the stop's own deadline ([master] shutdown_timeout after SIGTERM,
+     * fast_shutdown_timeout after SIGINT, or at once on a second stop
+     * signal; $3 says which, and becomes last_error).  Rhino cut the run
+     * short, not the job: no crash is counted, no error recorded, and the
+     * job is available again at once, in its place (run_at kept).
+     * The attempt stays consumed, as in RH_STMT_RESCUE, and unlike
+     * RH_STMT_RELEASE, which gives it back only because the handler never
+     * started: this handler did run, maybe with external effects, and an
+     * attempt number names one run (a handler keying its effects by
+     * (id, attempt) must not see the cut run and the next one as the same).
+     * The fence needs nothing more: the killed worker is dead (the master
+     * reaped it), so no finalize of attempt k can still come, and the next
+     * claim's k+1 is as fresh as after any rescue.  Fenced by attempt; a
+     * job whose cancellation was asked for goes to the history as
+     * cancelled instead (r locks the rows first, as in RH_STMT_CRASHED).
+     * Returns how many were made available, how many cancelled.
+     */
+    [RH_STMT_INTERRUPTED] = { RH_STMT_INTERRUPTED, "interrupted",
+        "WITH a AS MATERIALIZED (SELECT *, 'running'::rhino.job_state AS cur"
+        "                          FROM unnest($1::bigint[], $2::int[], $3::text[]) AS a(id, attempt, why)),"
+        " r AS MATERIALIZED (" RH_LOCK_CANCEL("a") "),"
+        " u AS ("
+        "  UPDATE rhino.jobs j SET state = 'available', worker_id = NULL, last_error = r.why"
+        "    FROM r"
+        "   WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = r.cur AND NOT r.cancel"
+        "  RETURNING j.id),"
+        RH_CANCELLED("r", "j.id = r.id AND j.attempt = r.attempt AND j.state = r.cur AND r.cancel",
+                     "j.attempt", "'cancelled while running; ' || r.why")
+        " SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM c)",
+        3 },
+
     [RH_STMT_NODE_STOP] = { RH_STMT_NODE_STOP, "node_stop",
         "WITH w AS (UPDATE rhino.workers SET ended_at = now() WHERE node_id = $1 AND ended_at IS NULL)"
         " UPDATE rhino.nodes SET stopped_at = now() WHERE id = $1",

@@ -29,6 +29,7 @@ typedef enum {
     /* reaper */
     RH_STMT_LEASES_RENEW,
     RH_STMT_CRASHED,
+    RH_STMT_INTERRUPTED,
     RH_STMT_NODE_STOP,
     RH_STMT_WORKERS_RECONCILE,
     RH_STMT_RESCUE,

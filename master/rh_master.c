@@ -16,8 +16,9 @@
  *            (with exponential backoff when it dies young).
  *   SIGTERM  graceful stop: workers finish the job in hand, finalize, release
  *            what they did not start; after [master] shutdown_timeout the rest
- *            are killed and the reaper rescues their jobs; then the reaper
- *            marks the node stopped and everything exits 0.
+ *            are killed and the reaper rescues their jobs (a job whose
+ *            handler was cut short is interrupted, not a crash: RH_KILL_STOP);
+ *            then the reaper marks the node stopped and everything exits 0.
  *   SIGINT   the same with [master] fast_shutdown_timeout.  A second TERM or
  *            INT kills the workers at once.
  *   stop     a worker stopped (SIGSTOP, a debugger) is marked in shared
@@ -68,6 +69,21 @@
 #include "rh_sql.h"
 #include "rh_worker.h"
 
+/*
+ * Why the master killed a child itself (rh_proc_t.killed), which decides
+ * what its job's report to the reaper says.  A deadline of the job's own
+ * (a timeout, a cancel ignored) is the job's doing and counted as a crash;
+ * the stop's deadline is rhino's own doing: the job is handed back with
+ * no crash counted (RH_STMT_INTERRUPTED), or a long job would be
+ * discarded after max_crashes restarts of the service.
+ */
+typedef enum {
+    RH_KILL_NONE = 0,
+    RH_KILL_TIMEOUT,            /* its handler passed the job's deadline */
+    RH_KILL_CANCEL,             /* its handler still ran [worker] cancel_grace after a cancel */
+    RH_KILL_STOP                /* the stop's deadline, or a second stop signal (M.stop_why) */
+} rh_kill_t;
+
 typedef struct {
     rh_role_t role;
     int       slot;
@@ -77,7 +93,7 @@ typedef struct {
     double    started;
     double    backoff;          /* next respawn delay if it dies young */
     int       stopping;         /* we sent it SIGTERM */
-    int       timed_out;        /* we killed it: 1 its handler passed the deadline, 2 ignored a cancel */
+    rh_kill_t killed;           /* we killed it, and why */
     int       retire;           /* do not respawn (slot removed by a reload) */
     ev_timer  respawn;
     double    died_at;          /* when it last exited (for the systemd watchdog's health check) */
@@ -112,6 +128,7 @@ static struct {
     int             rolling;
     rh_mstate_t     state;
     int             exit_code;
+    char            stop_why[80];   /* why the stop kills workers, for their jobs' last_error */
     ev_signal       sig_term, sig_int, sig_hup;
     ev_child        child;
     ev_timer        deadline;
@@ -408,7 +425,7 @@ spawn(rh_proc_t *p)
     p->started = rh_mono_now();
     p->epoch = M.epoch;
     p->stopping = 0;
-    p->timed_out = 0;
+    p->killed = RH_KILL_NONE;
     if (p->role == RH_ROLE_WORKER)
         rh_shm_store(&M.shm->slot[p->slot].pid, (int) pid);
     rh_log_debug("started %s, pid %d", proc_name(p, name, sizeof(name)), (int) pid);
@@ -484,6 +501,26 @@ stop_reaper(void)
     ev_timer_start(M.loop, &M.deadline);
 }
 
+/*
+ * The stop's deadline (or a second stop signal): kill the workers still
+ * draining.  Each is marked as killed by the stop, unless the watchdog
+ * already killed it for its job's own deadline, so that on_child reports
+ * its job as interrupted, not as a crash.
+ */
+static void
+kill_workers_for_stop(void)
+{
+    for (int i = 0; i < M.nslots; i++) {
+        rh_proc_t *p = &M.workers[i];
+
+        if (p->pid == 0)
+            continue;
+        if (p->killed == RH_KILL_NONE)
+            p->killed = RH_KILL_STOP;
+        kill(p->pid, SIGKILL);
+    }
+}
+
 static void
 begin_shutdown(int fast, int code)
 {
@@ -495,14 +532,15 @@ begin_shutdown(int fast, int code)
         /* a second request: no more waiting */
         if (M.state == M_STOPPING) {
             rh_log_warning("stop requested again: killing %d worker(s) now", workers_alive());
-            for (int i = 0; i < M.nslots; i++)
-                if (M.workers[i].pid)
-                    kill(M.workers[i].pid, SIGKILL);
+            snprintf(M.stop_why, sizeof(M.stop_why), "rhino stopped at once (a second stop signal)");
+            kill_workers_for_stop();
         }
         return;
     }
     start_support();            /* a stop in the first second: the reaper still hands back and closes */
     M.state = M_STOPPING;
+    snprintf(M.stop_why, sizeof(M.stop_why), "rhino stopped (%s %g s passed)",
+             fast ? "fast_shutdown_timeout" : "shutdown_timeout", timeout);
     if (M.check_pid)
         kill(M.check_pid, SIGKILL);     /* a reload being checked: dropped (check_done) */
     rh_notify("STOPPING=1\nSTATUS=stopping: draining %d worker(s)", workers_alive());
@@ -531,9 +569,7 @@ on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
     if (M.state == M_STOPPING) {
         rh_log_warning("shutdown deadline passed: killing %d worker(s); the reaper hands their jobs back",
                        workers_alive());
-        for (int i = 0; i < M.nslots; i++)
-            if (M.workers[i].pid)
-                kill(M.workers[i].pid, SIGKILL);
+        kill_workers_for_stop();
     } else if (M.state == M_STOPPING_REAPER && M.reaper.pid) {
         rh_log_warning("the reaper did not stop in time; killing it");
         kill(M.reaper.pid, SIGKILL);
@@ -545,7 +581,7 @@ on_child(struct ev_loop *loop, ev_child *w, int revents)
 {
     rh_proc_t *p = NULL;
     char       name[32], how[64];
-    int        st = w->rstatus, code;
+    int        st = w->rstatus, code, stopped_by_us, deadline_kill;
     double     now = rh_mono_now();
 
     if (M.check_pid != 0 && w->rpid == M.check_pid) {
@@ -580,13 +616,17 @@ on_child(struct ev_loop *loop, ev_child *w, int revents)
                  WCOREDUMP(st) ? " (core dumped)" : "");
     p->pid = 0;
     p->died_at = now;
+    /* killed by the stop's SIGKILL, not by a signal of its own a moment before it (a real crash) */
+    stopped_by_us = p->killed == RH_KILL_STOP && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL;
+    deadline_kill = p->killed == RH_KILL_TIMEOUT || p->killed == RH_KILL_CANCEL;
     if (p->role == RH_ROLE_WORKER) {
         rh_shm_slot_t *sl = &M.shm->slot[p->slot];
         int64_t        job = rh_shm_load(&sl->job_id);
 
         /*
          * It died inside a handler: report that job, so that the crash is
-         * counted apart from handler errors.  The report is published
+         * counted apart from handler errors, or, killed by the stop, the
+         * job is handed back as interrupted.  The report is published
          * before min_live, which the reaper reads first (see rh_reaper.c).
          */
         if (job != 0) {
@@ -596,9 +636,12 @@ on_child(struct ev_loop *loop, ev_child *w, int revents)
             if (h - rh_shm_load(&M.shm->report_tail) < RH_SHM_REPORTS) {
                 r->job_id = job;
                 r->attempt = rh_shm_load(&sl->job_attempt);
-                if (p->timed_out == 2)
+                r->interrupted = stopped_by_us;
+                if (stopped_by_us)
+                    snprintf(r->why, sizeof(r->why), "interrupted: %s while the handler ran", M.stop_why);
+                else if (p->killed == RH_KILL_CANCEL)
                     snprintf(r->why, sizeof(r->why), "the handler did not stop within [worker] cancel_grace");
-                else if (p->timed_out)
+                else if (p->killed == RH_KILL_TIMEOUT)
                     snprintf(r->why, sizeof(r->why), "timeout: the handler passed its deadline");
                 else
                     snprintf(r->why, sizeof(r->why), "the worker %s while the handler ran", how);
@@ -607,8 +650,9 @@ on_child(struct ev_loop *loop, ev_child *w, int revents)
                 rh_log_error("crash report queue full; job %" PRId64 " is rescued without a crash count", job);
             }
             rh_log_warning("job %" PRId64 " (attempt %d) %s", job, rh_shm_load(&sl->job_attempt),
-                           p->timed_out ? "timed out" : "crashed its worker");
-            if (!p->timed_out)
+                           stopped_by_us ? "was interrupted by the stop; it runs again"
+                           : deadline_kill ? "timed out" : "crashed its worker");
+            if (!stopped_by_us && !deadline_kill)
                 __atomic_fetch_add(&M.shm->metrics.crashes, (uint64_t) 1, __ATOMIC_RELAXED);
             rh_shm_store(&sl->job_id, (int64_t) 0);
             rh_shm_store_d(&sl->deadline, 0.0);
@@ -622,6 +666,8 @@ on_child(struct ev_loop *loop, ev_child *w, int revents)
     }
     if (code == 0 && (p->stopping || M.state != M_RUNNING))
         rh_log_info("%s (pid %d) %s", proc_name(p, name, sizeof(name)), (int) w->rpid, how);
+    else if (stopped_by_us)
+        rh_log_warning("%s (pid %d) %s: %s", proc_name(p, name, sizeof(name)), (int) w->rpid, how, M.stop_why);
     else
         rh_log_error("%s (pid %d) %s", proc_name(p, name, sizeof(name)), (int) w->rpid, how);
 
@@ -949,7 +995,7 @@ on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
 
         if (p->pid > 0 && !p->stopping && rh_shm_load(&sl->idle))
             idle = 1;
-        if (p->pid == 0 || p->timed_out)
+        if (p->pid == 0 || p->killed)
             continue;
         /*
          * The job, its deadline, the job again: the worker publishes the
@@ -968,7 +1014,7 @@ on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
             rh_log_warning("%s: job %" PRId64 " was cancelled and its handler still runs after %.0f s "
                            "([worker] cancel_grace); killing the worker",
                            proc_name(p, name, sizeof(name)), rh_shm_load(&sl->job_id), M.cfg->cancel_grace);
-            p->timed_out = 2;
+            p->killed = RH_KILL_CANCEL;
             kill(p->pid, SIGKILL);
             continue;
         }
@@ -976,7 +1022,7 @@ on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
             rh_log_error("%s: job %" PRId64 " (attempt %d) passed its deadline by %.1f s; killing the worker",
                          proc_name(p, name, sizeof(name)), job,
                          rh_shm_load(&sl->job_attempt), now - d);
-            p->timed_out = 1;
+            p->killed = RH_KILL_TIMEOUT;
             __atomic_fetch_add(&M.shm->metrics.timeouts, (uint64_t) 1, __ATOMIC_RELAXED);
             kill(p->pid, SIGKILL);
         }

@@ -157,7 +157,11 @@ renew_leases(void)
         R.last_renew = rh_mono_now();
 }
 
-/* Count the crashes the master reported, up to head (read after min_live). */
+/*
+ * Count the crashes the master reported, up to head (read after min_live);
+ * a job whose worker the master killed at the stop's deadline is handed
+ * back as interrupted instead, with no crash counted (RH_STMT_INTERRUPTED).
+ */
 static void
 record_crashes(uint32_t head)
 {
@@ -182,10 +186,15 @@ record_crashes(uint32_t head)
         snprintf(maxc, sizeof(maxc), "%d", R.cfg->max_crashes);
         snprintf(base, sizeof(base), "%.3f", R.cfg->retry_base_delay);
         snprintf(maxd, sizeof(maxd), "%.3f", R.cfg->retry_max_delay);
-        res = r_exec(RH_STMT_CRASHED, p);
+        res = r_exec(r->interrupted ? RH_STMT_INTERRUPTED : RH_STMT_CRASHED, p);
         if (res == NULL)
             return;             /* retried next pass; the job stays running until then */
-        if (atoi(PQgetvalue(res, 0, 2)) > 0)
+        if (r->interrupted) {
+            if (atoi(PQgetvalue(res, 0, 1)) > 0)
+                rh_log_info("job %" PRId64 " cancelled: %s", r->job_id, r->why);
+            else if (atoi(PQgetvalue(res, 0, 0)) > 0)
+                rh_log_warning("job %" PRId64 " (attempt %d) %s; available again", r->job_id, r->attempt, r->why);
+        } else if (atoi(PQgetvalue(res, 0, 2)) > 0)
             rh_log_info("job %" PRId64 " cancelled: its worker was stopped while it ran (%s)", r->job_id, r->why);
         else if (atoi(PQgetvalue(res, 0, 0)) > 0)
             rh_log_error("job %" PRId64 " discarded: it crashed its worker %d time(s) ([worker] max_crashes)",

@@ -1293,6 +1293,64 @@ START_TEST(test_crash_is_counted_apart_from_errors)
 }
 END_TEST
 
+/*
+ * A job longer than the stop's deadline: the master kills its worker at
+ * [master] shutdown_timeout (SIGTERM) or fast_shutdown_timeout (SIGINT).
+ * That is rhino's doing, not the job's: the job is available again with no
+ * crash counted and a last_error that says so, its attempt kept (the run
+ * happened).  It used to count as a crash: with max_crashes = 1 here the
+ * job was discarded at the first stop (three `systemctl restart`s by
+ * default).  slow_once sleeps on attempt 1 only, so the restart completes
+ * job 1 at attempt 2 and then holds job 2 for the SIGINT.
+ */
+START_TEST(test_stop_deadline_kill_is_no_crash)
+{
+    rt_daemon_t d;
+    char       *e, *log;
+    int         rc;
+
+    rt_daemon_setup(&d, "[worker]\nprocesses = 1\nmax_crashes = 1\n"
+                        "[master]\nshutdown_timeout = 1\nfast_shutdown_timeout = 0.5\n");
+    rt_exec(d.conn, "SELECT rhino.enqueue('slow_once', '{\"ms\": 60000}')");
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs WHERE id = 1 AND state = 'running'", 20);
+    usleep(200 * 1000);         /* into the handler */
+    rt_daemon_stop(&d);
+    e = rt_query1(d.conn, "SELECT state || ' ' || attempt || ' ' || crash_count || ' ' || errors || ' ' || last_error"
+                          "  FROM rhino.all_jobs WHERE id = 1");
+    ck_assert_msg(e && strcmp(e, "available 1 0 0 interrupted: rhino stopped (shutdown_timeout 1 s passed)"
+                                 " while the handler ran") == 0, "%s", e ? e : "(null)");
+    free(e);
+    ck_assert_int_eq(rt_query_long(d.conn, "SELECT count(*) FROM rhino.job_errors"), 0);
+
+    /* SIGINT: the same with fast_shutdown_timeout */
+    rt_daemon_start(&d);
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs_done WHERE id = 1 AND state = 'completed'"
+                       " AND attempt = 2 AND crash_count = 0", 20);
+    rt_exec(d.conn, "SELECT rhino.enqueue('slow_once', '{\"ms\": 60000}')");
+    rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs WHERE id = 2 AND state = 'running'", 20);
+    usleep(200 * 1000);
+    kill(d.pid, SIGINT);
+    rc = rt_wait_exit(d.pid, 20);
+    if (rc != 0)
+        rt_daemon_dump_log(&d);
+    ck_assert_msg(rc == 0, "rhino exited with %d after SIGINT", rc);
+    d.pid = 0;
+    e = rt_query1(d.conn, "SELECT state || ' ' || attempt || ' ' || crash_count || ' ' || last_error"
+                          "  FROM rhino.all_jobs WHERE id = 2");
+    ck_assert_msg(e && strcmp(e, "available 1 0 interrupted: rhino stopped (fast_shutdown_timeout 0.5 s passed)"
+                                 " while the handler ran") == 0, "%s", e ? e : "(null)");
+    free(e);
+
+    /* no crash in the log, and no error (rt_daemon_teardown checks that) */
+    log = rt_read_file(d.log);
+    ck_assert_msg(log && strstr(log, "shutdown deadline passed") && !strstr(log, "crash"), "log: %s",
+                  log ? log : "(none)");
+    free(log);
+    rt_daemon_teardown(&d);
+}
+END_TEST
+
 /* ---------------------------------------------------------------------- */
 /* bad input                                                              */
 
@@ -1980,6 +2038,7 @@ daemon_suite(void)
     tcase_add_test(tc, test_deadline_kills_and_quarantines);
     tcase_add_test(tc, test_extend_moves_the_deadline);
     tcase_add_test(tc, test_crash_is_counted_apart_from_errors);
+    tcase_add_test(tc, test_stop_deadline_kill_is_no_crash);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("bad_input");

@@ -215,6 +215,31 @@ START_TEST(test_crash_report_sees_a_concurrent_cancel)
 }
 END_TEST
 
+/*
+ * A job interrupted by the stop's deadline (the reaper's report) whose
+ * cancellation commits meanwhile: cancelled; the other available again,
+ * its attempt kept, no crash counted, no error recorded.
+ */
+START_TEST(test_interrupted_report_sees_a_concurrent_cancel)
+{
+    rc_db_t     db;
+    char       *row;
+    const char *params[] = { "{1,2}", "{1,1}", "{\"interrupted: stop\",\"interrupted: stop\"}" };
+
+    rc_setup(&db, 2);
+    row = rc_race(&db, RH_STMT_INTERRUPTED, params, "SELECT rhino.cancel(1)");
+    /* available, cancelled */
+    ck_assert_msg(strcmp(row, "1|1") == 0, "interrupted: %s", row);
+    free(row);
+    ck_assert_state(&db, 1, "cancelled:cancelled while running; interrupted: stop");
+    ck_assert_state(&db, 2, "available:interrupted: stop");
+    ck_assert_int_eq(rt_query_long(db.conn, "SELECT count(*) FROM rhino.all_jobs"
+                                            " WHERE attempt = 1 AND crash_count = 0 AND errors = 0"), 2);
+    ck_assert_int_eq(rt_query_long(db.conn, "SELECT count(*) FROM rhino.job_errors"), 0);
+    rc_teardown(&db);
+}
+END_TEST
+
 /* Claimed jobs given back unstarted: one whose cancellation was asked for is cancelled, not made available. */
 START_TEST(test_release_cancels_what_was_cancelled)
 {
@@ -252,6 +277,7 @@ races_suite(void)
     tcase_add_test(tc, test_concurrent_rescue_still_fences);
     tcase_add_test(tc, test_retry_and_snooze_see_a_concurrent_cancel);
     tcase_add_test(tc, test_crash_report_sees_a_concurrent_cancel);
+    tcase_add_test(tc, test_interrupted_report_sees_a_concurrent_cancel);
     tcase_add_test(tc, test_release_cancels_what_was_cancelled);
     suite_add_tcase(s, tc);
     return s;
