@@ -1159,9 +1159,15 @@ rh_master_run(rh_config_t *cfg)
     sigaddset(&early, SIGHUP);
     sigprocmask(SIG_BLOCK, &early, NULL);
 
+    /*
+     * Everything that can fail here, in this process, comes before the node
+     * is registered: a start that failed after it (the metrics port in use)
+     * left a row in rhino.nodes that was never marked stopped, a live node
+     * to rhinoctl until its lease ran out.  After register_node nothing
+     * returns early: the loop's end is what marks the node stopped (the
+     * reaper's last pass).
+     */
     if (rh_master_check_handlers(cfg, &M.pin) < 0)
-        return 1;
-    if (register_node() < 0)
         return 1;
     M.shm = rh_shm_create();
     if (M.shm == NULL) {
@@ -1176,8 +1182,13 @@ rh_master_run(rh_config_t *cfg)
         return 1;
     }
     rh_notify_init();
+    /* bound now, served once the loop runs (a scrape meanwhile waits in the backlog) */
     if (rh_http_start(M.loop, cfg->metrics_listen, metrics_gauges) < 0)
         return 1;
+    if (register_node() < 0) {
+        rh_http_stop();
+        return 1;
+    }
     ev_signal_init(&M.sig_term, on_term, SIGTERM);
     ev_signal_start(M.loop, &M.sig_term);
     ev_signal_init(&M.sig_int, on_term, SIGINT);

@@ -720,7 +720,11 @@ START_TEST(test_bad_listen_is_refused)
 }
 END_TEST
 
-/* An address already in use stops rhino at start with a clear message. */
+/*
+ * An address already in use stops rhino at start with a clear message,
+ * and leaves no node that looks alive: the start used to fail only after
+ * registering the node, whose row stayed with stopped_at NULL.
+ */
 START_TEST(test_port_in_use_fails_the_start)
 {
     mt_t               t;
@@ -743,6 +747,7 @@ START_TEST(test_port_in_use_fails_the_start)
     ck_assert_msg(log && strstr(log, "cannot serve metrics on") && strstr(log, "in use"), "unclear error:\n%s",
                   log ? log : "");
     free(log);
+    ck_assert_int_eq(rt_query_long(t.conn, "SELECT count(*) FROM rhino.nodes WHERE stopped_at IS NULL"), 0);
     t.allow_errors = 1;
     mt_teardown(&t);
 }
