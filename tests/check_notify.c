@@ -273,6 +273,36 @@ START_TEST(test_watchdog_pid_of_another_process)
 }
 END_TEST
 
+/*
+ * The roll is one slot at a time and an old worker first finishes the job
+ * in its hand, so a reload's READY=1 waits for that job: what
+ * etc/rhino.service's TimeoutStartSec is sized for (systemd bounds the
+ * reloading state by it).  A 3 s job in hand: READY=1 comes after it
+ * completed, not before.
+ */
+START_TEST(test_reload_ready_waits_for_the_job_in_hand)
+{
+    nt_t t;
+    int  reloading, ready;
+
+    nt_setup(&t);
+    nt_start(&t, "WATCHDOG_PID");
+    wait_for(&t, 0, "READY=1", 30);
+    rt_exec(t.conn, "SELECT rhino.enqueue('ok', '{\"ms\": 3000}')");
+    ck_assert_int_eq(rt_wait_sql(t.conn, "SELECT count(*) = 1 FROM rhino.jobs WHERE state = 'running'", 10), 1);
+    kill(t.pid, SIGHUP);
+    reloading = wait_for(&t, 0, "RELOADING=1", 10);
+    ready = wait_for(&t, reloading + 1, "READY=1", 30);
+    ck_assert_msg(t.at[ready] - t.at[reloading] > 1.5, "READY=1 %.2f s after RELOADING=1, with a 3 s job in hand",
+                  t.at[ready] - t.at[reloading]);
+    ck_assert_int_eq(rt_query_long(t.conn, "SELECT count(*) FROM rhino.jobs_done WHERE state = 'completed'"), 1);
+    kill(t.pid, SIGTERM);
+    ck_assert_int_eq(rt_wait_exit(t.pid, 30), 0);
+    t.pid = 0;
+    nt_teardown(&t);
+}
+END_TEST
+
 /* A reload that fails still answers RELOADING=1 with READY=1: the old configuration runs on. */
 START_TEST(test_failed_reload_is_ready_again)
 {
@@ -314,6 +344,7 @@ notify_suite(void)
     tcase_add_test(tc, test_ready_reload_stop_watchdog);
     tcase_add_test(tc, test_watchdog_pid_of_another_process);
     tcase_add_test(tc, test_failed_reload_is_ready_again);
+    tcase_add_test(tc, test_reload_ready_waits_for_the_job_in_hand);
     suite_add_tcase(s, tc);
     return s;
 }
