@@ -14,7 +14,6 @@
 #include "config.h"
 
 #include <check.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,36 +32,6 @@ typedef struct {
 } pv_t;
 
 /* ---- helpers --------------------------------------------------------------- */
-
-static void
-exec_f(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-exec_f(PGconn *conn, const char *fmt, ...)
-{
-    char    sql[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    rt_exec(conn, sql);
-}
-
-static long
-q_long(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static long
-q_long(PGconn *conn, const char *fmt, ...)
-{
-    char    sql[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    return rt_query_long(conn, sql);
-}
 
 /* sql must fail for want of a privilege (SQLSTATE 42501). */
 static void
@@ -179,7 +148,7 @@ pv_setup(pv_t *p)
     p->stats_dsn = rt_dsn_as(p->dsn, p->stats);
     p->daemon_dsn = rt_dsn_as(p->dsn, p->daemon);
 
-    exec_f(p->super, "CREATE SCHEMA rhino AUTHORIZATION \"%s\"", p->owner);
+    rt_execf(p->super, "CREATE SCHEMA rhino AUTHORIZATION \"%s\"", p->owner);
     rc = rt_ctl(p->owner_dsn, NULL, &out, &err, "migrate", NULL);
     ck_assert_msg(rc == 0, "migrate as the owner exited %d: %s", rc, err);
     free(out);
@@ -212,14 +181,14 @@ START_TEST(test_owner_is_no_superuser)
     int   rc;
 
     pv_setup(&p);
-    ck_assert_int_eq(q_long(p.super, "SELECT count(*) FROM pg_roles WHERE rolname = '%s'"
+    ck_assert_int_eq(rt_query_longf(p.super, "SELECT count(*) FROM pg_roles WHERE rolname = '%s'"
                                      " AND NOT rolsuper AND NOT rolcreatedb AND NOT rolcreaterole", p.owner), 1);
-    ck_assert_int_eq(q_long(p.super, "SELECT count(*) FROM pg_class WHERE relnamespace = 'rhino'::regnamespace"
+    ck_assert_int_eq(rt_query_longf(p.super, "SELECT count(*) FROM pg_class WHERE relnamespace = 'rhino'::regnamespace"
                                      " AND relowner <> '\"%s\"'::regrole", p.owner), 0);
-    ck_assert_int_eq(q_long(p.super, "SELECT count(*) FROM pg_proc WHERE pronamespace = 'rhino'::regnamespace"
+    ck_assert_int_eq(rt_query_longf(p.super, "SELECT count(*) FROM pg_proc WHERE pronamespace = 'rhino'::regnamespace"
                                      " AND proowner <> '\"%s\"'::regrole", p.owner), 0);
     /* no right on the database beyond PUBLIC's */
-    ck_assert_int_eq(q_long(p.super, "SELECT count(*) FROM pg_database WHERE datname = current_database()"
+    ck_assert_int_eq(rt_query_longf(p.super, "SELECT count(*) FROM pg_database WHERE datname = current_database()"
                                      " AND has_database_privilege('%s', oid, 'CREATE')", p.owner), 0);
     rc = rt_ctl(p.owner_dsn, NULL, &out, &err, "migrate", NULL);
     ck_assert_msg(rc == 0 && strstr(out, "schema already at version") != NULL, "%d: %s%s", rc, out, err);
@@ -312,9 +281,9 @@ START_TEST(test_app_uses_the_functions)
     ck_assert_int_eq(rt_query_long(p.as_app, "SELECT rhino.enqueue('ok', unique_key => 'k:2',"
                                              " unique_for => '1 hour')"), c);
     s = rt_query_long(p.as_app, "SELECT rhino.enqueue('ok', run_at => now() + interval '1 hour', queue => 'later')");
-    ck_assert_int_eq(q_long(p.as_owner, "SELECT count(*) FROM rhino.jobs WHERE id = %ld AND state = 'scheduled'", s),
+    ck_assert_int_eq(rt_query_longf(p.as_owner, "SELECT count(*) FROM rhino.jobs WHERE id = %ld AND state = 'scheduled'", s),
                      1);
-    ck_assert_int_eq(q_long(p.as_owner, "SELECT count(*) FROM rhino.jobs WHERE id IN (%ld, %ld, %ld)"
+    ck_assert_int_eq(rt_query_longf(p.as_owner, "SELECT count(*) FROM rhino.jobs WHERE id IN (%ld, %ld, %ld)"
                                         " AND state = 'available'", a, b, c), 3);
     ck_assert_int_eq(rt_query_long(p.as_owner, "SELECT count(*) FROM rhino.unique_windows"), 1);
 
@@ -326,7 +295,7 @@ START_TEST(test_app_uses_the_functions)
     v = rt_query1(p.as_app, sql);
     ck_assert_str_eq(v, "already cancelled");
     free(v);
-    ck_assert_int_eq(q_long(p.as_owner, "SELECT count(*) FROM rhino.jobs_done WHERE id = %ld"
+    ck_assert_int_eq(rt_query_longf(p.as_owner, "SELECT count(*) FROM rhino.jobs_done WHERE id = %ld"
                                         " AND state = 'cancelled'", s), 1);
 
     /* schedules */
@@ -351,7 +320,7 @@ START_TEST(test_app_uses_the_functions)
     ck_assert_msg(rc == 0, "rhinoctl cancel as the application exited %d: %s", rc, err);
     free(out);
     free(err);
-    ck_assert_int_eq(q_long(p.as_owner, "SELECT count(*) FROM rhino.jobs_done WHERE id = %ld"
+    ck_assert_int_eq(rt_query_longf(p.as_owner, "SELECT count(*) FROM rhino.jobs_done WHERE id = %ld"
                                         " AND state = 'cancelled'", a), 1);
     pv_teardown(&p);
 }
@@ -391,11 +360,11 @@ START_TEST(test_app_cannot_touch_tables)
 
     pv_setup(&p);
     id = rt_query_long(p.as_app, "SELECT rhino.enqueue('ok', '{\"secret\": 1}')");
-    ck_assert_int_eq(q_long(p.as_owner, "SELECT count(*) FROM rhino.jobs WHERE id = %ld", id), 1);
+    ck_assert_int_eq(rt_query_longf(p.as_owner, "SELECT count(*) FROM rhino.jobs WHERE id = %ld", id), 1);
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
         denied(p.as_app, refused[i]);
     /* the job is as it was */
-    ck_assert_int_eq(q_long(p.as_owner, "SELECT count(*) FROM rhino.jobs WHERE id = %ld AND priority = 0"
+    ck_assert_int_eq(rt_query_longf(p.as_owner, "SELECT count(*) FROM rhino.jobs WHERE id = %ld AND priority = 0"
                                         " AND payload = '{\"secret\": 1}'", id), 1);
     pv_teardown(&p);
 }
@@ -451,7 +420,7 @@ START_TEST(test_search_path_cannot_trick_definer)
     char  sql[256], *v;
 
     pv_setup(&p);
-    exec_f(p.super, "CREATE SCHEMA trap AUTHORIZATION \"%s\"", p.app);
+    rt_execf(p.super, "CREATE SCHEMA trap AUTHORIZATION \"%s\"", p.app);
     rt_exec(p.as_app,
             "CREATE TABLE trap.seen (who text, what text);"
             "CREATE FUNCTION trap.now() RETURNS timestamptz LANGUAGE sql VOLATILE"
@@ -486,13 +455,13 @@ START_TEST(test_search_path_cannot_trick_definer)
     free(v);
     /* only the application's own two calls above, and the || between the two cancels */
     v = rt_query1(p.super, "SELECT string_agg(who || ':' || what, ' ') FROM trap.seen");
-    ck_assert_msg(q_long(p.super, "SELECT count(*) FROM trap.seen WHERE who = '%s'", p.owner) == 0,
+    ck_assert_msg(rt_query_longf(p.super, "SELECT count(*) FROM trap.seen WHERE who = '%s'", p.owner) == 0,
                   "a rhino function ran the caller's objects as the owner: %s", v ? v : "");
-    ck_assert_msg(q_long(p.super, "SELECT count(*) FROM trap.seen WHERE who = '%s'", p.app) == 3, "%s", v ? v : "");
+    ck_assert_msg(rt_query_longf(p.super, "SELECT count(*) FROM trap.seen WHERE who = '%s'", p.app) == 3, "%s", v ? v : "");
     free(v);
     /* and the job went in and out as it should: the temporary "jobs" table stayed empty */
     ck_assert_int_eq(rt_query_long(p.as_app, "SELECT count(*) FROM pg_temp.jobs"), 0);
-    ck_assert_int_eq(q_long(p.as_owner, "SELECT count(*) FROM rhino.jobs_done WHERE id = %ld"
+    ck_assert_int_eq(rt_query_longf(p.as_owner, "SELECT count(*) FROM rhino.jobs_done WHERE id = %ld"
                                         " AND state = 'cancelled'", id), 1);
     pv_teardown(&p);
 }
@@ -526,7 +495,7 @@ START_TEST(test_bulk_producer_copies_only)
 
     conn = rt_connect(p.bulk_dsn);
     ck_assert_msg(rhino_enqueue_many(conn, jobs, 3, ids, existing, &e) == 0, "%s", e.message);
-    ck_assert_int_eq(q_long(p.as_owner, "SELECT count(*) FROM rhino.jobs WHERE id IN (%lld, %lld, %lld)",
+    ck_assert_int_eq(rt_query_longf(p.as_owner, "SELECT count(*) FROM rhino.jobs WHERE id IN (%lld, %lld, %lld)",
                             (long long) ids[0], (long long) ids[1], (long long) ids[2]), 3);
     jobs[0].opts.unique_key = "k";          /* keyed: through rhino.enqueue_job, which it may not call */
     ck_assert_int_eq(rhino_enqueue_many(conn, jobs, 1, ids, existing, &e), -1);
@@ -635,9 +604,9 @@ daemon_runs_app_jobs(pv_t *p, const char *role, const char *role_dsn)
     rt_exec(p->as_app, "SELECT rhino.enqueue('ok', run_at => now() + interval '1 second')");
     rt_daemon_start(&d);
     rt_daemon_wait(&d, "SELECT count(*) = 203 FROM rhino.jobs_done WHERE state = 'completed'", 60);
-    ck_assert_int_eq(q_long(p->super, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    ck_assert_int_eq(rt_query_longf(p->super, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                                       " AND application_name LIKE 'rhino %%' AND usename = '%s'", role), 1 + 2 + 1);
-    ck_assert_int_eq(q_long(p->super, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    ck_assert_int_eq(rt_query_longf(p->super, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                                       " AND application_name LIKE 'rhino %%' AND usename <> '%s'", role), 0);
     /* and a job enqueued while it runs, as new work arrives */
     rt_exec(p->as_app, "SELECT rhino.enqueue('ok')");

@@ -10,7 +10,6 @@
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,21 +21,6 @@
 #include "rh_testlib.h"
 
 /* ---- helpers --------------------------------------------------------------- */
-
-static long
-q_long(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static long
-q_long(PGconn *conn, const char *fmt, ...)
-{
-    char    sql[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    return rt_query_long(conn, sql);
-}
 
 /* rhino.enqueue_job(args): the id, and *existing. */
 static long
@@ -182,14 +166,14 @@ START_TEST(test_sql_duplicate_returns_live_id)
     ck_assert_int_eq(ex, 0);
     ck_assert_int_ne(a, c);
     /* rhino.enqueue returns the same ids */
-    ck_assert_int_eq(q_long(conn, "SELECT rhino.enqueue('k', unique_key => 'order-1')"), a);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT rhino.enqueue('k', unique_key => 'order-1')"), a);
     /* jobs without a key are never folded */
-    d = q_long(conn, "SELECT rhino.enqueue('k')");
-    ck_assert_int_ne(d, q_long(conn, "SELECT rhino.enqueue('k')"));
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE unique_key = 'order-1'"), 1);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs"), 4);
+    d = rt_query_longf(conn, "SELECT rhino.enqueue('k')");
+    ck_assert_int_ne(d, rt_query_longf(conn, "SELECT rhino.enqueue('k')"));
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE unique_key = 'order-1'"), 1);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs"), 4);
     /* the first payload stays */
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE id = %ld AND payload = '{}'", a), 1);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE id = %ld AND payload = '{}'", a), 1);
     PQfinish(conn);
     free(dsn);
 }
@@ -203,7 +187,7 @@ START_TEST(test_sql_v1_calls_still_work)
     const char *p[6] = { "untyped", "{\"a\": 1}", "q", NULL, "7", "3" };
     PGresult   *res;
 
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
                                   " WHERE n.nspname = 'rhino' AND p.proname = 'enqueue'"), 1);
     rt_exec(conn, "SELECT rhino.enqueue('a', '{}', 'q', now(), 5, 3)");
     rt_exec(conn, "SELECT rhino.enqueue('b', priority => 5::smallint, max_attempts => 2)");
@@ -222,16 +206,16 @@ START_TEST(test_sql_v1_calls_still_work)
         ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
         PQclear(res);
     }
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE unique_key = 'invoice:1' AND queue = 'mail'"
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE unique_key = 'invoice:1' AND queue = 'mail'"
                                   " AND priority = 1"), 1);
     /* the README's one-statement batch */
     rt_exec(conn, "SELECT rhino.enqueue('resize', p) FROM jsonb_array_elements('[{\"image\": 1}, {\"image\": 2}]')"
                   " AS p");
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE kind = 'resize'"), 2);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE kind = 'resize'"), 2);
     rt_exec(conn, "DELETE FROM rhino.jobs WHERE kind IN ('send_invoice', 'resize')");
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE unique_key IS NULL"), 4);
-    ck_assert_int_eq(q_long(conn, "SELECT priority FROM rhino.jobs WHERE kind = 'untyped'"), 7);
-    ck_assert_int_eq(q_long(conn, "SELECT timeout::int FROM rhino.jobs WHERE kind = 'c'"), 30);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE unique_key IS NULL"), 4);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT priority FROM rhino.jobs WHERE kind = 'untyped'"), 7);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT timeout::int FROM rhino.jobs WHERE kind = 'c'"), 30);
     expect_error(conn, "SELECT rhino.enqueue('x', priority => 40000)", "22003", "smallint out of range");
     PQfinish(conn);
     free(dsn);
@@ -270,11 +254,11 @@ START_TEST(test_sql_scope_live_states_then_free)
     again = enq(conn, &ex, "'k', unique_key => 'key'");
     ck_assert_int_eq(ex, 0);
     ck_assert_int_ne(again, id);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.all_jobs WHERE unique_key = 'key'"), 2);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.all_jobs WHERE unique_key = 'key'"), 2);
 
     /* a scheduled job holds its key until it has run */
     id = enq(conn, &ex, "'later', run_at => now() + interval '1 day', unique_key => 'sched'");
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE id = %ld AND state = 'scheduled'", id), 1);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE id = %ld AND state = 'scheduled'", id), 1);
     ck_assert_int_eq(enq(conn, &ex, "'later', unique_key => 'sched'"), id);
     ck_assert_int_eq(ex, 1);
     PQfinish(conn);
@@ -297,7 +281,7 @@ START_TEST(test_sql_throttle_window)
     rt_exec(conn, "DELETE FROM rhino.jobs");
     ck_assert_int_eq(enq(conn, &ex, "'k', unique_key => 'w', unique_for => interval '1 hour'"), first);
     ck_assert_int_eq(ex, 1);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs"), 0);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs"), 0);
     /* a plain unique_key enqueue looks at live jobs only */
     id = enq(conn, &ex, "'k', unique_key => 'w'");
     ck_assert_int_eq(ex, 0);
@@ -306,23 +290,23 @@ START_TEST(test_sql_throttle_window)
     rt_exec(conn, "UPDATE rhino.unique_windows SET expires_at = now() - interval '1 s'");
     ck_assert_int_eq(enq(conn, &ex, "'k', unique_key => 'w', unique_for => interval '1 hour'"), id);
     ck_assert_int_eq(ex, 1);
-    ck_assert_int_eq(q_long(conn, "SELECT job_id FROM rhino.unique_windows WHERE unique_key = 'w'"), id);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT job_id FROM rhino.unique_windows WHERE unique_key = 'w'"), id);
     /* expired with no live job: a new job and a new window */
     rt_exec(conn, "DELETE FROM rhino.jobs");
     rt_exec(conn, "UPDATE rhino.unique_windows SET expires_at = now() - interval '1 s'");
     first = enq(conn, &ex, "'k', unique_key => 'w', unique_for => interval '1 hour'");
     ck_assert_int_eq(ex, 0);
     ck_assert_int_ne(first, id);
-    ck_assert_int_eq(q_long(conn, "SELECT job_id FROM rhino.unique_windows WHERE unique_key = 'w'"), first);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.unique_windows"
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT job_id FROM rhino.unique_windows WHERE unique_key = 'w'"), first);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.unique_windows"
                                   " WHERE expires_at > now() + interval '59 min'"), 1);
 
     /* the reaper's prune: expired windows go, live ones stay */
     enq(conn, &ex, "'k', unique_key => 'old', unique_for => interval '1 hour'");
     rt_exec(conn, "UPDATE rhino.unique_windows SET expires_at = now() - interval '1 s' WHERE unique_key = 'old'");
     rt_exec(conn, rh_sql(RH_STMT_UNIQUE_PRUNE)->sql);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.unique_windows WHERE unique_key = 'old'"), 0);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.unique_windows WHERE unique_key = 'w'"), 1);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.unique_windows WHERE unique_key = 'old'"), 0);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.unique_windows WHERE unique_key = 'w'"), 1);
     PQfinish(conn);
     free(dsn);
 }
@@ -356,7 +340,7 @@ START_TEST(test_sql_bad_arguments)
     expect_error(conn, "INSERT INTO rhino.jobs (kind, timeout) VALUES ('k', 'Infinity')", "23514", "jobs_timeout");
     expect_error(conn, "INSERT INTO rhino.jobs (kind, run_at) VALUES ('k', '-infinity')", "23514", "jobs_run_at_finite");
     expect_error(conn, "INSERT INTO rhino.jobs (kind, run_at) VALUES ('k', 'infinity')", "23514", "jobs_run_at_finite");
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs"), 0);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs"), 0);
     PQfinish(conn);
     free(dsn);
 }
@@ -372,8 +356,8 @@ START_TEST(test_sql_rollback_leaves_nothing)
     enq(conn, &ex, "'k', unique_key => 'r'");
     enq(conn, &ex, "'k', unique_key => 'rw', unique_for => interval '1 hour'");
     rt_exec(conn, "ROLLBACK");
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs"), 0);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.unique_windows"), 0);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs"), 0);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.unique_windows"), 0);
     enq(conn, &ex, "'k', unique_key => 'r'");
     ck_assert_int_eq(ex, 0);
     enq(conn, &ex, "'k', unique_key => 'rw', unique_for => interval '1 hour'");
@@ -411,7 +395,7 @@ race(const char *args, int commit_first)
         ck_assert_msg(strtol(v, NULL, 10) != id_a && strstr(v, " f") != NULL, "after a rollback: %s", v);
     }
     free(v);
-    ck_assert_int_eq(q_long(obs, "SELECT count(*) FROM rhino.jobs"), 1);
+    ck_assert_int_eq(rt_query_longf(obs, "SELECT count(*) FROM rhino.jobs"), 1);
     PQfinish(a);
     PQfinish(b);
     PQfinish(obs);
@@ -463,7 +447,7 @@ START_TEST(test_sql_race_free_running)
         free(va);
         free(vb);
     }
-    ck_assert_int_eq(q_long(a, "SELECT count(*) FROM rhino.jobs"), 30);
+    ck_assert_int_eq(rt_query_longf(a, "SELECT count(*) FROM rhino.jobs"), 30);
     PQfinish(a);
     PQfinish(b);
     free(dsn);
@@ -597,11 +581,11 @@ START_TEST(test_ctl_unique_key)
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
     free(out);
     free(err);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE kind = 'ck' AND concurrency_key = 'tenant-7'"),
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE kind = 'ck' AND concurrency_key = 'tenant-7'"),
                      1);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE kind = 'ckb'"
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE kind = 'ckb'"
                                   " AND concurrency_key = E'tenant\\t8'"), 2);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE unique_key = 'u1'"), 1);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE unique_key = 'u1'"), 1);
     PQfinish(conn);
     free(dsn);
 }
@@ -647,7 +631,7 @@ START_TEST(test_ctl_usage_errors)
     {
         PGconn *conn = rt_connect(dsn);
 
-        ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs"), 0);
+        ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs"), 0);
         PQfinish(conn);
     }
     free(dsn);
@@ -679,7 +663,7 @@ START_TEST(test_ctl_bulk_notifies_once)
     ck_assert_int_eq(notes_count(&nn, "bulkq"), 1);
     ck_assert_int_eq(nn.n, 1);
     notes_free(&nn);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs"), 4);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs"), 4);
     PQfinish(conn);
     PQfinish(l);
     free(dsn);
@@ -795,7 +779,7 @@ START_TEST(test_client_bad_arguments)
     /* the transaction is intact: this commits */
     ck_assert_msg(rhino_enqueue(conn, "k", NULL, NULL, &id, NULL, &err) == 0, "%s", err.message);
     rt_exec(conn, "COMMIT");
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs"), 1);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs"), 1);
 
     /* a failed transaction is refused with advice; NULL err is allowed */
     rt_exec(conn, "BEGIN");
@@ -832,7 +816,7 @@ START_TEST(test_client_server_error_no_payload)
     ck_assert_msg(strstr(err.message, "rhino_enqueue_many: jobs[2]: ") == err.message, "%s", err.message);
     ck_assert_msg(strstr(err.message, "hunter2") == NULL, "the payload leaked: %s", err.message);
     ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs"), 0);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs"), 0);
     PQfinish(conn);
     free(dsn);
 }
@@ -868,20 +852,20 @@ START_TEST(test_client_many_copy)
     ck_assert_msg(rhino_enqueue_many(conn, jobs, N, ids, ex, &err) == 0, "%s", err.message);
     ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_INTRANS);
     rt_exec(conn, "COMMIT");
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs"), N);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs"), N);
     for (int i = 0; i < N; i += 97) {
         ck_assert(!ex[i]);
-        ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE id = %lld AND (payload->>'i')::int = %d"
+        ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE id = %lld AND (payload->>'i')::int = %d"
                                       " AND priority = %d AND payload->>'s' = E'tab\\there'",
                                 (long long) ids[i], i, i % 5), 1);
     }
-    ck_assert_int_eq(q_long(conn, "SELECT count(DISTINCT id) FROM rhino.jobs"), N);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE state = 'scheduled'"), 1);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE id = %lld AND state = 'scheduled'"
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(DISTINCT id) FROM rhino.jobs"), N);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE state = 'scheduled'"), 1);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE id = %lld AND state = 'scheduled'"
                                   " AND queue = 'q3' AND run_at = '2100-01-01 00:00:00+00'", (long long) ids[5]), 1);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE concurrency_key = 'seven'"), (N + 6) / 7);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE timeout = 11"), (N + 10) / 11);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE max_attempts <> 25"), 0);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE concurrency_key = 'seven'"), (N + 6) / 7);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE timeout = 11"), (N + 10) / 11);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE max_attempts <> 25"), 0);
     collect(l, conn, &nn);
     ck_assert_int_eq(notes_count(&nn, "q1"), 1);
     ck_assert_int_eq(notes_count(&nn, "q2"), 1);
@@ -893,7 +877,7 @@ START_TEST(test_client_many_copy)
         jobs[i].opts.run_at = NULL;
     ck_assert_msg(rhino_enqueue_many(conn, jobs, N, NULL, NULL, &err) == 0, "%s", err.message);
     ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs"), 2 * N);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs"), 2 * N);
     ck_assert_int_eq(rhino_enqueue_many(conn, jobs, 0, NULL, NULL, &err), 0);
     free(jobs);
     free(ids);
@@ -927,10 +911,10 @@ START_TEST(test_client_many_unique)
     ck_assert_int_eq(ids[2], ids[0]);
     ck_assert_int_eq(ids[3], live);
     ck_assert_int_ne(ids[0], ids[1]);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs"), 4);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE id = %lld AND queue = 'other'"
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs"), 4);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE id = %lld AND queue = 'other'"
                                   " AND payload = '{\"n\": 1}'", (long long) ids[1]), 1);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE id = %lld AND unique_key IS NULL",
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE id = %lld AND unique_key IS NULL",
                             (long long) ids[4]), 1);
     PQfinish(conn);
     free(dsn);
@@ -954,10 +938,10 @@ START_TEST(test_client_rollback_leaves_nothing)
     ck_assert_msg(rhino_enqueue_many(conn, plain, 2, ids, NULL, &err) == 0, "%s", err.message);
     ck_assert_msg(rhino_enqueue_many(conn, keyed, 2, NULL, NULL, &err) == 0, "%s", err.message);
     ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_INTRANS);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs"), 5);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs"), 5);
     rt_exec(conn, "ROLLBACK");
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs"), 0);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.unique_windows"), 0);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs"), 0);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.unique_windows"), 0);
     collect(l, conn, &nn);
     ck_assert_int_eq(nn.n, 0);
     PQfinish(conn);
@@ -991,9 +975,9 @@ START_TEST(test_example_program)
     rc = rt_run(argv, env, NULL, &out, &err);
     ck_assert_msg(rc == 0 && strstr(out, "(existing)") != NULL, "exit %d: %s%s", rc, out, err);
     conn = rt_connect(dsn);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE kind = 'send_invoice'"), 1);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE kind = 'hello'"), 100);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs WHERE kind = 'report' AND state = 'scheduled'"),
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE kind = 'send_invoice'"), 1);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE kind = 'hello'"), 100);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs WHERE kind = 'report' AND state = 'scheduled'"),
                      2);
     PQfinish(conn);
     free(out);
@@ -1063,8 +1047,8 @@ START_TEST(test_daemon_runs_keyed_jobs_once)
     }
     ck_assert_msg(rhino_enqueue_many(conn, jobs, KEYS, NULL, NULL, &err) == 0, "%s", err.message);
     rt_exec(conn, "COMMIT");
-    throttled = q_long(conn, "SELECT rhino.enqueue('ok', unique_key => 'throttled', unique_for => interval '1 hour')");
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs"), KEYS + 1);
+    throttled = rt_query_longf(conn, "SELECT rhino.enqueue('ok', unique_key => 'throttled', unique_for => interval '1 hour')");
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs"), KEYS + 1);
 
     {
         char *argv[] = { (char *) rt_env("RHINO_BIN"), (char *) "-c", inipath, NULL };
@@ -1078,10 +1062,10 @@ START_TEST(test_daemon_runs_keyed_jobs_once)
         ck_abort_msg("keyed jobs did not complete (the log is on stderr)");
     }
     /* while some ran, duplicates kept returning the live ids; now the keys are free */
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs_done WHERE unique_key LIKE 'key-%%'"), KEYS);
-    ck_assert_int_eq(q_long(conn, "SELECT count(*) FROM rhino.jobs_done WHERE kind = 'retry_twice'"
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs_done WHERE unique_key LIKE 'key-%%'"), KEYS);
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT count(*) FROM rhino.jobs_done WHERE kind = 'retry_twice'"
                                   " AND attempt = 3"), KEYS / 3);
-    ck_assert_int_eq(q_long(conn, "SELECT rhino.enqueue('ok', unique_key => 'throttled',"
+    ck_assert_int_eq(rt_query_longf(conn, "SELECT rhino.enqueue('ok', unique_key => 'throttled',"
                                   "                     unique_for => interval '1 hour')"), throttled);
     rt_exec(conn, "SELECT rhino.enqueue('ok', unique_key => 'key-' || k) FROM generate_series(1, 40) k");
     if (!rt_wait_sql(conn, "SELECT count(*) = 81 FROM rhino.jobs_done WHERE state = 'completed'", 60)) {
@@ -1096,7 +1080,7 @@ START_TEST(test_daemon_runs_keyed_jobs_once)
     ck_assert_msg(rc == 0, "rhino exited %d after SIGTERM", rc);
 
     /* the ledger: every job id ran exactly once (retry_twice three times, by attempt) */
-    maxid = q_long(conn, "SELECT max(id) FROM rhino.jobs_done");
+    maxid = rt_query_longf(conn, "SELECT max(id) FROM rhino.jobs_done");
     ck_assert_int_lt(maxid, (long) (sizeof(runs) / sizeof(runs[0])));
     text = rt_read_file(ledger);
     ck_assert_ptr_nonnull(text);

@@ -281,6 +281,30 @@ rt_wait_sql(PGconn *conn, const char *sql, double timeout)
     }
 }
 
+void
+rt_execf(PGconn *conn, const char *fmt, ...)
+{
+    char    sql[2048];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    rt_exec(conn, sql);
+}
+
+long
+rt_query_longf(PGconn *conn, const char *fmt, ...)
+{
+    char    sql[2048];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    return rt_query_long(conn, sql);
+}
+
 int
 rt_wait_lock(PGconn *observer, PGconn *blocked, double timeout)
 {

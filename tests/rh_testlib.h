@@ -87,6 +87,9 @@ char *rt_build_so(const char *name, const char *src);
 
 /* Poll sql (which returns one boolean) every 50 ms until 't' or timeout; 1 if reached. */
 int   rt_wait_sql(PGconn *conn, const char *sql, double timeout);
+/* rt_exec and rt_query_long of a statement made by printf from fmt (at most 2047 bytes). */
+void  rt_execf(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+long  rt_query_longf(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /*
  * Whether, within timeout, the session of `blocked` waits for a lock (a row
  * or a unique index entry that an open transaction wrote), as observer sees
