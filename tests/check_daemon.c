@@ -975,7 +975,9 @@ START_TEST(test_reaper_stopped_during_a_drain)
     rt_daemon_start(&d);
     rt_daemon_wait(&d, "SELECT count(*) = 1 FROM rhino.jobs WHERE state = 'running'", 20);
     worker_pid = rt_query_long(d.conn, "SELECT pid FROM rhino.workers WHERE ended_at IS NULL");
-    n = rt_children_of(d.pid, kids, 8);
+    /* the reaper starts once the workers are ready, or a second after them: it may not be forked yet */
+    for (double t0 = rt_now(); (n = rt_children_of(d.pid, kids, 8)) < 2 && rt_now() - t0 < 10;)
+        usleep(20 * 1000);
     for (int i = 0; i < n; i++)
         if (kids[i] != (pid_t) worker_pid)
             reaper = kids[i];
