@@ -184,6 +184,7 @@ rh_loader_load(rh_registry_t *reg, char *const *paths, int npaths, char *err, si
     rh_pin_release(&pin);
     return rc;
 }
+
 const rh_handler_t *
 rh_loader_find(const rh_registry_t *reg, const char *kind)
 {
